@@ -1,0 +1,1 @@
+"""The four pipeline stages (ingest, silver, train, eval) and their small shared core."""

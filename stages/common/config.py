@@ -1,0 +1,56 @@
+"""Configuration from the environment, built once in ``main()`` (nothing at import)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["Settings"]
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Service settings. Secrets are excluded from ``repr`` so they never reach a log."""
+
+    run_id: str = "local"
+    minio_endpoint: str | None = None
+    """S3 endpoint URL (MinIO), e.g. ``http://minio:9000``; None means AWS defaults."""
+    minio_access_key: str | None = field(default=None, repr=False)
+    minio_secret_key: str | None = field(default=None, repr=False)
+    minio_secure: bool = False
+    """Verify TLS when the endpoint has no scheme (``MINIO_SECURE``)."""
+    minio_region: str = "us-east-1"
+    pg_host: str | None = None
+    """PostgreSQL host for the audit; None disables the audit (single-stage debugging)."""
+    pg_port: int = 5432
+    pg_user: str = "postgres"
+    pg_password: str | None = field(default=None, repr=False)
+    pg_database: str = "mlops_audit"
+    mlflow_tracking_uri: str | None = None
+    """MLflow tracking URI; None disables tracking and the registry."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        e = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = e.get(name, "").strip()
+            return value or None
+
+        return cls(
+            run_id=get("RUN_ID") or "local",
+            minio_endpoint=get("MINIO_ENDPOINT"),
+            minio_access_key=get("MINIO_ACCESS_KEY"),
+            minio_secret_key=get("MINIO_SECRET_KEY"),
+            minio_secure=(get("MINIO_SECURE") or "false").lower() in _TRUE,
+            minio_region=get("MINIO_REGION") or "us-east-1",
+            pg_host=get("PG_HOST"),
+            pg_port=int(get("PG_PORT") or 5432),
+            pg_user=get("PG_USER") or "postgres",
+            pg_password=get("PG_PASSWORD"),
+            pg_database=get("PG_DATABASE") or "mlops_audit",
+            mlflow_tracking_uri=get("MLFLOW_TRACKING_URI"),
+        )

@@ -1,0 +1,55 @@
+"""The model artifact contract between train and eval: skops files, never pickle.
+
+``load_model`` refuses any file whose types are not in ``TRUSTED_TYPES`` (a tampered
+or unexpected artifact from storage is an input error, not code to execute).
+Scores follow one convention: higher means more anomalous.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+__all__ = ["TRUSTED_TYPES", "SCORE_METHODS", "save_model", "load_model", "anomaly_scores"]
+
+# Types skops may construct when loading, beyond its own safe defaults. Keep explicit.
+TRUSTED_TYPES: list[str] = [
+    "sklearn.tree._tree.Tree",  # IsolationForest's trees
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",  # HistGradientBoosting
+]
+
+SCORE_METHODS = ("neg_score_samples", "predict_proba")
+
+
+def save_model(estimator: Any, path: Path) -> None:
+    import skops.io as sio
+
+    sio.dump(estimator, path)
+
+
+def load_model(path: Path) -> Any:
+    """Load a skops model, refusing types outside ``TRUSTED_TYPES`` with a clear error."""
+    import skops.io as sio
+
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as exc:  # noqa: BLE001 - any parse failure means a bad artifact
+        raise InputError(f"{path}: not a readable skops model ({type(exc).__name__}: {exc})") from exc
+    refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
+    if refused:
+        raise InputError(f"{path}: model refused, it contains untrusted types {refused}")
+    try:
+        return sio.load(path, trusted=untrusted)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{path}: model could not be loaded ({type(exc).__name__}: {exc})") from exc
+
+
+def anomaly_scores(estimator: Any, X: Any, method: str) -> Any:
+    """Scores where higher = more anomalous: ``-score_samples`` (Isolation Forest) or P(malicious)."""
+    if method == "neg_score_samples":
+        return -estimator.score_samples(X)
+    if method == "predict_proba":
+        return estimator.predict_proba(X)[:, 1]
+    raise InputError(f"model card: unknown score method {method!r} (expected one of {SCORE_METHODS})")

@@ -1,0 +1,166 @@
+"""The one ``main()`` every stage shares: flags → logging → audit → body → exit code.
+
+A stage supplies an argparse parser and a ``body(ctx)`` function. The runner adds the
+common flags, configures logging, opens the audit attempt, runs the body, maps
+exceptions to the exit codes of ``errors.ExitCode`` and records the outcome. SIGTERM is
+turned into an exception so temporary files are removed and nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from .audit import Artifact, Audit, NullAudit, open_audit
+from .config import Settings
+from .errors import ExitCode, StageError
+from .logs import configure
+from .storage import Storage, sha256_file
+
+__all__ = ["StageContext", "OutputFile", "add_common_flags", "run_stage"]
+
+log = logging.getLogger(__name__)
+
+
+class Terminated(Exception):
+    """SIGTERM arrived (pod deleted, workflow stopped)."""
+
+
+@dataclass
+class OutputFile:
+    """A temporary local file that becomes an artifact once the ``with`` block succeeds."""
+
+    path: Path
+    rows: int | None = None
+
+
+@dataclass
+class StageContext:
+    """What a stage body gets: its flags, services, and places to record results."""
+
+    stage: str
+    args: argparse.Namespace
+    settings: Settings
+    storage: Storage
+    params_dir: Path | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    artifacts: list[Artifact] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        return self.settings.run_id
+
+    def fetch_input(self, name: str, uri: str, rows: int | None = None) -> Path:
+        """Fetch ``uri`` to a local file and record it as an input (sha256, bytes)."""
+        path = self.storage.fetch(uri)
+        self.record("input", name, uri, path, rows)
+        return path
+
+    @contextlib.contextmanager
+    def output(self, name: str, uri: str, suffix: str = "") -> Iterator[OutputFile]:
+        """Write to ``out.path`` inside the block; it is published to ``uri`` atomically."""
+        with self.storage.writing(uri, suffix=suffix) as tmp:
+            out = OutputFile(tmp)
+            yield out
+            self.record("output", name, uri, tmp, out.rows)
+
+    def record(self, direction: str, name: str, uri: str, path: Path, rows: int | None = None) -> Artifact:
+        artifact = Artifact(direction, name, uri, sha256_file(path), rows, path.stat().st_size)
+        self.artifacts.append(artifact)
+        return artifact
+
+    def sha256(self, name: str) -> str | None:
+        """The sha256 of a recorded output, for output parameters."""
+        return next((a.sha256 for a in self.artifacts if a.direction == "output" and a.name == name), None)
+
+    def set_param(self, name: str, value: Any) -> None:
+        """Write an Argo output parameter file (``<params-dir>/<name>``) atomically."""
+        if self.params_dir is None:
+            return
+        self.params_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.params_dir, prefix=f".{name}.")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(value))
+        os.replace(tmp, self.params_dir / name)
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("run and logging")
+    g.add_argument("--run-id", default=None, help="pipeline run id (default: $RUN_ID, else 'local')")
+    g.add_argument("--attempt", type=int, default=None,
+                   help="attempt number for the audit (default: $STAGE_ATTEMPT, Argo's {{retries}}, else 0)")
+    g.add_argument("--params-dir", type=Path, default=None,
+                   help="write small results as files here for Argo output parameters (e.g. /tmp/outputs/params)")
+    g.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    g.add_argument("--log-format", default="auto", choices=["auto", "json", "text"],
+                   help="auto: JSON unless stderr is a terminal")
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated("terminated by SIGTERM")
+
+
+def run_stage(
+    stage: str,
+    parser: argparse.ArgumentParser,
+    body: Callable[[StageContext], None],
+    argv: Sequence[str] | None = None,
+) -> int:
+    """Parse flags, run ``body`` under the audit, return the process exit code."""
+    add_common_flags(parser)
+    args = parser.parse_args(argv)  # exits 2 with argparse's message on usage errors
+    settings = Settings.from_env()
+    if args.run_id:
+        settings = replace(settings, run_id=args.run_id)
+    attempt = args.attempt if args.attempt is not None else int(os.environ.get("STAGE_ATTEMPT") or 0)
+    configure(stage, settings.run_id, args.log_level, args.log_format)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+
+    ctx = StageContext(stage, args, settings, Storage(settings), args.params_dir)
+    audit: Audit | NullAudit = NullAudit()
+    started = time.monotonic()
+    code, status, error = ExitCode.OK, "SUCCEEDED", None
+    try:
+        audit = open_audit(settings)
+        audit.start(stage, attempt, {k: v for k, v in vars(args).items() if v is not None})
+        log.info("%s started", stage, extra={"attempt": attempt})
+        body(ctx)
+    except StageError as exc:
+        code, status, error = exc.exit_code, "FAILED", str(exc)
+        log.error("%s", exc, extra={"exit_code": int(code)})
+    except Terminated as exc:
+        code, status, error = ExitCode.UNEXPECTED, "FAILED", str(exc)
+        log.error("%s; temporary files removed, nothing published after this point", exc)
+    except Exception as exc:  # noqa: BLE001 - the runner is the one place that maps everything
+        code, status, error = ExitCode.UNEXPECTED, "FAILED", f"{type(exc).__name__}: {exc}"
+        log.exception("unexpected error")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    ctx.metrics.setdefault("wall_seconds", round(time.monotonic() - started, 3))
+    try:
+        audit.finish(status, int(code), ctx.metrics, ctx.artifacts, error)
+    except StageError as exc:
+        log.error("could not record the outcome in the audit: %s", exc)
+        if code == ExitCode.OK:
+            code = exc.exit_code
+    finally:
+        audit.close()
+    log.info("%s %s", stage, status.lower(), extra={"exit_code": int(code), "seconds": ctx.metrics["wall_seconds"]})
+    return int(code)
+
+
+def main_exit(code: int) -> None:
+    """``sys.exit`` for ``__main__`` modules; flushes logging first."""
+    logging.shutdown()
+    sys.exit(code)

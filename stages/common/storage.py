@@ -1,0 +1,205 @@
+"""URI-based storage: local paths, ``file://`` and ``s3://bucket/key`` (MinIO).
+
+Reads hand back a local file (downloaded for S3); writes go to a temporary file that
+is published only when complete (``os.replace`` locally, a finished upload on S3), so
+a killed stage never leaves a half-written artifact where the next stage would read it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from .config import Settings
+from .errors import InputError, TransientError
+
+__all__ = ["Location", "Storage", "sha256_file"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Location:
+    """A parsed URI: ``scheme`` is ``file`` or ``s3``."""
+
+    scheme: str
+    bucket: str
+    key: str
+
+    @classmethod
+    def parse(cls, uri: str) -> Location:
+        parsed = urlparse(uri)
+        if parsed.scheme == "s3":
+            key = parsed.path.lstrip("/")
+            if not parsed.netloc or not key:
+                raise InputError(f"{uri}: an S3 URI needs a bucket and a key (s3://bucket/key)")
+            return cls("s3", parsed.netloc, key)
+        if parsed.scheme == "file":
+            return cls("file", "", unquote(parsed.path))
+        if parsed.scheme and len(parsed.scheme) > 1:  # one letter is a Windows drive
+            raise InputError(f"{uri}: unsupported URI scheme {parsed.scheme!r} (use a path, file:// or s3://)")
+        return cls("file", "", uri)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.key)
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}" if self.scheme == "s3" else self.key
+
+
+def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Storage:
+    """Reads and writes artifacts by URI. One instance per stage run."""
+
+    def __init__(self, settings: Settings, workdir: Path | None = None) -> None:
+        self.settings = settings
+        self._workdir = workdir
+        self._s3: Any = None
+
+    @property
+    def workdir(self) -> Path:
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="stage-"))
+        return self._workdir
+
+    def s3(self) -> Any:
+        """A boto3 S3 client for MinIO: path-style addressing, standard retries with backoff."""
+        if self._s3 is None:
+            import boto3
+            from botocore.config import Config
+
+            s = self.settings
+            endpoint = s.minio_endpoint
+            if endpoint and "://" not in endpoint:
+                endpoint = ("https://" if s.minio_secure else "http://") + endpoint
+            self._s3 = boto3.client(
+                "s3",
+                endpoint_url=endpoint,
+                aws_access_key_id=s.minio_access_key,
+                aws_secret_access_key=s.minio_secret_key,
+                region_name=s.minio_region,
+                config=Config(
+                    s3={"addressing_style": "path"},
+                    retries={"mode": "standard", "max_attempts": 5},
+                    connect_timeout=5,
+                    read_timeout=60,
+                ),
+            )
+        return self._s3
+
+    def fetch(self, uri: str) -> Path:
+        """Return a local path holding the artifact at ``uri`` (downloaded for S3)."""
+        loc = Location.parse(uri)
+        if loc.scheme == "file":
+            if not loc.path.is_file():
+                raise InputError(f"{uri}: no such file")
+            return loc.path
+        dest = self.workdir / "in" / loc.bucket / loc.key
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".part")
+        with self._s3_errors(uri):
+            self.s3().download_file(loc.bucket, loc.key, str(tmp))
+        os.replace(tmp, dest)
+        return dest
+
+    def exists(self, uri: str) -> bool:
+        loc = Location.parse(uri)
+        if loc.scheme == "file":
+            return loc.path.exists()
+        from botocore.exceptions import ClientError
+
+        try:
+            with self._s3_errors(uri):
+                self.s3().head_object(Bucket=loc.bucket, Key=loc.key)
+        except InputError:
+            return False
+        except ClientError:
+            return False
+        return True
+
+    @contextlib.contextmanager
+    def writing(self, uri: str, suffix: str = "") -> Iterator[Path]:
+        """Yield a temporary local path; publish it to ``uri`` only if the block succeeds.
+
+        Locally the temp file sits beside the target and is renamed over it; on S3 the
+        object appears only when the upload completes. On error the temp file is removed.
+        """
+        loc = Location.parse(uri)
+        if loc.scheme == "file":
+            loc.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{loc.path.name}.", suffix=suffix + ".part", dir=loc.path.parent)
+        else:
+            staging = self.workdir / "out"
+            staging.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f"{Path(loc.key).name}.", suffix=suffix + ".part", dir=staging)
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            yield tmp
+            self.publish(tmp, uri)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def publish(self, local: Path, uri: str) -> None:
+        """Copy a finished local file to ``uri`` atomically."""
+        loc = Location.parse(uri)
+        if loc.scheme == "file":
+            loc.path.parent.mkdir(parents=True, exist_ok=True)
+            if local.parent.resolve() == loc.path.parent.resolve():
+                os.replace(local, loc.path)
+                return
+            fd, name = tempfile.mkstemp(prefix=f".{loc.path.name}.", suffix=".part", dir=loc.path.parent)
+            os.close(fd)
+            try:
+                shutil.copyfile(local, name)
+                os.replace(name, loc.path)
+            finally:
+                Path(name).unlink(missing_ok=True)
+            return
+        with self._s3_errors(uri):
+            self.s3().upload_file(str(local), loc.bucket, loc.key)
+        log.debug("uploaded %s", uri)
+
+    @contextlib.contextmanager
+    def _s3_errors(self, uri: str) -> Iterator[None]:
+        """Map botocore errors: missing key/bucket → InputError, unreachable/5xx → TransientError."""
+        from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+        endpoint = self.settings.minio_endpoint or "AWS default"
+        try:
+            yield
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            code = str(err.get("Code", ""))
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            if code in {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}:
+                raise InputError(f"{uri}: not found in S3 ({code})") from exc
+            if code in {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
+                raise InputError(
+                    f"{uri}: access denied ({code}); check MINIO_ACCESS_KEY/MINIO_SECRET_KEY"
+                ) from exc
+            if status >= 500 or code in {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"}:
+                raise TransientError(f"{uri}: S3 at {endpoint} failed after retries ({code}); check MINIO_ENDPOINT") from exc
+            raise
+        except (EndpointConnectionError, BotoCoreError) as exc:
+            raise TransientError(
+                f"{uri}: S3 at {endpoint} unreachable after retries ({type(exc).__name__}); check MINIO_ENDPOINT"
+            ) from exc

@@ -1,0 +1,1 @@
+"""The Argo workflow of the pipeline: Hera definition, compile/validate/submit and a local executor."""
