@@ -34,8 +34,12 @@ def audit_db(postgres: dict[str, str]) -> Iterator[object]:
     """A psycopg2 connection to the audit database (autocommit)."""
     import psycopg2
 
-    conn = psycopg2.connect(host=postgres["PG_HOST"], port=int(postgres["PG_PORT"]),
-                            user=postgres["PG_USER"], dbname=postgres["PG_DATABASE"])
+    conn = psycopg2.connect(
+        host=postgres["PG_HOST"],
+        port=int(postgres["PG_PORT"]),
+        user=postgres["PG_USER"],
+        dbname=postgres["PG_DATABASE"],
+    )
     conn.autocommit = True
     yield conn
     conn.close()
@@ -57,8 +61,13 @@ def s3_server() -> Iterator[dict[str, str]]:
         "MINIO_ACCESS_KEY": "test-access-key",
         "MINIO_SECRET_KEY": "test-secret-key",
     }
-    boto3.client("s3", endpoint_url=env["MINIO_ENDPOINT"], aws_access_key_id="test-access-key",
-                 aws_secret_access_key="test-secret-key", region_name="us-east-1").create_bucket(Bucket="cybersec-mlops")
+    boto3.client(
+        "s3",
+        endpoint_url=env["MINIO_ENDPOINT"],
+        aws_access_key_id="test-access-key",
+        aws_secret_access_key="test-secret-key",
+        region_name="us-east-1",
+    ).create_bucket(Bucket="cybersec-mlops")
     yield env
     server.stop()
 
@@ -78,4 +87,3 @@ def stage_env(postgres: dict[str, str], mlflow_uri: str) -> dict[str, str]:
     env["MLFLOW_TRACKING_URI"] = mlflow_uri
     env["PYTHONPATH"] = str(REPO)
     return env
-

@@ -9,8 +9,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_stage(stage: str, *args: str, env: dict[str, str] | None = None,
-              cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+def run_stage(
+    stage: str, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m stages.<stage> args...`` as a real process and return it completed."""
-    return subprocess.run([sys.executable, "-m", f"stages.{stage}", *args], env=env, cwd=cwd or REPO,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", f"stages.{stage}", *args],
+        env=env,
+        cwd=cwd or REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -74,16 +74,42 @@ class EmbeddedPostgres:
             shutil.chown(self.data_dir, "postgres")
         if not (pgdata / "PG_VERSION").exists():
             subprocess.run(
-                self._as_owner([str(bindir / "initdb"), "-D", str(pgdata), "-U", self.user, "--auth=trust",
-                                "-E", "UTF8", "--no-sync"]),
-                check=True, capture_output=True,
+                self._as_owner(
+                    [
+                        str(bindir / "initdb"),
+                        "-D",
+                        str(pgdata),
+                        "-U",
+                        self.user,
+                        "--auth=trust",
+                        "-E",
+                        "UTF8",
+                        "--no-sync",
+                    ]
+                ),
+                check=True,
+                capture_output=True,
             )
         self.port = self.port or free_port()
         opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data_dir} -c fsync=off"
         subprocess.run(
-            self._as_owner([str(bindir / "pg_ctl"), "-D", str(pgdata), "-o", opts, "-l",
-                            str(self.data_dir / "server.log"), "-w", "-t", "60", "start"]),
-            check=True, capture_output=True,
+            self._as_owner(
+                [
+                    str(bindir / "pg_ctl"),
+                    "-D",
+                    str(pgdata),
+                    "-o",
+                    opts,
+                    "-l",
+                    str(self.data_dir / "server.log"),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
         )
         port_file.write_text(str(self.port))
         self._create_database()
@@ -134,5 +160,7 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         bindir = _debian_bin()
         if bindir is not None and (self.data_dir / "data").exists():
-            subprocess.run(self._as_owner([str(bindir / "pg_ctl"), "-D", str(self.data_dir / "data"), "-m", "fast",
-                                           "-w", "stop"]), capture_output=True)
+            subprocess.run(
+                self._as_owner([str(bindir / "pg_ctl"), "-D", str(self.data_dir / "data"), "-m", "fast", "-w", "stop"]),
+                capture_output=True,
+            )

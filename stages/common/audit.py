@@ -95,7 +95,9 @@ class NullAudit:
     def start(self, stage: str, attempt: int, params: dict[str, Any]) -> None:
         log.warning("audit disabled: PG_HOST is not set, this attempt is not recorded")
 
-    def finish(self, status: str, exit_code: int, metrics: dict[str, Any], artifacts: list[Artifact], error: str | None) -> None:
+    def finish(
+        self, status: str, exit_code: int, metrics: dict[str, Any], artifacts: list[Artifact], error: str | None
+    ) -> None:
         pass
 
     def close(self) -> None:
@@ -146,8 +148,12 @@ class Audit:
 
         s = self.settings
         try:
-            retry(attempt, transient=(psycopg2.OperationalError, psycopg2.InterfaceError), what=f"audit {what}",
-                  attempts=self.retries)
+            retry(
+                attempt,
+                transient=(psycopg2.OperationalError, psycopg2.InterfaceError),
+                what=f"audit {what}",
+                attempts=self.retries,
+            )
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise TransientError(
@@ -166,8 +172,10 @@ class Audit:
     def migrate(self) -> None:
         def run(cur: Any) -> None:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (0x6D6C6F7073,))
-            cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, "
-                        "applied_at timestamptz NOT NULL DEFAULT now())")
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, "
+                "applied_at timestamptz NOT NULL DEFAULT now())"
+            )
             cur.execute("SELECT coalesce(max(version), 0) FROM schema_version")
             current = cur.fetchone()[0]
             for version, sql in enumerate(MIGRATIONS, start=1):
@@ -184,8 +192,7 @@ class Audit:
 
         def run(cur: Any) -> None:
             cur.execute(
-                "INSERT INTO pipeline_runs (run_id) VALUES (%s) "
-                "ON CONFLICT (run_id) DO UPDATE SET updated_at = now()",
+                "INSERT INTO pipeline_runs (run_id) VALUES (%s) ON CONFLICT (run_id) DO UPDATE SET updated_at = now()",
                 (self.run_id,),
             )
             cur.execute(
@@ -203,7 +210,9 @@ class Audit:
 
         self._execute("start", run)
 
-    def finish(self, status: str, exit_code: int, metrics: dict[str, Any], artifacts: list[Artifact], error: str | None) -> None:
+    def finish(
+        self, status: str, exit_code: int, metrics: dict[str, Any], artifacts: list[Artifact], error: str | None
+    ) -> None:
         def run(cur: Any) -> None:
             if status == "SUCCEEDED":
                 cur.execute(

@@ -23,6 +23,8 @@ class Settings:
     minio_secure: bool = False
     """Verify TLS when the endpoint has no scheme (``MINIO_SECURE``)."""
     minio_region: str = "us-east-1"
+    minio_max_attempts: int = 5
+    """botocore attempts per S3 call (standard retry mode, exponential backoff)."""
     pg_host: str | None = None
     """PostgreSQL host for the audit; None disables the audit (single-stage debugging)."""
     pg_port: int = 5432
@@ -47,6 +49,7 @@ class Settings:
             minio_secret_key=get("MINIO_SECRET_KEY"),
             minio_secure=(get("MINIO_SECURE") or "false").lower() in _TRUE,
             minio_region=get("MINIO_REGION") or "us-east-1",
+            minio_max_attempts=int(get("MINIO_MAX_ATTEMPTS") or 5),
             pg_host=get("PG_HOST"),
             pg_port=int(get("PG_PORT") or 5432),
             pg_user=get("PG_USER") or "postgres",

@@ -98,13 +98,22 @@ class StageContext:
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("run and logging")
     g.add_argument("--run-id", default=None, help="pipeline run id (default: $RUN_ID, else 'local')")
-    g.add_argument("--attempt", type=int, default=None,
-                   help="attempt number for the audit (default: $STAGE_ATTEMPT, Argo's {{retries}}, else 0)")
-    g.add_argument("--params-dir", type=Path, default=None,
-                   help="write small results as files here for Argo output parameters (e.g. /tmp/outputs/params)")
+    g.add_argument(
+        "--attempt",
+        type=int,
+        default=None,
+        help="attempt number for the audit (default: $STAGE_ATTEMPT, Argo's {{retries}}, else 0)",
+    )
+    g.add_argument(
+        "--params-dir",
+        type=Path,
+        default=None,
+        help="write small results as files here for Argo output parameters (e.g. /tmp/outputs/params)",
+    )
     g.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    g.add_argument("--log-format", default="auto", choices=["auto", "json", "text"],
-                   help="auto: JSON unless stderr is a terminal")
+    g.add_argument(
+        "--log-format", default="auto", choices=["auto", "json", "text"], help="auto: JSON unless stderr is a terminal"
+    )
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

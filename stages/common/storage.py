@@ -98,7 +98,7 @@ class Storage:
                 region_name=s.minio_region,
                 config=Config(
                     s3={"addressing_style": "path"},
-                    retries={"mode": "standard", "max_attempts": 5},
+                    retries={"mode": "standard", "max_attempts": s.minio_max_attempts},
                     connect_timeout=5,
                     read_timeout=60,
                 ),
@@ -193,11 +193,11 @@ class Storage:
             if code in {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}:
                 raise InputError(f"{uri}: not found in S3 ({code})") from exc
             if code in {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
-                raise InputError(
-                    f"{uri}: access denied ({code}); check MINIO_ACCESS_KEY/MINIO_SECRET_KEY"
-                ) from exc
+                raise InputError(f"{uri}: access denied ({code}); check MINIO_ACCESS_KEY/MINIO_SECRET_KEY") from exc
             if status >= 500 or code in {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"}:
-                raise TransientError(f"{uri}: S3 at {endpoint} failed after retries ({code}); check MINIO_ENDPOINT") from exc
+                raise TransientError(
+                    f"{uri}: S3 at {endpoint} failed after retries ({code}); check MINIO_ENDPOINT"
+                ) from exc
             raise
         except (EndpointConnectionError, BotoCoreError) as exc:
             raise TransientError(

@@ -1,0 +1,39 @@
+# Two commands for a newcomer:  make demo   (run the pipeline locally)   make test   (all tests)
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+ROWS   ?= 100000
+
+.PHONY: demo test lint compile validate images bench clean services-stop
+
+$(VENV)/.installed: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+demo: $(VENV)/.installed  ## run the whole pipeline locally on synthetic data and show the result
+	$(PY) -m workflows demo --rows $(ROWS)
+
+test: $(VENV)/.installed  ## run every test tier (starts PostgreSQL, S3 and MLflow itself; images need dockerd)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check stages workflows tests benchmarks
+	$(VENV)/bin/ruff format --check stages workflows tests benchmarks
+	$(VENV)/bin/mypy
+
+compile: $(VENV)/.installed  ## regenerate workflows/compiled/ from the Hera code
+	$(PY) -m workflows compile
+
+validate: $(VENV)/.installed
+	$(PY) -m workflows validate workflows/compiled/*.yaml k8s/*.yaml
+
+bench: $(VENV)/.installed  ## performance and detection benchmarks → BENCHMARKS.md
+	$(PY) -m benchmarks
+
+services-stop:
+	$(PY) -m workflows services stop
+
+clean:
+	rm -rf .local .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,102 @@
+"""The shared stage main(): exit codes, params files, audit outcome, SIGTERM cleanup."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stages.common.errors import GateFailed, InputError, TransientError
+from stages.common.runner import StageContext, run_stage
+from tests.helpers import REPO
+
+
+def _run(body: Any, argv: list[str], monkeypatch: pytest.MonkeyPatch, env: dict[str, str] | None = None) -> int:
+    for key in ("PG_HOST", "RUN_ID", "MLFLOW_TRACKING_URI", "STAGE_ATTEMPT"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in (env or {}).items():
+        monkeypatch.setenv(key, value)
+    return run_stage("demo", argparse.ArgumentParser(prog="demo"), body, argv)
+
+
+def _raise(exc: Exception) -> Any:
+    def body(ctx: StageContext) -> None:
+        raise exc
+
+    return body
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (InputError("flows.log line 3: bad"), 2),
+        (GateFailed("gate failed"), 3),
+        (TransientError("S3 unreachable"), 75),
+        (ValueError("bug"), 1),
+    ],
+)
+def test_exceptions_map_to_exit_codes(exc: Exception, code: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _run(_raise(exc), ["--log-format", "text"], monkeypatch) == code
+
+
+def test_outputs_and_params_are_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres: dict[str, str], audit_db: Any
+) -> None:
+    target = tmp_path / "out.txt"
+
+    def body(ctx: StageContext) -> None:
+        with ctx.output("result", str(target)) as out:
+            out.path.write_text("hello\n")
+            out.rows = 1
+        ctx.set_param("sha256", ctx.sha256("result"))
+        ctx.metrics["rows"] = 1
+
+    code = _run(body, ["--run-id", "runner-ok", "--params-dir", str(tmp_path / "params")], monkeypatch, postgres)
+    assert code == 0
+    params = (tmp_path / "params" / "sha256").read_text()
+    with audit_db.cursor() as cur:
+        cur.execute(
+            "SELECT a.sha256, a.rows, s.status, s.metrics->>'rows' FROM stage_artifacts a "
+            "JOIN stage_attempts s USING (run_id, stage, attempt) WHERE run_id = %s",
+            ("runner-ok",),
+        )
+        assert cur.fetchall() == [(params, 1, "SUCCEEDED", "1")]
+
+
+def test_sigterm_mid_write_leaves_nothing(tmp_path: Path) -> None:
+    """A stage killed while writing publishes nothing and exits non-zero."""
+    script = textwrap.dedent(f"""
+        import argparse, time
+        from stages.common.runner import run_stage, main_exit
+        def body(ctx):
+            with ctx.output("big", {str(tmp_path / "big.bin")!r}) as out:
+                with open(out.path, "wb") as fh:
+                    fh.write(b"x" * 1000)
+                    fh.flush()
+                    print("writing", flush=True)
+                    time.sleep(30)
+        main_exit(run_stage("demo", argparse.ArgumentParser(), body, []))
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env={**env, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "writing"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert "terminated by SIGTERM" in err
+    assert list(tmp_path.iterdir()) == [], "no artifact and no temp file may remain"

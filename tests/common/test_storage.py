@@ -1,0 +1,97 @@
+"""URI storage against local files and moto's S3 server over HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stages.common.config import Settings
+from stages.common.errors import InputError, TransientError
+from stages.common.storage import Location, Storage, sha256_file
+from workflows.localservices import free_port
+
+
+@pytest.mark.parametrize(
+    ("uri", "scheme", "bucket", "key"),
+    [
+        ("/data/flows.parquet", "file", "", "/data/flows.parquet"),
+        ("relative/x.json", "file", "", "relative/x.json"),
+        ("file:///data/a%20b.log", "file", "", "/data/a b.log"),
+        ("s3://cybersec-mlops/raw/r1/flows.parquet", "s3", "cybersec-mlops", "raw/r1/flows.parquet"),
+    ],
+)
+def test_location_parse(uri: str, scheme: str, bucket: str, key: str) -> None:
+    loc = Location.parse(uri)
+    assert (loc.scheme, loc.bucket, loc.key) == (scheme, bucket, key)
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket-only", "s3:///key-only", "gs://bucket/key"])
+def test_location_rejects_bad_uris(uri: str) -> None:
+    with pytest.raises(InputError, match=uri.split("/")[0]):
+        Location.parse(uri)
+
+
+def test_local_write_is_atomic(tmp_path: Path) -> None:
+    storage = Storage(Settings())
+    target = tmp_path / "out" / "flows.parquet"
+    with storage.writing(str(target)) as tmp:
+        tmp.write_bytes(b"complete")
+        assert not target.exists(), "the target must not appear before the block ends"
+    assert target.read_bytes() == b"complete"
+
+    with pytest.raises(RuntimeError), storage.writing(str(target)) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed mid-write")
+    assert target.read_bytes() == b"complete"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["flows.parquet"], "no temp file left behind"
+
+
+def test_missing_local_file_is_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"nope\.parquet: no such file"):
+        Storage(Settings()).fetch(str(tmp_path / "nope.parquet"))
+
+
+def test_s3_round_trip(s3_server: dict[str, str], tmp_path: Path) -> None:
+    storage = Storage(Settings.from_env(s3_server), workdir=tmp_path / "work")
+    uri = "s3://cybersec-mlops/raw/test-run/flows.parquet"
+    with storage.writing(uri) as tmp:
+        tmp.write_bytes(b"x" * 10_000)
+        assert not storage.exists(uri)
+    assert storage.exists(uri)
+    local = storage.fetch(uri)
+    assert local.read_bytes() == b"x" * 10_000
+    assert sha256_file(local) == sha256_file(tmp_path / "work" / "in" / "cybersec-mlops" / "raw/test-run/flows.parquet")
+
+
+def test_s3_failed_write_publishes_nothing(s3_server: dict[str, str], tmp_path: Path) -> None:
+    storage = Storage(Settings.from_env(s3_server), workdir=tmp_path)
+    uri = "s3://cybersec-mlops/raw/failed-run/flows.parquet"
+    with pytest.raises(RuntimeError), storage.writing(uri) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed")
+    assert not storage.exists(uri)
+
+
+def test_s3_missing_key_is_input_error(s3_server: dict[str, str], tmp_path: Path) -> None:
+    storage = Storage(Settings.from_env(s3_server), workdir=tmp_path)
+    with pytest.raises(InputError, match=r"s3://cybersec-mlops/raw/none/flows.parquet: not found"):
+        storage.fetch("s3://cybersec-mlops/raw/none/flows.parquet")
+
+
+def test_s3_unreachable_is_transient_and_names_the_setting(tmp_path: Path) -> None:
+    env = {
+        "MINIO_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        "MINIO_MAX_ATTEMPTS": "2",
+        "MINIO_ACCESS_KEY": "k",
+        "MINIO_SECRET_KEY": "s",
+    }
+    storage = Storage(Settings.from_env(env), workdir=tmp_path)
+    with pytest.raises(TransientError, match="unreachable after retries.*check MINIO_ENDPOINT"):
+        storage.fetch("s3://cybersec-mlops/raw/x/flows.parquet")
+
+
+def test_settings_never_show_secrets() -> None:
+    s = Settings.from_env({"MINIO_SECRET_KEY": "hunter2-secret", "PG_PASSWORD": "pg-pass-123"})
+    assert "hunter2-secret" not in repr(s) and "pg-pass-123" not in repr(s)
+    assert s.minio_secret_key == "hunter2-secret"
