@@ -65,43 +65,8 @@ _PROFILES = (
 _PROFILE_P = np.array([p[3] for p in _PROFILES]) / sum(p[3] for p in _PROFILES)
 _APP_PORTS = np.array([8080, 8443, 5222, 1194, 3478, 9000, 5228, 8000, 1883, 5060, 6881, 27017])
 _INBOUND = ((HTTP, 80, 0.35), (SSL, 443, 0.5), (SMTP, 25, 0.1), (SSH, 22, 0.05))
-_PUBLIC_FIRST_OCTETS = np.array(
-    [
-        13,
-        18,
-        23,
-        31,
-        34,
-        35,
-        37,
-        45,
-        52,
-        54,
-        64,
-        66,
-        69,
-        74,
-        77,
-        81,
-        91,
-        93,
-        104,
-        142,
-        151,
-        157,
-        162,
-        173,
-        185,
-        188,
-        193,
-        195,
-        199,
-        203,
-        208,
-        212,
-        216,
-    ]
-)
+# First octets of publicly routed /8s that external peers are drawn from.
+_PUBLIC_FIRST_OCTETS = np.array([13, 18, 23, 31, 34, 35, 37, 45, 52, 54, 64, 66, 69, 74, 77, 81, 91, 93, 104])
 
 
 def ip(a: int, b: int, c: int, d: int) -> int:
