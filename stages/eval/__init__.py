@@ -1,0 +1,1 @@
+"""eval: score the holdout, measure, report, apply the quality gate, manage the champion alias."""

@@ -1,0 +1,215 @@
+"""Evaluation metrics as pure functions on arrays: detection quality, alert volume, drift.
+
+Conventions: ``scores`` are anomaly scores (higher = more anomalous); a row raises an
+alert when ``score >= threshold``. ``y_true`` is a float array with 0 (benign),
+1 (malicious) and NaN (unlabelled); metrics that need labels use only labelled rows and
+report how many were left out. A metric that cannot be computed (no positives, no
+alerts, a single class) is ``None`` — never a made-up 0 — and a reason is given.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "PSI_DRIFT_THRESHOLD",
+    "overall_metrics",
+    "recall_by_attack",
+    "alert_stats",
+    "score_summary",
+    "psi",
+    "drift",
+    "robust_stats",
+    "robust_z",
+]
+
+PSI_DRIFT_THRESHOLD = 0.2
+"""PSI above this marks a feature as drifted (the usual rule of thumb: > 0.2 is a significant shift)."""
+
+_QUANTILES = {"p01": 0.01, "p05": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95, "p99": 0.99, "p999": 0.999}
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return float(num) / float(den) if den else None
+
+
+def _labelled(y_true: np.ndarray) -> np.ndarray:
+    return ~np.isnan(np.asarray(y_true, dtype=float))
+
+
+def overall_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Precision, recall, F1, FPR at ``threshold``; PR-AUC, ROC-AUC, recall at 1% FPR.
+
+    Only labelled rows count; ``labelled_rows``/``unlabelled_rows`` say how many. PR-AUC
+    is average precision (the area a SOC cares about when attacks are rare). When the
+    labelled rows hold a single class the AUCs are ``None`` and ``auc_note`` says why.
+    """
+    y_all = np.asarray(y_true, dtype=float)
+    s_all = np.asarray(scores, dtype=float)
+    mask = _labelled(y_all)
+    y, s = y_all[mask] > 0.5, s_all[mask]
+    alert = s >= threshold
+    tp = int(np.sum(alert & y))
+    fp = int(np.sum(alert & ~y))
+    fn = int(np.sum(~alert & y))
+    tn = int(np.sum(~alert & ~y))
+    precision, recall, fpr = _ratio(tp, tp + fp), _ratio(tp, tp + fn), _ratio(fp, fp + tn)
+    f1 = None
+    if precision is not None and recall is not None:
+        f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    out: dict[str, Any] = {
+        "labelled_rows": int(mask.sum()),
+        "unlabelled_rows": int((~mask).sum()),
+        "positives": tp + fn,
+        "negatives": fp + tn,
+        "confusion": {"tp": tp, "fp": fp, "tn": tn, "fn": fn},
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "fpr": fpr,
+        "pr_auc": None,
+        "roc_auc": None,
+        "recall_at_1pct_fpr": None,
+        "auc_note": None,
+    }
+    if tp + fn == 0 or fp + tn == 0:
+        missing = "malicious" if tp + fn == 0 else "benign"
+        out["auc_note"] = f"no {missing} rows among the {int(mask.sum())} labelled holdout rows: AUCs are undefined"
+        return out
+    from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+    out["pr_auc"] = float(average_precision_score(y, s))
+    out["roc_auc"] = float(roc_auc_score(y, s))
+    roc_fpr, roc_tpr, _ = roc_curve(y, s)
+    out["recall_at_1pct_fpr"] = float(roc_tpr[roc_fpr <= 0.01].max())
+    return out
+
+
+def recall_by_attack(y_true: np.ndarray, attack_type: np.ndarray, alerts: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Per attack type among labelled malicious rows: ``{type: {"rows", "detected", "recall"}}``.
+
+    Malicious rows without a type are grouped as ``"unknown"``. Sorted by type name.
+    """
+    y = np.asarray(y_true, dtype=float)
+    malicious = _labelled(y) & (np.nan_to_num(y) > 0.5)
+    if not malicious.any():
+        return {}
+    types = np.array(
+        [
+            "unknown" if t is None or (isinstance(t, float) and math.isnan(t)) or t == "" else str(t)
+            for t in np.asarray(attack_type, dtype=object)[malicious]
+        ],
+        dtype=object,
+    )
+    hits = np.asarray(alerts, dtype=bool)[malicious]
+    out = {}
+    for name in sorted(set(types)):
+        sel = types == name
+        rows, detected = int(sel.sum()), int(hits[sel].sum())
+        out[name] = {"rows": rows, "detected": detected, "recall": detected / rows}
+    return out
+
+
+def alert_stats(alerts: np.ndarray, ts: np.ndarray | None) -> dict[str, Any]:
+    """Alert count and rate; alerts per day over the holdout's time span (``None`` without ts).
+
+    ``ts`` is a datetime64 array (NaT for unknown); the span is max − min of known ts.
+    A span of zero (one instant) gives ``None`` rather than a division by zero.
+    """
+    alerts = np.asarray(alerts, dtype=bool)
+    n, k = int(alerts.size), int(alerts.sum())
+    out: dict[str, Any] = {"alerts": k, "alert_rate": _ratio(k, n), "alerts_per_day": None, "span_days": None}
+    if ts is None:
+        return out
+    known = np.asarray(ts, dtype="datetime64[us]")
+    known = known[~np.isnat(known)]
+    if known.size == 0:
+        return out
+    span_days = float((known.max() - known.min()) / np.timedelta64(1, "s")) / 86400.0
+    out["span_days"] = span_days
+    out["alerts_per_day"] = k / span_days if span_days > 0 else None
+    return out
+
+
+def score_summary(scores: np.ndarray, bins: int = 30) -> dict[str, Any]:
+    """Quantiles (``p01`` … ``p999``), min/max/mean and a histogram of the scores."""
+    s = np.asarray(scores, dtype=float)
+    s = s[np.isfinite(s)]
+    if s.size == 0:
+        return {"quantiles": {}, "histogram": {"edges": [], "counts": []}}
+    quantiles = dict(zip(_QUANTILES, np.quantile(s, list(_QUANTILES.values())).tolist(), strict=True))
+    quantiles.update(min=float(s.min()), max=float(s.max()), mean=float(s.mean()))
+    counts, edges = np.histogram(s, bins=bins)
+    return {"quantiles": quantiles, "histogram": {"edges": edges.tolist(), "counts": counts.tolist()}}
+
+
+def _bin_edges(expected: np.ndarray, bins: int) -> np.ndarray:
+    """Inner cut points: the distinct interior quantiles of ``expected`` (ties collapse)."""
+    finite = expected[np.isfinite(expected)]
+    if finite.size == 0:
+        return np.array([])
+    return np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1]))
+
+
+def _shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Share of values per bin (-inf, e1], (e1, e2], ..., (ek, inf), plus one bin for NaN."""
+    finite = np.isfinite(values)
+    counts = np.bincount(np.searchsorted(edges, values[finite], side="left"), minlength=edges.size + 1)
+    counts = np.append(counts, (~finite).sum())
+    return counts / max(values.size, 1)
+
+
+def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10, eps: float = 1e-4) -> float | None:
+    """Population stability index of ``actual`` against ``expected`` (train).
+
+    Bins are quantiles of ``expected`` (so each holds ~1/bins of train); values equal to a
+    cut point go to the lower bin, NaN gets a bin of its own. Empty bins are floored at
+    ``eps`` so the log stays finite. ``None`` when either side is empty.
+    """
+    e = np.asarray(expected, dtype=float)
+    a = np.asarray(actual, dtype=float)
+    if e.size == 0 or a.size == 0:
+        return None
+    edges = _bin_edges(e, bins)
+    p = np.maximum(_shares(e, edges), eps)
+    q = np.maximum(_shares(a, edges), eps)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def drift(
+    train: np.ndarray, holdout: np.ndarray, names: list[str], threshold: float = PSI_DRIFT_THRESHOLD, bins: int = 10
+) -> dict[str, Any]:
+    """PSI per feature (columns of the 2-D arrays), the maximum, and the features above ``threshold``."""
+    values = {name: psi(train[:, j], holdout[:, j], bins=bins) for j, name in enumerate(names)}
+    known = [v for v in values.values() if v is not None]
+    return {
+        "psi": values,
+        "max_psi": max(known) if known else None,
+        "drifted": sorted(n for n, v in values.items() if v is not None and v > threshold),
+        "threshold": threshold,
+        "bins": bins,
+    }
+
+
+def robust_stats(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column median and a robust scale from train rows (IQR/1.349, then MAD, std, 1).
+
+    The fallbacks keep the scale positive for near-constant features such as one-hot
+    flags, where the IQR is 0 but a rare 1 is still worth pointing at.
+    """
+    med = np.nanmedian(train, axis=0)
+    q75, q25 = np.nanpercentile(train, [75, 25], axis=0)
+    scale = (q75 - q25) / 1.349
+    mad = 1.4826 * np.nanmedian(np.abs(train - med), axis=0)
+    std = np.nanstd(train, axis=0)
+    for fallback in (mad, std, np.ones_like(std)):
+        scale = np.where(np.isfinite(scale) & (scale > 1e-12), scale, fallback)
+    return np.nan_to_num(med), scale
+
+
+def robust_z(rows: np.ndarray, median: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """(x − median) / scale, row-wise; NaN stays NaN."""
+    return (np.asarray(rows, dtype=float) - median) / scale
