@@ -1,0 +1,159 @@
+"""Load and check eval's inputs: silver features + manifest, and the model card.
+
+Everything here enforces the artifact contract in the brief; a violation is an
+``InputError`` that names the URI and the field, so a wrong pairing of artifacts (a
+model trained on another feature set, a truncated file) stops the stage before scoring.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stages.common.errors import InputError
+
+__all__ = ["PASSTHROUGH", "EvalData", "load_json", "check_contract", "load_features"]
+
+PASSTHROUGH = ["ts", "uid", "src_ip", "dst_ip", "dst_port", "proto", "service", "conn_state", "label", "attack_type"]
+
+
+@dataclass
+class EvalData:
+    """Holdout and train rows of the silver features, as arrays in manifest feature order."""
+
+    features: list[str]
+    train_X: np.ndarray
+    """float32, train rows × features (the drift and robust-z baseline)."""
+    holdout_X: np.ndarray
+    """float32, holdout rows × features (what gets scored)."""
+    y: np.ndarray
+    """float, 0 benign / 1 malicious / NaN unlabelled, one per holdout row."""
+    attack_type: np.ndarray
+    """object (str or None), one per holdout row."""
+    ts: np.ndarray | None
+    """datetime64[us] (NaT unknown) per holdout row, or None when the column is absent."""
+    holdout: Any
+    """pyarrow Table of the passthrough columns of the holdout rows (for the top-alerts table)."""
+
+    @property
+    def has_labels(self) -> bool:
+        return bool(np.any(~np.isnan(self.y)))
+
+
+def load_json(path: Path, uri: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{uri}: not a readable JSON file ({exc})") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{uri}: expected a JSON object at the top level, found {type(data).__name__}")
+    return data
+
+
+def _require(doc: dict[str, Any], uri: str, keys: list[str]) -> None:
+    missing = [k for k in keys if k not in doc]
+    if missing:
+        raise InputError(f"{uri}: missing field(s) {missing}; was it written by the matching stage version?")
+
+
+def schema_hash(features: list[str], dtypes: dict[str, str]) -> str:
+    """The manifest's schema hash: sha256 of the sorted-key JSON of features and dtypes."""
+    return hashlib.sha256(json.dumps({"features": features, "dtypes": dtypes}, sort_keys=True).encode()).hexdigest()
+
+
+def check_contract(manifest: dict[str, Any], card: dict[str, Any], manifest_uri: str, card_uri: str) -> None:
+    """The card must describe a model trained on exactly the manifest's features."""
+    _require(manifest, manifest_uri, ["features", "dtypes", "schema_hash"])
+    _require(card, card_uri, ["features", "schema_hash", "threshold", "score_method"])
+    recomputed = schema_hash(manifest["features"], manifest["dtypes"])
+    if recomputed != manifest["schema_hash"]:
+        raise InputError(
+            f"{manifest_uri}: schema_hash {manifest['schema_hash']} does not match its own features/"
+            f"dtypes (recomputed {recomputed}); the manifest was edited or corrupted"
+        )
+    if card["schema_hash"] != manifest["schema_hash"]:
+        raise InputError(
+            f"feature schema mismatch: manifest {manifest_uri} has schema_hash {manifest['schema_hash']} but model "
+            f"card {card_uri} has schema_hash {card['schema_hash']}; evaluate the model with the features it was "
+            "trained on (same silver run) or retrain it"
+        )
+    if list(card["features"]) != list(manifest["features"]):
+        only_card = sorted(set(card["features"]) - set(manifest["features"]))
+        only_manifest = sorted(set(manifest["features"]) - set(card["features"]))
+        raise InputError(
+            f"{card_uri}: features differ from {manifest_uri} (only in card: {only_card}, only in "
+            f"manifest: {only_manifest}, or a different order)"
+        )
+    threshold = card["threshold"]
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
+        raise InputError(f"{card_uri}: field 'threshold' must be a finite number, found {threshold!r}")
+
+
+def _read_table(path: Path, uri: str, features: list[str]) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{uri}: not a readable Parquet file ({exc})") from exc
+    missing = [c for c in ["split", *features] if c not in schema.names]
+    if missing:
+        raise InputError(
+            f"{uri}: column(s) {missing[:10]} missing (named in the manifest or required by the "
+            "contract); features and manifest must come from the same silver run"
+        )
+    for name in features:
+        t = schema.field(name).type
+        if not (pa.types.is_floating(t) or pa.types.is_integer(t)):
+            raise InputError(f"{uri}: feature column {name!r} has type {t}, expected float32")
+    columns = ["split", *[c for c in PASSTHROUGH if c in schema.names], *features]
+    return pq.read_table(path, columns=list(dict.fromkeys(columns)))
+
+
+def _matrix(table: Any, features: list[str]) -> np.ndarray:
+    out = np.empty((table.num_rows, len(features)), dtype=np.float32)
+    for j, name in enumerate(features):
+        out[:, j] = table.column(name).to_numpy(zero_copy_only=False)
+    return out
+
+
+def load_features(path: Path, manifest: dict[str, Any], uri: str) -> EvalData:
+    """Read the silver Parquet: split column, passthrough columns and the manifest's features."""
+    import pyarrow.compute as pc
+
+    features = list(manifest["features"])
+    table = _read_table(path, uri, features)
+    split = table.column("split")
+    unknown = set(pc.unique(split).to_pylist()) - {"train", "holdout"}
+    if unknown:
+        raise InputError(f"{uri}: column 'split' has values {sorted(map(str, unknown))}, expected 'train'/'holdout'")
+    holdout = table.filter(pc.equal(split, "holdout"))
+    train = table.filter(pc.equal(split, "train"))
+    if holdout.num_rows == 0:
+        raise InputError(f"{uri}: no holdout rows (split == 'holdout'); rerun silver with --holdout-fraction > 0")
+    n = holdout.num_rows
+    y = np.full(n, np.nan)
+    if "label" in holdout.column_names:
+        y = holdout.column("label").to_numpy(zero_copy_only=False).astype(float)
+        bad = set(np.unique(y[~np.isnan(y)]).tolist()) - {0.0, 1.0}
+        if bad:
+            raise InputError(f"{uri}: column 'label' has values {sorted(bad)}, expected 0, 1 or null")
+    attack = (
+        holdout.column("attack_type").to_numpy(zero_copy_only=False)
+        if "attack_type" in holdout.column_names
+        else np.full(n, None, dtype=object)
+    )
+    ts = None
+    if "ts" in holdout.column_names:
+        ts = holdout.column("ts").to_numpy(zero_copy_only=False).astype("datetime64[us]")
+    passthrough = [c for c in PASSTHROUGH if c in holdout.column_names]
+    return EvalData(
+        features, _matrix(train, features), _matrix(holdout, features), y, attack, ts, holdout.select(passthrough)
+    )

@@ -1,0 +1,209 @@
+"""MLflow side of eval: log results into the train run, tag the candidate, move ``champion``.
+
+Only ``MlflowClient`` calls that the REST API serves are used, so the stage image can
+ship mlflow-skinny. Every call is retried on transient faults (5xx, 429, connection
+errors) and then raises ``TransientError`` naming MLFLOW_TRACKING_URI (exit 75, which
+Argo retries). "Not found" answers are not faults: a missing alias means no champion yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from stages.common.errors import InputError, TransientError
+from stages.common.retry import retry
+
+__all__ = ["Registry", "CHAMPION_ALIAS", "METRIC_TAG", "version_tags"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CHAMPION_ALIAS = "champion"
+METRIC_TAG = "holdout_pr_auc"
+"""Version tag holding the primary metric that later evals compare against."""
+_TAGGED = ["pr_auc", "roc_auc", "precision", "recall", "fpr", "f1", "alert_rate", "alerts_per_day"]
+
+
+class _Retryable(Exception):
+    """Wraps an MLflow error that is worth retrying."""
+
+
+def _transient(exc: BaseException) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, MlflowException):
+        status = exc.get_http_status_code()
+        return status >= 500 or status == 429
+    try:
+        import requests
+
+        return isinstance(exc, requests.RequestException | ConnectionError | TimeoutError)
+    except ImportError:  # pragma: no cover - requests ships with mlflow
+        return isinstance(exc, ConnectionError | TimeoutError)
+
+
+def _not_found(exc: BaseException) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, MlflowException) and (exc.get_http_status_code() == 404 or "not found" in str(exc).lower())
+
+
+def version_tags(metrics: dict[str, Any]) -> dict[str, str]:
+    """Tags for the candidate model version: gate verdict and holdout metrics (``n/a`` when missing)."""
+    tags = {f"holdout_{k}": ("n/a" if metrics.get(k) is None else repr(float(metrics[k]))) for k in _TAGGED}
+    tags.update(
+        gate_verdict=metrics["gate"]["verdict"],
+        eval_run_id=str(metrics.get("run_id")),
+        holdout_rows=str(metrics.get("rows")),
+        holdout_has_labels=str(bool(metrics.get("has_labels"))).lower(),
+    )
+    max_psi = metrics.get("drift", {}).get("max_psi")
+    tags["holdout_max_psi"] = "n/a" if max_psi is None else repr(float(max_psi))
+    return tags
+
+
+class Registry:
+    """One MLflow tracking server and registered model name."""
+
+    def __init__(self, tracking_uri: str, model_name: str, retries: int | None = None) -> None:
+        from mlflow import MlflowClient
+
+        self.uri = tracking_uri
+        self.model_name = model_name
+        self.retries = retries if retries is not None else int(os.environ.get("MLFLOW_RETRIES", "5"))
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one MLflow call with retries; ``TransientError`` when it keeps failing."""
+
+        def attempt() -> T:
+            try:
+                return fn()
+            except Exception as exc:  # noqa: BLE001 - classified just below
+                if _transient(exc):
+                    raise _Retryable(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                raise
+
+        try:
+            return retry(attempt, transient=(_Retryable,), what=f"MLflow {what}", attempts=self.retries)
+        except _Retryable as exc:
+            raise TransientError(
+                f"MLflow at MLFLOW_TRACKING_URI={self.uri} failed to {what} after {self.retries} "
+                f"attempts ({exc}); check that the tracking server is up and reachable"
+            ) from exc
+
+    def candidate(self, card: dict[str, Any], card_uri: str) -> str | None:
+        """The card's registered version, checked to exist in this registry (None if train did not register)."""
+        ml = card.get("mlflow") or {}
+        version = ml.get("model_version")
+        if version is None:
+            return None
+        name = ml.get("model_name") or self.model_name
+        if name != self.model_name:
+            raise InputError(
+                f"{card_uri}: the model was registered as {name!r} but --registered-model is "
+                f"{self.model_name!r}; pass --registered-model {name}"
+            )
+        try:
+            self.call("get the candidate model version", lambda: self.client.get_model_version(name, str(version)))
+        except Exception as exc:
+            if _not_found(exc):
+                raise InputError(
+                    f"{card_uri}: model version {name} v{version} does not exist at "
+                    f"MLFLOW_TRACKING_URI={self.uri}; is this the registry train used?"
+                ) from exc
+            raise
+        return str(version)
+
+    def champion(self) -> tuple[str | None, float | None]:
+        """The version holding the ``champion`` alias and its recorded primary metric (None, None if none)."""
+        try:
+            mv = self.call(
+                "read the champion alias",
+                lambda: self.client.get_model_version_by_alias(self.model_name, CHAMPION_ALIAS),
+            )
+        except Exception as exc:
+            if _not_found(exc):
+                return None, None
+            raise
+        raw = (mv.tags or {}).get(METRIC_TAG)
+        try:
+            value = float(raw) if raw not in (None, "n/a") else None
+        except ValueError:
+            log.warning("champion v%s has an unreadable %s tag %r; treating it as missing", mv.version, METRIC_TAG, raw)
+            value = None
+        return str(mv.version), value
+
+    def _run_id(self, card: dict[str, Any], card_uri: str) -> str:
+        ml = card.get("mlflow") or {}
+        if ml.get("run_id"):
+            run_id = str(ml["run_id"])
+            try:
+                self.call("find the train run", lambda: self.client.get_run(run_id))
+            except Exception as exc:
+                if _not_found(exc):
+                    raise InputError(
+                        f"{card_uri}: MLflow run {run_id} not found at MLFLOW_TRACKING_URI={self.uri}; "
+                        "is this the tracking server train used?"
+                    ) from exc
+                raise
+            return run_id
+        name = ml.get("experiment") or "cybersec-anomaly"
+        exp = self.call("find the experiment", lambda: self.client.get_experiment_by_name(name))
+        exp_id = (
+            exp.experiment_id
+            if exp
+            else self.call("create the experiment", lambda: self.client.create_experiment(name))
+        )
+        run = self.call("create a run", lambda: self.client.create_run(exp_id, run_name="eval"))
+        log.info("the card has no MLflow run id; logging into new run %s in experiment %s", run.info.run_id, name)
+        return str(run.info.run_id)
+
+    def record(self, card: dict[str, Any], card_uri: str, metrics: dict[str, Any], files: list[Path]) -> str:
+        """Log metrics, tags and ``files`` into the train run; tag the version; move the alias if promoted.
+
+        Returns the MLflow run id used. The alias moves last, after everything else is
+        recorded, so a champion always has its evaluation attached.
+        """
+        from mlflow.entities import Metric, RunTag
+
+        run_id = self._run_id(card, card_uri)
+        created = not (card.get("mlflow") or {}).get("run_id")
+        now = _now_ms()
+        numbers = {f"holdout_{k}": metrics.get(k) for k in _TAGGED} | {
+            "holdout_max_psi": metrics["drift"]["max_psi"],
+            "holdout_rows": metrics["rows"],
+            "gate_passed": 1.0 if metrics["gate"]["verdict"] == "passed" else 0.0,
+        }
+        batch = [Metric(k, float(v), now, 0) for k, v in sorted(numbers.items()) if v is not None]
+        tags = [RunTag("gate_verdict", metrics["gate"]["verdict"]), RunTag("eval_run_id", str(metrics["run_id"]))]
+        self.call("log eval metrics", lambda: self.client.log_batch(run_id, metrics=batch, tags=tags))
+        for path in files:
+            self.call(f"upload {path.name}", partial(self.client.log_artifact, run_id, str(path), "eval"))
+        if created:
+            self.call("finish the run", lambda: self.client.set_terminated(run_id))
+        version = metrics["champion"]["candidate_version"]
+        if version is not None:
+            for key, value in version_tags(metrics).items():
+                self.call(
+                    "tag the model version",
+                    partial(self.client.set_model_version_tag, self.model_name, version, key, value),
+                )
+            if metrics["champion"]["promoted"]:
+                self.call(
+                    "move the champion alias",
+                    lambda: self.client.set_registered_model_alias(self.model_name, CHAMPION_ALIAS, version),
+                )
+                log.info("%s v%s is now the champion", self.model_name, version)
+        return run_id
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
