@@ -1,0 +1,226 @@
+"""The Hera definition of the pipeline: ingest → silver → train → eval as an Argo DAG.
+
+One function, :func:`build`, makes both the ``WorkflowTemplate`` (installed once,
+submitted with ``--from workflowtemplate/cybersec-mlops-pipeline``) and the ``Workflow``
+(submitted directly), so the two cannot diverge. Building is pure: no cluster, no
+network; ``python -m workflows compile`` writes the result to ``workflows/compiled/``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .images import BakeFile, load_bake
+from .stagespec import (
+    INPUTS_DIR,
+    OUTPUTS_DIR,
+    PARAMS_DIR,
+    STAGE_SPECS,
+    WORKFLOW_PARAMETERS,
+    StageSpec,
+)
+
+__all__ = [
+    "TEMPLATE_NAME",
+    "GENERATE_NAME",
+    "SERVICE_ACCOUNT",
+    "CONFIG_MAP",
+    "POSTGRES_SECRET",
+    "MINIO_SECRET",
+    "ARTIFACT_REPOSITORY",
+    "RUN_AS_USER",
+    "LABELS",
+    "build",
+    "workflow_parameters",
+]
+
+TEMPLATE_NAME = "cybersec-mlops-pipeline"
+GENERATE_NAME = "cybersec-mlops-"
+ENTRYPOINT = "pipeline"
+SERVICE_ACCOUNT = "cybersec-mlops-workflow"
+CONFIG_MAP = "cybersec-mlops-config"
+POSTGRES_SECRET = "cybersec-mlops-postgres"
+MINIO_SECRET = "cybersec-mlops-minio"
+ARTIFACT_REPOSITORY = ("artifact-repositories", "minio")
+"""ConfigMap name and key of the MinIO artifact repository (k8s/artifact-repositories.yaml)."""
+RUN_AS_USER = 10001
+LABELS = {
+    "app.kubernetes.io/name": "cybersec-mlops-pipeline",
+    "app.kubernetes.io/part-of": "cybersec-mlops",
+    "app.kubernetes.io/managed-by": "workflows-compile",
+}
+DESCRIPTION = (
+    "Network-flow anomaly detection: ingest flows to RAW Parquet, build silver features with a "
+    "time-based split, train an anomaly model (MLflow), evaluate it on the holdout and gate its promotion."
+)
+ACTIVE_DEADLINE_SECONDS = 4 * 3600
+TTL_AFTER_SUCCESS = 24 * 3600
+TTL_AFTER_FAILURE = 7 * 24 * 3600
+TMP_SIZE_LIMIT = "8Gi"
+
+_CONFIG_KEYS = ("PG_HOST", "PG_PORT", "PG_DATABASE", "MINIO_ENDPOINT", "MINIO_SECURE", "MLFLOW_TRACKING_URI")
+"""Non-secret settings, read from the ConfigMap under the same key names."""
+_SECRET_KEYS = (
+    ("PG_USER", POSTGRES_SECRET, "username"),
+    ("PG_PASSWORD", POSTGRES_SECRET, "password"),
+    ("MINIO_ACCESS_KEY", MINIO_SECRET, "accesskey"),
+    ("MINIO_SECRET_KEY", MINIO_SECRET, "secretkey"),
+)
+
+
+def workflow_parameters(bake: BakeFile) -> list[tuple[str, str, str, tuple[str, ...]]]:
+    """``(name, default, description, enum)`` of every workflow parameter, image ones from the bake file."""
+    params = [(p.name, p.default, p.description, p.enum) for p in WORKFLOW_PARAMETERS]
+    params.append(("image-registry", bake.registry, "registry of the stage images (docker-bake.hcl REGISTRY)", ()))
+    params.append(("image-tag", bake.tag, "tag of the stage images (docker-bake.hcl TAG); never latest", ()))
+    return params
+
+
+def _image(bake: BakeFile, stage: str) -> str:
+    repository = bake.repository(stage)
+    return f"{{{{workflow.parameters.image-registry}}}}/{repository}:{{{{workflow.parameters.image-tag}}}}"
+
+
+def _args(spec: StageSpec) -> list[str]:
+    """Stage CLI arguments: input/output paths, options from input parameters, the params dir."""
+    args = [f"{flag}={INPUTS_DIR}/{art.file}" for art, flag in spec.inputs]
+    args += [f"{out.flag}={OUTPUTS_DIR}/{out.file}" for out in spec.outputs]
+    args += [f"{flag}={{{{inputs.parameters.{param}}}}}" for flag, param in spec.options]
+    args.append(f"--params-dir={PARAMS_DIR}")
+    return args
+
+
+def _env() -> list[Any]:
+    from hera.workflows import ConfigMapEnv, Env, SecretEnv
+
+    env: list[Any] = [
+        Env(name="RUN_ID", value="{{workflow.name}}"),
+        Env(name="STAGE_ATTEMPT", value="{{retries}}"),
+    ]
+    env += [ConfigMapEnv(name=key, config_map_name=CONFIG_MAP, config_map_key=key) for key in _CONFIG_KEYS]
+    env += [SecretEnv(name=name, secret_name=secret, secret_key=key) for name, secret, key in _SECRET_KEYS]
+    return env
+
+
+def _security() -> tuple[Any, Any]:
+    """(pod, container) security contexts: non-root, no privilege escalation, nothing writable but /tmp."""
+    from hera.workflows.models import Capabilities, PodSecurityContext, SeccompProfile, SecurityContext
+
+    pod = PodSecurityContext(
+        run_as_non_root=True,
+        run_as_user=RUN_AS_USER,
+        run_as_group=RUN_AS_USER,
+        fs_group=RUN_AS_USER,
+        seccomp_profile=SeccompProfile(type="RuntimeDefault"),
+    )
+    container = SecurityContext(
+        allow_privilege_escalation=False,
+        capabilities=Capabilities(drop=["ALL"]),
+        read_only_root_filesystem=True,
+        run_as_non_root=True,
+        seccomp_profile=SeccompProfile(type="RuntimeDefault"),
+    )
+    return pod, container
+
+
+def _retry() -> Any:
+    """Retry exit 75 (TransientError: a service fault that outlasted the stage's own retries) only."""
+    from hera.workflows import RetryStrategy
+    from hera.workflows.models import Backoff, IntOrString
+
+    return RetryStrategy(
+        limit="3",
+        retry_policy="OnFailure",
+        expression="asInt(lastRetry.exitCode) == 75",
+        backoff=Backoff(duration="30s", factor=IntOrString(root="2"), max_duration="15m"),
+    )
+
+
+def _container(spec: StageSpec, bake: BakeFile) -> Any:
+    """The container template of one stage."""
+    from hera.workflows import Artifact, Container, EmptyDirVolume, NoneArchiveStrategy, Parameter, S3Artifact
+    from hera.workflows.models import Quantity, ResourceRequirements, ValueFrom
+
+    def quantities(values: dict[str, str]) -> dict[str, Quantity]:
+        return {name: Quantity(root=value) for name, value in values.items()}
+
+    pod_security, container_security = _security()
+    optional = True if spec.optional_outputs else None
+    return Container(
+        name=spec.name,
+        image=_image(bake, spec.name),
+        command=["python", "-m", f"stages.{spec.name}"],
+        args=_args(spec),
+        env=_env(),
+        inputs=[Parameter(name=param) for _, param in spec.options]
+        + [Artifact(name=art.name, path=f"{INPUTS_DIR}/{art.file}") for art, _ in spec.inputs],
+        outputs=[
+            S3Artifact(
+                name=out.name,
+                path=f"{OUTPUTS_DIR}/{out.file}",
+                key=f"{out.layer}/{{{{workflow.name}}}}/{out.file}",
+                archive=NoneArchiveStrategy(),
+                optional=optional,
+            )
+            for out in spec.outputs
+        ]
+        + [
+            Parameter(name=p.name, value_from=ValueFrom(path=f"{PARAMS_DIR}/{p.file}", default=p.default))
+            for p in spec.out_params
+        ],
+        resources=ResourceRequirements(requests=quantities(spec.requests), limits=quantities(spec.limits)),
+        retry_strategy=_retry(),
+        pod_security_context=pod_security,
+        security_context=container_security,
+        volumes=[EmptyDirVolume(name="tmp", mount_path="/tmp", size_limit=Quantity(root=TMP_SIZE_LIMIT))],
+        labels={"app.kubernetes.io/component": spec.name},
+    )
+
+
+def _dag(containers: dict[str, Any]) -> Any:
+    """The DAG template: one task per stage, artifacts passed by ``from``."""
+    from hera.workflows import DAG, Artifact, Parameter, Task
+
+    tasks: list[Any] = []
+    for spec in STAGE_SPECS:
+        arguments: list[Any] = [
+            Parameter(name=param, value=f"{{{{workflow.parameters.{param}}}}}") for _, param in spec.options
+        ]
+        arguments += [
+            Artifact(name=art.name, from_=f"{{{{tasks.{art.task}.outputs.artifacts.{art.name}}}}}")
+            for art, _ in spec.inputs
+        ]
+        tasks.append(
+            Task(name=spec.name, template=containers[spec.name], depends=spec.depends, arguments=arguments or None)
+        )
+    return DAG(name=ENTRYPOINT, tasks=tasks)
+
+
+def build(kind: str = "Workflow", bake: BakeFile | None = None) -> Any:
+    """The pipeline as a Hera ``Workflow`` or ``WorkflowTemplate`` (``kind``), images from ``bake``."""
+    from hera.workflows import Parameter, Workflow, WorkflowTemplate
+    from hera.workflows.models import ArtifactRepositoryRef, PodGC, TTLStrategy
+
+    if kind not in ("Workflow", "WorkflowTemplate"):
+        raise ValueError(f"kind must be Workflow or WorkflowTemplate, not {kind!r}")
+    bake = bake or load_bake()
+    containers = {spec.name: _container(spec, bake) for spec in STAGE_SPECS}
+    template = kind == "WorkflowTemplate"
+    cls = WorkflowTemplate if template else Workflow
+    return cls(
+        name=TEMPLATE_NAME if template else None,
+        generate_name=None if template else GENERATE_NAME,
+        labels={**LABELS, "app.kubernetes.io/version": bake.tag},
+        annotations={"workflows.argoproj.io/description": DESCRIPTION},
+        entrypoint=ENTRYPOINT,
+        arguments=[
+            Parameter(name=name, value=default, description=description, enum=list(enum) or None)
+            for name, default, description, enum in workflow_parameters(bake)
+        ],
+        service_account_name=SERVICE_ACCOUNT,
+        artifact_repository_ref=ArtifactRepositoryRef(config_map=ARTIFACT_REPOSITORY[0], key=ARTIFACT_REPOSITORY[1]),
+        active_deadline_seconds=ACTIVE_DEADLINE_SECONDS,
+        pod_gc=PodGC(strategy="OnPodSuccess"),
+        ttl_strategy=TTLStrategy(seconds_after_success=TTL_AFTER_SUCCESS, seconds_after_failure=TTL_AFTER_FAILURE),
+        templates=[_dag(containers), *containers.values()],
+    )
