@@ -1,0 +1,15 @@
+"""A local executor for Argo workflows: runs a compiled manifest on this machine.
+
+One small module per concern, in the spirit of ``kfp/local``:
+
+- ``manifest``: loads a Workflow/WorkflowTemplate and refuses, by field path, what it does not support;
+- ``policy``: the table of supported, ignored (cluster-only) and refused fields;
+- ``templating``: ``{{...}}`` substitution; ``expr``: the ``depends``, ``when`` and retry languages;
+- ``dag``: scheduling by ``depends``/``dependencies``, failFast and the DAG phase;
+- ``artifacts``: the artifact repository (a local directory or S3);
+- ``runtimes``: how a container runs (``subprocess`` or ``docker``) behind ``run(task) -> Result``;
+- ``pod``: one container node: inputs, attempts with ``retryStrategy``, outputs;
+- ``engine``: the workflow as a whole; ``tree``: the ``argo get``-like view; ``cli``/``demo``: commands.
+
+Nothing runs at import; heavy libraries (yaml, boto3) are imported where used.
+"""
