@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,7 +27,7 @@ from stages.common.schema import FLOW_SCHEMA
 
 from . import attacks, traffic
 
-__all__ = ["SCENARIOS", "generate", "generate_batches", "SLICE_ROWS"]
+__all__ = ["SCENARIOS", "SLICE_ROWS", "generate", "generate_batches", "parse_uri"]
 
 SCENARIOS = attacks.SCENARIOS
 SLICE_ROWS = 250_000  # benign flows per slice; a batch adds that slice's attack flows
@@ -189,3 +190,31 @@ def to_batch(f: traffic.Frame, t0: float, seed: int, slice_index: int, source: s
         "source": pa.array([source], pa.string()).take(pa.array(np.zeros(n, np.int32))),
     }
     return pa.RecordBatch.from_arrays(list(cols.values()), schema=FLOW_SCHEMA)
+
+
+def parse_uri(uri: str) -> dict[str, Any]:
+    """``synthetic://?rows=100000&seed=7&attack_share=0.02&days=2&start=...`` → generate() kwargs.
+
+    Raises InputError naming the bad key; all keys are optional (rows defaults to 100000).
+    """
+    from urllib.parse import parse_qsl, urlparse
+
+    from stages.common.errors import InputError
+
+    parsed = urlparse(uri)
+    kinds: dict[str, type] = {"rows": int, "seed": int, "attack_share": float, "days": float, "start": str}
+    args: dict[str, Any] = {"rows": 100_000}
+    for key, value in parse_qsl(parsed.query, keep_blank_values=True):
+        if key not in kinds:
+            raise InputError(f"{uri}: unknown key {key!r}; use {', '.join(kinds)}")
+        try:
+            args[key] = kinds[key](float(value)) if kinds[key] is int else kinds[key](value)
+        except ValueError as exc:
+            raise InputError(f"{uri}: {key}={value!r} is not a valid {kinds[key].__name__}") from exc
+    if args["rows"] < 0 or not 0 <= args.get("attack_share", 0.02) <= 1 or args.get("days", 2.0) <= 0:
+        raise InputError(f"{uri}: need rows >= 0, 0 <= attack_share <= 1 and days > 0")
+    try:
+        _parse_start(args.get("start", "2026-01-05T00:00:00Z"))
+    except ValueError as exc:
+        raise InputError(f"{uri}: {exc}") from exc
+    return args

@@ -1,0 +1,375 @@
+"""CSV flow exports: CICFlowMeter / CIC-IDS2017, UNSW-NB15 and user mappings.
+
+A ``Spec`` says which CSV column feeds each canonical field (a tuple of aliases, first
+present wins), where the label and attack category are, how timestamps and durations
+are written. Presets are Specs; ``--mapping FILE`` builds one from JSON::
+
+    {"columns": {"src_ip": "Src", "dst_ip": "Dst", "src_bytes": "Bytes Out"},
+     "label": {"column": "Class", "benign": ["ok"], "attack_column": "Kind"},
+     "timestamp": {"column": "When", "format": "%Y-%m-%d %H:%M:%S" | "iso" | "epoch", "unit": "s"},
+     "duration_unit": "ms"}
+
+Header names are compared trimmed and case-insensitively (CIC-IDS2017 writes
+`` Destination Port``); a UTF-8 BOM is dropped; text that is not UTF-8 is read as
+Windows-1252 (CIC-IDS2017 writes ``Web Attack – Brute Force`` with a cp1252 dash).
+UNSW-NB15's full CSVs have no header; they are recognised by their 49 columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from stages.common.errors import InputError
+from stages.common.schema import FLOW_COLUMNS
+
+from . import normalise as nz
+from .readers import MAX_LINE_BYTES, Chunk, blocks
+
+__all__ = ["PRESETS", "Spec", "load_mapping", "read_csv", "normal_name"]
+
+log = logging.getLogger(__name__)
+
+UNSW_FULL_COLUMNS = (
+    "srcip sport dstip dsport proto state dur sbytes dbytes sttl dttl sloss dloss service Sload Dload Spkts Dpkts "
+    "swin dwin stcpb dtcpb smeansz dmeansz trans_depth res_bdy_len Sjit Djit Stime Ltime Sintpkt Dintpkt tcprtt "
+    "synack ackdat is_sm_ips_ports ct_state_ttl ct_flw_http_mthd is_ftp_login ct_ftp_cmd ct_srv_src ct_srv_dst "
+    "ct_dst_ltm ct_src_ltm ct_src_dport_ltm ct_dst_sport_ltm ct_dst_src_ltm attack_cat Label"
+).split()
+_TEXT = {"ts", "uid", "src_ip", "dst_ip", "proto", "service", "conn_state", "history"}
+_IPV4 = re.compile(rb"^\d{1,3}(\.\d{1,3}){3}$")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How one CSV dialect maps onto the canonical schema (names are ``normal_name``d)."""
+
+    name: str
+    columns: dict[str, tuple[str, ...]]
+    label: tuple[str, ...] = ()
+    attack: tuple[str, ...] = ()
+    names_are_attacks: bool = False
+    benign: frozenset[str] = nz.BENIGN_WORDS
+    ts_format: str | None = None  # strptime format, "dmy-auto", "iso" or None (epoch numbers)
+    ts_unit: str = "s"
+    duration_unit: str = "s"
+    required: tuple[str, ...] = ()
+    detect: tuple[str, ...] = field(default=())  # header names that identify the preset
+
+
+PRESETS = {
+    "cicids2017": Spec(
+        name="cicids2017",
+        columns={
+            "src_ip": ("source ip", "src ip"),
+            "src_port": ("source port", "src port"),
+            "dst_ip": ("destination ip", "dst ip"),
+            "dst_port": ("destination port", "dst port"),
+            "proto": ("protocol",),
+            "ts": ("timestamp",),
+            "duration": ("flow duration",),
+            "src_pkts": ("total fwd packets", "tot fwd pkts", "total fwd packet"),
+            "dst_pkts": ("total backward packets", "tot bwd pkts", "total bwd packets"),
+            "src_bytes": ("total length of fwd packets", "totlen fwd pkts", "total length of fwd packet"),
+            "dst_bytes": ("total length of bwd packets", "totlen bwd pkts", "total length of bwd packet"),
+        },
+        label=("label",),
+        names_are_attacks=True,
+        ts_format="dmy-auto",
+        duration_unit="us",
+        required=("duration", "src_pkts", "dst_pkts"),
+        detect=("flow duration",),
+    ),
+    "unsw-nb15": Spec(
+        name="unsw-nb15",
+        columns={
+            "src_ip": ("srcip",),
+            "src_port": ("sport",),
+            "dst_ip": ("dstip",),
+            "dst_port": ("dsport",),
+            "proto": ("proto",),
+            "service": ("service",),
+            "conn_state": ("state",),
+            "ts": ("stime",),
+            "duration": ("dur",),
+            "src_bytes": ("sbytes",),
+            "dst_bytes": ("dbytes",),
+            "src_pkts": ("spkts",),
+            "dst_pkts": ("dpkts",),
+        },
+        label=("label",),
+        attack=("attack_cat",),
+        required=("duration", "src_bytes", "dst_bytes"),
+        detect=("sbytes", "dbytes", "attack_cat"),
+    ),
+}
+
+
+def normal_name(name: str) -> str:
+    """Header names compared trimmed, lower case, single spaces, without a BOM."""
+    return re.sub(r"\s+", " ", name.replace("\ufeff", "").strip()).lower()
+
+
+def load_mapping(path: Path) -> Spec:
+    """A ``--mapping`` JSON file → Spec; InputError naming the file and the bad key."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read the mapping JSON ({exc})") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("columns", {}), dict):
+        raise InputError(f'{path}: a mapping is a JSON object with "columns": {{canonical: csv_column}}')
+    unknown = set(doc) - {"columns", "label", "timestamp", "duration_unit"}
+    bad_cols = [k for k in doc.get("columns", {}) if k not in FLOW_COLUMNS or k in ("label", "attack_type", "source")]
+    if unknown or bad_cols:
+        raise InputError(
+            f"{path}: unknown key(s) {sorted(unknown) + bad_cols}; columns must be canonical names "
+            f"({', '.join(c for c in FLOW_COLUMNS if c not in ('label', 'attack_type', 'source'))})"
+        )
+    columns = {k: (normal_name(str(v)),) for k, v in doc.get("columns", {}).items()}
+    lab, ts = doc.get("label") or {}, doc.get("timestamp") or {}
+    if ts.get("column"):
+        columns["ts"] = (normal_name(ts["column"]),)
+    units = ("s", "ms", "us", "ns")
+    if ts.get("unit", "s") not in units or doc.get("duration_unit", "s") not in units:
+        raise InputError(f"{path}: timestamp.unit and duration_unit must be one of {', '.join(units)}")
+    benign = lab.get("benign")
+    return Spec(
+        name=f"mapping:{path.name}",
+        columns=columns,
+        label=(normal_name(lab["column"]),) if lab.get("column") else (),
+        attack=(normal_name(lab["attack_column"]),) if lab.get("attack_column") else (),
+        names_are_attacks=benign is not None,
+        benign=frozenset(str(b).strip().lower() for b in benign) if benign is not None else nz.BENIGN_WORDS,
+        ts_format=None if ts.get("format") in (None, "epoch") else ts["format"],
+        ts_unit=ts.get("unit", "s"),
+        duration_unit=doc.get("duration_unit", "s"),
+        required=tuple(columns),
+    )
+
+
+@dataclass
+class _Dialect:
+    names: list[str]  # normal_name'd, made unique
+    sep: str
+    data_line: int  # 1-based line of the first data row
+    spec: Spec
+    use: dict[str, str]  # canonical → CSV column
+    label: str | None
+    attack: str | None
+    ts_format: str | None = None
+
+
+def _header(path: Path, first: bytes, preset: str | None, mapping: Path | None) -> _Dialect:
+    line = first.split(b"\n", 1)[0].rstrip(b"\r")
+    text = _decode(line)
+    sep = max((",", "\t", ";", "|"), key=text.count)
+    if text.count(sep) == 0:
+        raise InputError(
+            f"{path} line 1: the header is one column ({text[:80]!r}); expected comma-separated flow columns "
+            "— wrong delimiter, or not a CSV flow export?"
+        )
+    raw_names = next(csv.reader([text], delimiter=sep))
+    headerless = len(raw_names) == len(UNSW_FULL_COLUMNS) and bool(_IPV4.match(raw_names[0].strip().encode()))
+    names = [normal_name(n) for n in (UNSW_FULL_COLUMNS if headerless else raw_names)]
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names):  # CIC-IDS2017 repeats "Fwd Header Length"
+        seen[n] = seen.get(n, -1) + 1
+        names[i] = n if not seen[n] else f"{n}.{seen[n]}"
+    spec = _choose_spec(path, set(names), preset, mapping)
+    use = {
+        canon: next(a for a in aliases if a in names) for canon, aliases in spec.columns.items() if _any(aliases, names)
+    }
+    missing = [c for c in spec.required if c not in use]
+    if missing:
+        want = [spec.columns[c][0] for c in missing]
+        raise InputError(f"{path} line 1: missing required column(s) {want} for {spec.name} (found {names[:10]} ...)")
+    label = next((a for a in spec.label if a in names), None)
+    attack = next((a for a in spec.attack if a in names), None)
+    log.info("%s: CSV as %s, %d of %d columns used", path, spec.name, len(use) + bool(label), len(names))
+    return _Dialect(names, sep, 1 if headerless else 2, spec, use, label, attack)
+
+
+def _any(aliases: tuple[str, ...], names: list[str]) -> bool:
+    return any(a in names for a in aliases)
+
+
+def _choose_spec(path: Path, names: set[str], preset: str | None, mapping: Path | None) -> Spec:
+    if mapping is not None:
+        return load_mapping(mapping)
+    if preset:
+        if preset not in PRESETS:
+            raise InputError(f"unknown --preset {preset!r}; use one of {', '.join(PRESETS)} or --mapping FILE")
+        return PRESETS[preset]
+    for spec in PRESETS.values():
+        if all(d in names for d in spec.detect):
+            return spec
+    raise InputError(
+        f"{path}: CSV columns {sorted(names)[:12]} match no preset ({', '.join(PRESETS)}); "
+        "pass --preset or a --mapping FILE"
+    )
+
+
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", errors="replace")
+
+
+def read_csv(path: Path, source: str, preset: str | None, mapping: Path | None) -> Iterator[Chunk]:
+    """Chunks of a CSV flow export (plain or gzip)."""
+    dialect: _Dialect | None = None
+    line, warned = 1, False
+    for block in blocks(path):
+        start = line
+        line += block.count(b"\n")
+        if dialect is None:
+            dialect = _header(path, block, preset, mapping)
+            if dialect.data_line == 2:
+                block, start = block.split(b"\n", 1)[1], start + 1
+        try:
+            block.decode("utf-8")
+        except UnicodeDecodeError:
+            if not warned:
+                log.warning("%s: text is not UTF-8; reading it as Windows-1252", source)
+                warned = True
+            block = block.decode("cp1252", errors="replace").encode("utf-8")
+        if block.strip():
+            yield _block(block, start, dialect, source)
+    if dialect is not None and dialect.data_line == 2 and line <= 3:
+        log.warning("%s: header only, no data rows; writing an empty output", source)
+
+
+def _lines(seg: bytes, line: int) -> list[tuple[int, bytes]]:
+    return [(line + k, r.rstrip(b"\r")) for k, r in enumerate(seg.split(b"\n")[:-1]) if r.rstrip(b"\r")]
+
+
+def _parse(seg: bytes, d: _Dialect, as_strings: bool) -> pa.Table | None:
+    invalid: list[int] = []
+
+    def on_invalid(row: Any) -> str:
+        invalid.append(1)
+        return "skip"
+
+    wanted = list(dict.fromkeys([*d.use.values(), *(c for c in (d.label, d.attack) if c)]))
+    text = {c for k, c in d.use.items() if k in _TEXT} | {c for c in (d.label, d.attack) if c}
+    types = {c: pa.string() for c in wanted if as_strings or c in text}
+    try:
+        table = pcsv.read_csv(
+            pa.BufferReader(seg),
+            read_options=pcsv.ReadOptions(column_names=d.names, block_size=max(1 << 20, len(seg) // 8 + 1)),
+            parse_options=pcsv.ParseOptions(delimiter=d.sep, invalid_row_handler=on_invalid),
+            convert_options=pcsv.ConvertOptions(
+                column_types=types,
+                include_columns=wanted,
+                null_values=["", "-", "NaN", "nan"],
+                strings_can_be_null=True,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+    return None if invalid else table
+
+
+def _block(seg: bytes, line: int, d: _Dialect, source: str) -> Chunk:
+    table = _parse(seg, d, as_strings=False)
+    if table is not None:
+        lines = None
+
+        def raw(idx: Any) -> tuple[list[int | None], list[str]]:
+            nonlocal lines
+            lines = lines or _lines(seg, line)
+            return [lines[int(i)][0] for i in idx], [lines[int(i)][1][: nz.RAW_LIMIT].decode() for i in idx]
+
+        return _to_chunk(table, d, source, raw, table.num_rows, None)
+    rejects: list[tuple[int | None, str | None, str, str]] = []
+    good: list[tuple[int, bytes]] = []
+    all_lines = _lines(seg, line)
+    for no, rawb in all_lines:
+        text = rawb[: nz.RAW_LIMIT].decode()
+        if len(rawb) > MAX_LINE_BYTES:
+            rejects.append((no, None, f"line too long: {len(rawb)} bytes (limit {MAX_LINE_BYTES})", text))
+            continue
+        count = len(next(csv.reader(io.StringIO(rawb.decode()), delimiter=d.sep), []))
+        if count != len(d.names):
+            rejects.append((no, None, f"wrong field count: {count} fields, expected {len(d.names)}", text))
+            continue
+        good.append((no, rawb))
+    prior = nz.reject_rows(source, rejects)
+    table = _parse(b"".join(r + b"\n" for _, r in good), d, as_strings=True) if good else None
+    if table is None:
+        extra = [(no, None, "unparseable line", r[: nz.RAW_LIMIT].decode()) for no, r in good]
+        return Chunk(nz.conform({}, 0, source, nz.Problems(0)), nz.reject_rows(source, rejects + extra), len(all_lines))
+
+    def raw_good(idx: Any) -> tuple[list[int | None], list[str]]:
+        return [good[int(i)][0] for i in idx], [good[int(i)][1][: nz.RAW_LIMIT].decode() for i in idx]
+
+    return _to_chunk(table, d, source, raw_good, len(all_lines), prior)
+
+
+def _to_chunk(table: pa.Table, d: _Dialect, source: str, raw: Any, rows_in: int, prior: pa.Table | None) -> Chunk:
+    n = table.num_rows
+    cols = {canon: table.column(c).combine_chunks() for canon, c in d.use.items()}
+    problems = nz.Problems(n)
+    if "ts" in cols:
+        cols["ts"], bad = nz.parse_timestamps(cols["ts"], _ts_format(d, cols["ts"]), d.spec.ts_unit)
+        if d.ts_format and d.ts_format.endswith("%S"):  # CIC files mix "8:55" and "08:55:58"
+            short, bad2 = nz.parse_timestamps(table.column(d.use["ts"]), d.ts_format[:-3], d.spec.ts_unit)
+            cols["ts"] = pc.coalesce(cols["ts"], short)
+            bad &= bad2
+        problems.add(bad, d.use["ts"], "unparseable timestamp")
+    if "duration" in cols and d.spec.duration_unit != "s":
+        scale = {"ms": 1e-3, "us": 1e-6, "ns": 1e-9}[d.spec.duration_unit]
+        values, bad = _float(cols["duration"])
+        problems.add(bad, d.use["duration"], "not a number")
+        cols["duration"] = pc.multiply(values, scale)
+    if "proto" in cols:
+        cols["proto"] = _proto(cols["proto"])
+    unknown: dict[str, int] = {}
+    if d.label:
+        detail = table.column(d.attack) if d.attack else None
+        lab, atk, unknown = nz.labels(table.column(d.label), detail, n, d.spec.names_are_attacks, d.spec.benign)
+        cols["label"], cols["attack_type"] = lab, atk
+    flows = nz.conform(cols, n, source, problems)
+    good, rejects = nz.split(flows, problems, source, raw, d.use)
+    parts = [t for t in (prior, rejects) if t is not None and t.num_rows]
+    all_rejects = pa.concat_tables(parts).sort_by("line") if len(parts) > 1 else parts[0] if parts else rejects
+    return Chunk(good, all_rejects, rows_in, unknown)
+
+
+def _float(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    return nz.parse_numbers(arr, pa.float64())
+
+
+def _proto(arr: pa.Array) -> pa.Array:
+    """IANA protocol numbers (CIC writes 6/17/0) → names; names are lower-cased."""
+    text = pc.utf8_lower(pc.utf8_trim_whitespace(arr.cast(pa.string())))
+    keys = pa.array(list(nz.PROTO_NUMBERS))
+    mapped = pa.array(list(nz.PROTO_NUMBERS.values())).take(pc.index_in(text, value_set=keys))
+    return pc.coalesce(mapped, text)
+
+
+def _ts_format(d: _Dialect, arr: pa.Array) -> str | None:
+    """Resolve ``dmy-auto`` once per file from the first values: day-first unless a month > 12 shows."""
+    if d.spec.ts_format != "dmy-auto":
+        return d.spec.ts_format
+    if d.ts_format is None:
+        sample = [v for v in arr.cast(pa.string()).drop_null()[:2000].to_pylist() if "/" in v]
+        parts = [re.split(r"[/ ]", v.strip()) for v in sample]
+        firsts = [int(p[0]) for p in parts if p[0].isdigit()]
+        seconds = [int(p[1]) for p in parts if len(p) > 1 and p[1].isdigit()]
+        month_first = bool(seconds) and max(seconds) > 12 and (not firsts or max(firsts) <= 12)
+        d.ts_format = ("%m/%d/%Y" if month_first else "%d/%m/%Y") + " %H:%M:%S"
+    return d.ts_format

@@ -1,0 +1,164 @@
+"""Stream chunks into flows.parquet and rejects.parquet, with counts, duplicates and progress.
+
+Flows are written in row groups as they arrive (``ParquetWriter``), so memory stays
+bounded by one chunk plus 8 bytes per row for duplicate detection. Duplicates (rows
+identical in every canonical column but ``source``) are kept and counted: dropping them
+would change row counts silently, and a repeated log line is evidence worth keeping —
+silver may deduplicate explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from stages.common.errors import InputError
+from stages.common.schema import FLOW_SCHEMA
+
+from .normalise import REJECT_SCHEMA
+from .readers import Chunk
+
+__all__ = ["Stats", "write_chunks", "row_hashes"]
+
+log = logging.getLogger(__name__)
+PROGRESS_SECONDS = 5.0
+# One random odd 64-bit key per byte position (cycling after 4096): a string's hash is the
+# mixed sum of (byte + 1) * key[position], computed for all strings at once.
+_POSITION_KEYS = np.random.default_rng(20260105).integers(0, 2**63, 4096, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+
+
+@dataclass
+class Stats:
+    """Counts of one ingest; ``rows_in == rows_out + rejected`` is checked before publishing."""
+
+    rows_in: int = 0
+    rows_out: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    rejects_by_reason: Counter[str] = field(default_factory=Counter)
+    unknown_labels: Counter[str] = field(default_factory=Counter)
+    labelled_rows: int = 0
+    attack_rows: int = 0
+    seconds: float = 0.0
+
+    def metrics(self) -> dict[str, Any]:
+        """Headline numbers for ``ctx.metrics`` (JSON-ready)."""
+        return {
+            "rows_in": self.rows_in,
+            "rows_out": self.rows_out,
+            "rejected": self.rejected,
+            "rejects_by_reason": dict(sorted(self.rejects_by_reason.items())),
+            "duplicates": self.duplicates,
+            "unknown_labels": sum(self.unknown_labels.values()),
+            "unknown_label_values": dict(self.unknown_labels.most_common(20)),
+            "labelled_rows": self.labelled_rows,
+            "attack_rows": self.attack_rows,
+            "rows_per_second": round(self.rows_in / self.seconds) if self.seconds > 0 else None,
+        }
+
+
+def write_chunks(chunks: Iterable[Chunk], flows_path: Path, rejects_path: Path, count_duplicates: bool = True) -> Stats:
+    """Write every chunk; log progress every few seconds; return the counts.
+
+    Raises InputError if a reader ever lost or invented a row (a bug, but never silent).
+    """
+    stats, started, last = Stats(), time.monotonic(), time.monotonic()
+    hashes: list[np.ndarray] = []
+    with (
+        pq.ParquetWriter(flows_path, FLOW_SCHEMA, compression="zstd") as flows,
+        pq.ParquetWriter(rejects_path, REJECT_SCHEMA, compression="zstd") as rejects,
+    ):
+        for chunk in chunks:
+            if chunk.rows_in != chunk.flows.num_rows + chunk.rejects.num_rows:
+                raise InputError(
+                    f"internal accounting error: {chunk.rows_in} records in, {chunk.flows.num_rows} flows + "
+                    f"{chunk.rejects.num_rows} rejects out; please report with the input file"
+                )
+            _account(stats, chunk)
+            if chunk.flows.num_rows:
+                flows.write_table(chunk.flows, row_group_size=1 << 20)
+                if count_duplicates:
+                    hashes.append(row_hashes(chunk.flows))
+            if chunk.rejects.num_rows:
+                rejects.write_table(chunk.rejects)
+            if time.monotonic() - last >= PROGRESS_SECONDS:
+                last = time.monotonic()
+                rate = stats.rows_in / max(last - started, 1e-9)
+                log.info("progress: %d rows read, %d rejected, %.0f rows/s", stats.rows_in, stats.rejected, rate)
+    if hashes:
+        everything = np.concatenate(hashes)
+        stats.duplicates = int(len(everything) - len(np.unique(everything)))
+    stats.seconds = time.monotonic() - started
+    return stats
+
+
+def _account(stats: Stats, chunk: Chunk) -> None:
+    stats.rows_in += chunk.rows_in
+    stats.rows_out += chunk.flows.num_rows
+    stats.rejected += chunk.rejects.num_rows
+    stats.unknown_labels.update(chunk.unknown_labels)
+    if chunk.rejects.num_rows:
+        for item in pc.value_counts(chunk.rejects.column("reason").combine_chunks()):
+            stats.rejects_by_reason[str(item["values"].as_py()).split(":", 1)[0]] += item["counts"].as_py()
+    label = chunk.flows.column("label")
+    stats.labelled_rows += len(label) - label.null_count
+    stats.attack_rows += int(pc.sum(label).as_py() or 0)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def row_hashes(table: pa.Table) -> np.ndarray:
+    """A 64-bit hash per row over every column but ``source`` (stable within one process)."""
+    n = table.num_rows
+    h = np.zeros(n, np.uint64)
+    for name in table.column_names:
+        if name == "source":
+            continue
+        arr = table.column(name).combine_chunks()
+        if pa.types.is_string(arr.type):
+            col = _string_hashes(arr)
+        else:
+            wide = pa.float64() if pa.types.is_floating(arr.type) else pa.int64()
+            filled = pc.fill_null(arr.cast(wide), 0).to_numpy(zero_copy_only=False)
+            nulls = arr.is_null().to_numpy(zero_copy_only=False).astype(np.uint64) << np.uint64(63)
+            col = filled.view(np.uint64) ^ nulls
+        with np.errstate(over="ignore"):
+            h = _mix(h * np.uint64(0x100000001B3) ^ col.astype(np.uint64))
+    return h
+
+
+def _string_hashes(arr: pa.Array) -> np.ndarray:
+    """Vectorised 64-bit hash of each string from Arrow's offsets/data buffers (null → constant)."""
+    n = len(arr)
+    _validity, offsets_buf, data_buf = arr.buffers()
+    offsets = np.frombuffer(offsets_buf, np.int32, count=n + 1, offset=arr.offset * 4).astype(np.int64)
+    start, lengths = offsets[:-1], np.diff(offsets)
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    out = np.zeros(n, np.uint64)
+    if hi > lo:
+        data = np.frombuffer(data_buf, np.uint8)[lo:hi]
+        local = np.arange(hi - lo, dtype=np.int64) - np.repeat(start - lo, lengths)
+        keys = _POSITION_KEYS[local & (len(_POSITION_KEYS) - 1)]
+        with np.errstate(over="ignore"):
+            weighted = (data.astype(np.uint64) + np.uint64(1)) * keys
+        nonempty = lengths > 0
+        out[nonempty] = np.add.reduceat(weighted, (start - lo)[nonempty])
+    out = _mix(out ^ (lengths.astype(np.uint64) + np.uint64(0x632BE59BD9B4E019)))
+    if arr.null_count:
+        out[arr.is_null().to_numpy(zero_copy_only=False)] = np.uint64(0x9E3779B97F4A7C15)
+    return out
