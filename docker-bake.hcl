@@ -15,6 +15,11 @@ variable "BASE_IMAGE" {
   default = "python:3.11-slim-bookworm"
 }
 
+# Source revision for the org.opencontainers.image.revision label, e.g. REVISION=$(git rev-parse HEAD).
+variable "REVISION" {
+  default = "unknown"
+}
+
 variable "PLATFORMS" {
   default = "linux/amd64"
 }
@@ -25,7 +30,11 @@ group "default" {
 
 target "_common" {
   context   = "."
-  args      = { BASE_IMAGE = "${BASE_IMAGE}" }
+  args = {
+    BASE_IMAGE = "${BASE_IMAGE}"
+    VERSION    = "${TAG}"
+    REVISION   = "${REVISION}"
+  }
   platforms = split(",", PLATFORMS)
   labels = {
     "org.opencontainers.image.source"   = "https://github.com/cybersec-mlops/cybersec-mlops-pipeline"
