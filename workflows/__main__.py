@@ -1,4 +1,4 @@
-"""``python -m workflows <command>``: compile and validate (later submit) the Argo workflow.
+"""``python -m workflows <command>``: compile, validate and submit the Argo workflow.
 
 Each subcommand lives in its own module exposing ``add_parser(subparsers)``, which adds
 one or more subparsers and sets ``handler=<function(args) -> exit code>`` on them. To add
@@ -18,6 +18,7 @@ COMMAND_MODULES: dict[str, bool] = {
     # module → required
     "workflows.compile": True,
     "workflows.validate": True,
+    "workflows.submit": True,
     # run-local / demo / services: the local executor's CLI.
     "workflows.executor.cli": False,
 }

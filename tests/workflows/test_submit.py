@@ -1,0 +1,302 @@
+"""The submitter against a local HTTP server speaking the Argo Server API paths it uses."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.workflows.argo_fake import FakeArgo, echo_created, node, workflow_status
+from workflows.__main__ import main
+from workflows.localservices import free_port
+from workflows.submit import SubmitExit
+
+REPO = Path(__file__).resolve().parents[2]
+NS = "mlops"
+TOKEN = "test-token-4f1c9e7a"  # a fake token; the tests check it never reaches the output
+CREATE = rf"/api/v1/workflows/{NS}"
+GET = rf"/api/v1/workflows/{NS}/cybersec-mlops-[a-z0-9]{{5}}"
+STOP = GET + "/stop"
+FAST = ["--poll-interval", "0.01", "--backoff", "0.01"]
+
+INGEST_OK = node("ingest", "Succeeded", params={"rows": "1000", "sha256": "ab12"}, started="1")
+SILVER_OK = node("silver", "Succeeded", started="2")
+TRAIN_OK = node("train", "Succeeded", params={"mlflow-run-id": "r1", "model-version": "3"}, started="3")
+EVAL_OK = node("eval", "Succeeded", params={"verdict": "passed", "pr-auc": "0.91"}, started="4")
+ALL_OK = (INGEST_OK, SILVER_OK, TRAIN_OK, EVAL_OK)
+
+
+@pytest.fixture
+def argo() -> Iterator[FakeArgo]:
+    fake = FakeArgo().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(autouse=True)
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in (
+        "ARGO_SERVER",
+        "ARGO_TOKEN",
+        "ARGO_NAMESPACE",
+        "ARGO_SECURE",
+        "ARGO_BASE_HREF",
+        "ARGO_INSECURE_SKIP_VERIFY",
+        "ARGO_CA_FILE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ARGO_TOKEN", TOKEN)
+    monkeypatch.setenv("ARGO_NAMESPACE", NS)
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """main() configures the root logger (to the captured stderr); put the previous handlers back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def submit(
+    argo: FakeArgo, capsys: pytest.CaptureFixture[str], *args: str, token_file: Path | None = None
+) -> tuple[int, str]:
+    argv = ["--log-format", "text", "submit", "--server", argo.url, "--wait", *FAST, *args]
+    if token_file is not None:
+        argv += ["--token-file", str(token_file)]
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert TOKEN not in out + err, "the token must never be logged"
+    return code, out + err
+
+
+def test_progression_pending_running_succeeded(argo: FakeArgo, capsys: pytest.CaptureFixture[str]) -> None:
+    argo.on("POST", CREATE, echo_created)
+    argo.on(
+        "GET",
+        GET,
+        workflow_status(""),
+        workflow_status("Pending"),
+        workflow_status("Running", node("ingest", "Running")),
+        workflow_status("Running", INGEST_OK, node("silver", "Running", started="2")),
+        workflow_status("Succeeded", *ALL_OK),
+    )
+    code, log = submit(argo, capsys, "--from-template", "-p", "source=s3://landing/conn.log", "-p", "model=hgb")
+    assert code == SubmitExit.SUCCEEDED == 0
+    order = [
+        "Pending (not yet picked up",
+        ": Pending\n",
+        "node ingest [Pod]: Running",
+        "node ingest [Pod]: Succeeded rows=1000",
+        "node silver [Pod]: Running",
+        "node eval [Pod]: Succeeded verdict=passed pr-auc=0.91",
+    ]
+    positions = [log.index(text) for text in order]
+    assert positions == sorted(positions), log
+    assert log.count("node ingest [Pod]: Running") == 1, "a phase is logged once, when it changes"
+    (post,) = argo.calls("POST")
+    assert post.headers["Authorization"] == f"Bearer {TOKEN}"
+    workflow = post.body["workflow"]
+    assert post.body["namespace"] == NS == workflow["metadata"]["namespace"]
+    assert workflow["spec"]["workflowTemplateRef"] == {"name": "cybersec-mlops-pipeline"}
+    assert workflow["spec"]["arguments"]["parameters"] == [
+        {"name": "source", "value": "s3://landing/conn.log"},
+        {"name": "model", "value": "hgb"},
+    ]
+    assert log.rstrip().endswith(f"workflow {workflow['metadata']['name']} Succeeded")
+
+
+def test_hera_built_workflow_carries_the_whole_spec(argo: FakeArgo, capsys: pytest.CaptureFixture[str]) -> None:
+    argo.on("POST", CREATE, echo_created).on("GET", GET, workflow_status("Succeeded", *ALL_OK))
+    code, _ = submit(argo, capsys, "-p", "image-tag=1.2.3")
+    assert code == 0
+    workflow = argo.calls("POST")[0].body["workflow"]
+    assert workflow["metadata"]["name"].startswith("cybersec-mlops-") and "generateName" not in workflow["metadata"]
+    assert [t["name"] for t in workflow["spec"]["templates"]] == ["pipeline", "ingest", "silver", "train", "eval"]
+    params = {p["name"]: p["value"] for p in workflow["spec"]["arguments"]["parameters"]}
+    assert params["image-tag"] == "1.2.3" and params["model"] == "iforest"
+
+
+def test_failed_workflow_names_the_failed_node(argo: FakeArgo, capsys: pytest.CaptureFixture[str]) -> None:
+    failed = node("train", "Failed", exit_code="1", message="Error (exit code 1)", started="3")
+    retry = node("train", "Failed", node_type="Retry", message="No more retries left")
+    argo.on("POST", CREATE, echo_created)
+    argo.on("GET", GET, workflow_status("Failed", INGEST_OK, SILVER_OK, failed, retry, message="child failed"))
+    code, log = submit(argo, capsys, "--from-template")
+    assert code == SubmitExit.FAILED == 1
+    assert "failed node train [Pod]: Failed — Error (exit code 1)\n" in log
+    assert "Failed: child failed" in log
+
+
+def test_gate_failure_has_its_own_exit_code(argo: FakeArgo, capsys: pytest.CaptureFixture[str]) -> None:
+    gate = node("eval", "Failed", exit_code="3", message="gate", started="4")
+    argo.on("POST", CREATE, echo_created)
+    argo.on("GET", GET, workflow_status("Failed", INGEST_OK, SILVER_OK, TRAIN_OK, gate))
+    code, log = submit(argo, capsys, "--from-template")
+    assert code == SubmitExit.GATE_FAILED == 3
+    assert "quality gate rejected the model" in log and "eval [Pod]: Failed — gate (exit code 3)" in log
+
+
+def test_error_phase(argo: FakeArgo, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = node("ingest", "Error", message="pod deleted", started="1")
+    argo.on("POST", CREATE, echo_created)
+    argo.on("GET", GET, workflow_status("Running"), workflow_status("Error", broken, message="pod deleted"))
+    code, log = submit(argo, capsys, "--from-template")
+    assert code == SubmitExit.ERROR == 4
+    assert "Error: pod deleted" in log and "ingest [Pod]: Error — pod deleted" in log
+
+
+def test_unknown_phase_is_never_success(argo: FakeArgo, capsys: pytest.CaptureFixture[str]) -> None:
+    argo.on("POST", CREATE, echo_created).on("GET", GET, workflow_status("Skipped"))
+    code, log = submit(argo, capsys, "--from-template")
+    assert code == SubmitExit.ERROR
+    assert "unknown phase 'Skipped'" in log
+
+
+@pytest.mark.parametrize("stop", [True, False])
+def test_timeout_optionally_stops_the_workflow(argo: FakeArgo, capsys: pytest.CaptureFixture[str], stop: bool) -> None:
+    argo.on("POST", CREATE, echo_created)
+    argo.on("GET", GET, workflow_status("Running", node("ingest", "Running")))
+    argo.on("PUT", STOP, lambda request: (200, {"metadata": {"name": "x"}}))
+    code, log = submit(argo, capsys, "--from-template", "--timeout", "0.2", *(["--stop-on-timeout"] if stop else []))
+    assert code == SubmitExit.TIMEOUT == 5
+    assert "still Running after 0s (--timeout)" in log
+    stops = argo.calls("PUT")
+    if stop:
+        (call,) = stops
+        name = argo.calls("POST")[0].body["workflow"]["metadata"]["name"]
+        assert call.path == f"/api/v1/workflows/{NS}/{name}/stop"
+        assert call.body["name"] == name and call.body["namespace"] == NS
+        assert "requested stop" in log
+    else:
+        assert stops == []
+
+
+@pytest.mark.parametrize(
+    ("status", "hint"),
+    [
+        (401, "was not accepted; check ARGO_TOKEN or the ServiceAccount token"),
+        (403, "lacks RBAC to create workflows in namespace 'mlops'; check the Role/RoleBinding"),
+    ],
+)
+def test_auth_errors_say_what_to_check(
+    argo: FakeArgo, capsys: pytest.CaptureFixture[str], status: int, hint: str
+) -> None:
+    argo.on("POST", CREATE, (status, {"code": 16, "message": "token not valid"}))
+    code, log = submit(argo, capsys, "--from-template")
+    assert code == SubmitExit.AUTH == 6
+    assert f"HTTP {status} token not valid" in log and hint in log and "token from ARGO_TOKEN" in log
+    assert len(argo.calls("POST")) == 1, "auth errors are not retried"
+
+
+def test_5xx_is_retried_then_succeeds(argo: FakeArgo, capsys: pytest.CaptureFixture[str]) -> None:
+    argo.on("POST", CREATE, (503, {"message": "unavailable"}), (502, "bad gateway"), echo_created)
+    argo.on("GET", GET, (500, {"message": "etcd timeout"}), workflow_status("Succeeded", *ALL_OK))
+    code, log = submit(argo, capsys, "--from-template")
+    assert code == 0
+    assert len(argo.calls("POST")) == 3 and len(argo.calls("GET")) == 2
+    assert "retry 1/5" in log and "HTTP 503: unavailable" in log
+
+
+def test_create_retried_after_a_lost_response_adopts_the_workflow(
+    argo: FakeArgo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first POST was stored but answered 504; the retry meets 409 and follows the same workflow."""
+    argo.on("POST", CREATE, (504, {"message": "timeout"}), (409, {"message": "already exists"}))
+    argo.on("GET", GET, workflow_status("Succeeded", *ALL_OK))
+    code, _ = submit(argo, capsys, "--from-template")
+    assert code == 0
+    names = {r.body["workflow"]["metadata"]["name"] for r in argo.calls("POST")}
+    assert len(names) == 1 and argo.calls("GET")[0].path.endswith(names.pop())
+
+
+def test_persistent_5xx_gives_up_as_unreachable(argo: FakeArgo, capsys: pytest.CaptureFixture[str]) -> None:
+    argo.on("POST", CREATE, (503, {"message": "unavailable"}))
+    code, log = submit(argo, capsys, "--from-template", "--attempts", "3")
+    assert code == SubmitExit.UNREACHABLE == 75
+    assert "giving up after 3 attempts: HTTP 503: unavailable" in log
+    assert len(argo.calls("POST")) == 3
+
+
+def test_rejected_submission(argo: FakeArgo, capsys: pytest.CaptureFixture[str]) -> None:
+    message = 'workflowtemplates.argoproj.io "cybersec-mlops-pipeline" not found'
+    argo.on("POST", CREATE, (400, {"code": 3, "message": message}))
+    code, log = submit(argo, capsys, "--from-template")
+    assert code == SubmitExit.REJECTED == 7
+    assert f"HTTP 400: {message}" in log
+
+
+def test_workflow_deleted_while_following(argo: FakeArgo, capsys: pytest.CaptureFixture[str]) -> None:
+    argo.on("POST", CREATE, echo_created)
+    argo.on("GET", GET, workflow_status("Running"), (404, {"message": "not found"}))
+    code, log = submit(argo, capsys, "--from-template")
+    assert code == SubmitExit.ERROR
+    assert "disappeared from the server" in log
+
+
+def test_unknown_parameter_is_a_usage_error(argo: FakeArgo, capsys: pytest.CaptureFixture[str]) -> None:
+    code, log = submit(argo, capsys, "-p", "sauce=x")
+    assert code == SubmitExit.USAGE == 2
+    assert "-p sauce: unknown workflow parameter; known: source," in log
+    assert argo.requests == []
+
+
+def test_token_and_namespace_from_the_service_account_files(
+    argo: FakeArgo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("ARGO_TOKEN")
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    argo.on("POST", CREATE, echo_created).on("GET", GET, workflow_status("Succeeded", *ALL_OK))
+    code, log = submit(argo, capsys, "--from-template", token_file=token_file)
+    assert code == 0
+    assert argo.calls("POST")[0].headers["Authorization"] == f"Bearer {TOKEN}"
+    assert f"token from {token_file}" in log
+
+
+def test_missing_server_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--log-format", "text", "submit", "--wait"]) == SubmitExit.USAGE
+    assert "no Argo Server: set ARGO_SERVER" in capsys.readouterr().err
+
+
+def run_process(server: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "ARGO_SERVER": server,
+        "ARGO_TOKEN": TOKEN,
+        "ARGO_NAMESPACE": NS,
+        "ARGO_SECURE": "false",
+        "PYTHONPATH": str(REPO),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "workflows", "--log-format", "json", "submit", "--wait", *FAST, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_process_exit_code_mirrors_the_final_phase(argo: FakeArgo) -> None:
+    argo.on("POST", CREATE, echo_created)
+    argo.on("GET", GET, workflow_status("Running"), workflow_status("Succeeded", *ALL_OK))
+    ok = run_process(argo.url.removeprefix("http://"), "--from-template")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("cybersec-mlops-") and TOKEN not in ok.stderr
+    assert '"msg": "workflow cybersec-mlops-' in ok.stderr
+    argo.routes.clear()
+    argo.on("POST", CREATE, echo_created).on("GET", GET, workflow_status("Failed", node("silver", "Failed")))
+    assert run_process(argo.url, "--from-template").returncode == SubmitExit.FAILED
+
+
+def test_unreachable_server(capsys: pytest.CaptureFixture[str]) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    result = run_process(closed, "--from-template", "--attempts", "2")
+    assert result.returncode == SubmitExit.UNREACHABLE
+    assert f"cannot reach {closed}: ConnectionError" in result.stderr and "check ARGO_SERVER" in result.stderr

@@ -1,0 +1,222 @@
+"""A small client of the Argo Server REST API: create, get and stop a workflow.
+
+Plain ``requests`` rather than Hera's service, so that retries, status codes and the
+messages a person sees are ours: connection errors, timeouts, 429 and 5xx are retried
+with exponential backoff; 401/403 raise :class:`AuthError` saying which token and RBAC
+to check; other 4xx raise :class:`RejectedError` with the server's message. The bearer
+token never appears in a log line, an exception or a ``repr``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "SA_TOKEN_FILE",
+    "SA_NAMESPACE_FILE",
+    "ArgoError",
+    "AuthError",
+    "RejectedError",
+    "UnreachableError",
+    "ServerConfig",
+    "ArgoClient",
+]
+
+log = logging.getLogger(__name__)
+
+SA_TOKEN_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+_TRUE = {"1", "true", "yes", "on"}
+
+
+class ArgoError(Exception):
+    """Base of the submitter's errors talking to the Argo Server."""
+
+
+class AuthError(ArgoError):
+    """401/403: the token is missing, expired, or lacks RBAC for the request."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RejectedError(ArgoError):
+    """A 4xx other than auth: the server refused the request (invalid spec, not found, conflict)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class UnreachableError(ArgoError):
+    """Connection failures, timeouts or 5xx that outlasted the retries."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Where the Argo Server is and how to authenticate; built from flags and the environment."""
+
+    url: str
+    """Base URL, e.g. ``https://argo-server.argo.svc:2746`` (a path prefix is kept)."""
+    namespace: str
+    token: str | None = field(default=None, repr=False)
+    token_source: str = "none"
+    """Where the token came from (``ARGO_TOKEN``, a file path, none) — safe to log."""
+    verify: bool | str = True
+    """TLS verification: True, False (insecure) or a CA bundle path."""
+    request_timeout: float = 30.0
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        server: str | None = None,
+        namespace: str | None = None,
+        token_file: Path = SA_TOKEN_FILE,
+        namespace_file: Path = SA_NAMESPACE_FILE,
+        ca_file: str | None = None,
+        insecure: bool | None = None,
+    ) -> ServerConfig:
+        """Flags win over ``ARGO_SERVER``/``ARGO_NAMESPACE``/``ARGO_TOKEN``, then the pod's ServiceAccount files.
+
+        Raises ValueError with what to set when the server or namespace is unknown.
+        """
+        e = os.environ if env is None else env
+        raw = (server or e.get("ARGO_SERVER", "")).strip()
+        if not raw:
+            raise ValueError("no Argo Server: set ARGO_SERVER (e.g. https://argo-server.argo.svc:2746) or --server")
+        if "://" not in raw:
+            secure = e.get("ARGO_SECURE", "true").strip().lower() in _TRUE
+            raw = ("https://" if secure else "http://") + raw
+        base_href = e.get("ARGO_BASE_HREF", "").strip().strip("/")
+        url = raw.rstrip("/") + (f"/{base_href}" if base_href else "")
+        ns = (namespace or e.get("ARGO_NAMESPACE", "")).strip()
+        if not ns and namespace_file.is_file():
+            ns = namespace_file.read_text().strip()
+        if not ns:
+            raise ValueError(f"no namespace: set ARGO_NAMESPACE or --namespace (no {namespace_file} either)")
+        token, source = _token(e, token_file)
+        if insecure is None:
+            insecure = e.get("ARGO_INSECURE_SKIP_VERIFY", "false").strip().lower() in _TRUE
+        ca = ca_file or e.get("ARGO_CA_FILE", "").strip() or None
+        verify: bool | str = False if insecure else (ca or True)
+        return cls(url=url, namespace=ns, token=token, token_source=source, verify=verify)
+
+
+def _token(env: Mapping[str, str], token_file: Path) -> tuple[str | None, str]:
+    raw = env.get("ARGO_TOKEN", "").strip()
+    source = "ARGO_TOKEN"
+    if not raw and token_file.is_file():
+        raw, source = token_file.read_text().strip(), str(token_file)
+    if not raw:
+        return None, "none"
+    return (raw if raw.lower().startswith("bearer ") else f"Bearer {raw}"), source
+
+
+def _server_message(response: Any) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return (response.text or "").strip()[:500]
+    if isinstance(body, dict):
+        return str(body.get("message") or body.get("error") or body)[:500]
+    return str(body)[:500]
+
+
+class ArgoClient:
+    """The three calls the submitter makes, with retries on transient failures."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        attempts: int = 6,
+        backoff: float = 1.0,
+        max_backoff: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        import requests
+
+        self.config = config
+        self.attempts, self.backoff, self.max_backoff, self.sleep = attempts, backoff, max_backoff, sleep
+        self.session = requests.Session()
+        self.session.verify = config.verify
+        self.session.headers["Accept"] = "application/json"
+        if config.token:
+            self.session.headers["Authorization"] = config.token
+
+    def _auth_message(self, method: str, path: str, status: int, detail: str) -> str:
+        verb = {"POST": "create", "GET": "get", "PUT": "update"}.get(method, method)
+        if status == 401:
+            hint = (
+                f"the token from {self.config.token_source} was not accepted; check ARGO_TOKEN or the "
+                "ServiceAccount token, and that the Argo Server runs with --auth-mode=client"
+            )
+        else:
+            hint = (
+                f"the token from {self.config.token_source} lacks RBAC to {verb} workflows in namespace "
+                f"{self.config.namespace!r}; check the Role/RoleBinding of the ServiceAccount "
+                "(k8s/job-submitter.yaml)"
+            )
+        return f"{method} {path}: HTTP {status} {detail}: {hint}"
+
+    def request(self, method: str, path: str, body: Any = None, retry_conflict: bool = False) -> Any:
+        """Send one API call; return the decoded JSON. ``retry_conflict``: see :meth:`create`."""
+        import requests
+
+        url = self.config.url + path
+        last = ""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                response = self.session.request(method, url, json=body, timeout=self.config.request_timeout)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last = f"cannot reach {self.config.url}: {type(exc).__name__}"
+            else:
+                status = response.status_code
+                if status < 300:
+                    return response.json() if response.content else {}
+                detail = _server_message(response)
+                if status in (401, 403):
+                    raise AuthError(self._auth_message(method, path, status, detail), status)
+                if status == 409 and retry_conflict and attempt > 1:
+                    return None
+                if status < 500 and status != 429:
+                    raise RejectedError(f"{method} {path}: HTTP {status}: {detail}", status)
+                last = f"HTTP {status}: {detail}"
+            if attempt < self.attempts:
+                delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+                log.warning(
+                    "%s %s failed (%s); retry %d/%d in %.1fs", method, path, last, attempt, self.attempts - 1, delay
+                )
+                self.sleep(delay)
+        raise UnreachableError(
+            f"{method} {path}: giving up after {self.attempts} attempts: {last}; "
+            f"check ARGO_SERVER ({self.config.url}) and that the Argo Server is running"
+        )
+
+    def create(self, workflow: dict[str, Any]) -> dict[str, Any]:
+        """POST the workflow. It carries a fixed name, so a retried create that meets 409 adopts it."""
+        ns = self.config.namespace
+        created = self.request(
+            "POST", f"/api/v1/workflows/{ns}", {"namespace": ns, "workflow": workflow}, retry_conflict=True
+        )
+        if created is None:
+            return self.get(workflow["metadata"]["name"])
+        return dict(created)
+
+    def get(self, name: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/api/v1/workflows/{self.config.namespace}/{name}"))
+
+    def stop(self, name: str, message: str) -> dict[str, Any]:
+        ns = self.config.namespace
+        return dict(
+            self.request(
+                "PUT", f"/api/v1/workflows/{ns}/{name}/stop", {"name": name, "namespace": ns, "message": message}
+            )
+        )
