@@ -65,23 +65,33 @@ class DagRun:
         self.running: set[str] = set()
 
     def _order(self) -> list[str]:
-        """Targets and their ancestors, dependencies first (definition order among equals)."""
-        needed: list[str] = []
+        """Targets and their ancestors, dependencies first, otherwise in definition order."""
+        needed: set[str] = set()
 
-        def visit(name: str, path: tuple[str, ...]) -> None:
+        def need(name: str, path: tuple[str, ...]) -> None:
             if name in path:
                 raise ManifestError(f"{self.where}: dependency cycle {' -> '.join((*path, name))}")
-            if name in needed:
-                return
-            for dep in self.deps[name]:
-                visit(dep, (*path, name))
-            needed.append(name)
+            if name not in needed:
+                for dep in self.deps[name]:
+                    need(dep, (*path, name))
+                needed.add(name)
 
         for target in self.targets:
             if target not in self.tasks:
                 raise ManifestError(f"{self.where}.target: no task named {target!r}")
-            visit(target, ())
-        return needed
+            need(target, ())
+        order: list[str] = []
+
+        def visit(name: str) -> None:
+            if name not in order:
+                for dep in self.deps[name]:
+                    visit(dep)
+                order.append(name)
+
+        for name in self.tasks:
+            if name in needed:
+                visit(name)
+        return order
 
     # -- results and phases ----------------------------------------------------------
     def _results(self, name: str) -> dict[str, bool]:
@@ -157,6 +167,7 @@ class DagRun:
             while not self.events.empty():
                 self.running.discard(self.events.get_nowait())
         self.not_started = [n for n in self.order if n not in self.nodes]
+        self.node.not_started = list(self.not_started)
         phase, message = self.assess()
         if self.ctx.cancel.is_set() and phase == Phase.SUCCEEDED and self.not_started:
             phase, message = Phase.FAILED, self.ctx.cancel_reason

@@ -209,7 +209,7 @@ def _cancel_on(ctx: RunContext, deadline: Any) -> None:
 
 def _tails(root: Node, out: TextIO, lines: int, verbose: bool) -> None:
     """Print the end of each failed task's last attempt log (already streamed with --verbose)."""
-    if verbose or lines <= 0:
+    if verbose or lines <= 0 or root.phase == Phase.SUCCEEDED:
         return
 
     def leaves(node: Node) -> list[Node]:
@@ -222,6 +222,8 @@ def _tails(root: Node, out: TextIO, lines: int, verbose: bool) -> None:
     for node in leaves(root):
         if node.phase in Phase.FAILED_OR_ERROR and node.log_path and node.log_path.exists():
             text = node.log_path.read_text(errors="replace").splitlines()[-lines:]
+            if not text:
+                continue
             out.write(f"\n--- {node.display_name}: last {len(text)} lines of {node.log_path} ---\n")
             out.write("\n".join(text) + "\n")
 

@@ -24,7 +24,7 @@ from .context import RunContext
 from .errors import ExecutorError, ResolveError, Unsupported
 from .retry import RetrySpec, last_retry_vars
 from .runtimes import Mount, Result, RuntimeTask
-from .runtimes.subprocess_runtime import host_path
+from .runtimes.subprocess_runtime import host_path, remap
 from .status import ArtifactRef, Node, Phase, pod_name
 from .templating import require_resolved, substitute
 
@@ -162,13 +162,21 @@ def _prepare(ctx: RunContext, node: Node, spec: dict[str, Any], arg_artifacts: d
         else:
             dest = host_path(path, path_map) or _unmapped(where, f"inputs.artifacts[{art['name']}].path", path)
         _stage(ctx, source, dest, art)
+    if not docker:
+        outputs = spec.get("outputs") or {}
+        for kind_, items in (("parameters", outputs.get("parameters")), ("artifacts", outputs.get("artifacts"))):
+            for item in items or []:
+                path = item.get("path") or (item.get("valueFrom") or {}).get("path")
+                if path and host_path(str(path), path_map) is None:
+                    _unmapped(where, f"outputs.{kind_}[{item['name']}].path", str(path))
     command, args = list(c.get("command") or []), [str(a) for a in c.get("args") or []]
     if kind == "script":
         if not command or Path(command[0]).name not in SCRIPT_LANGS:
             raise Unsupported(f"{where}.script.command", f"{command[:1]} is not a supported script language "
                                                          f"({', '.join(SCRIPT_LANGS)})")
         script = sandbox / "script"
-        script.write_text(str(c.get("source", "")))
+        source = str(c.get("source", ""))
+        script.write_text(source if docker else remap(source, path_map))
         os.chmod(script, 0o755)
         if docker:
             mounts.append(Mount(script, SCRIPT_PATH, read_only=True))

@@ -89,6 +89,8 @@ class Node:
     artifacts: dict[str, ArtifactRef] = field(default_factory=dict)
     result: str | None = None
     children: list[Node] = field(default_factory=list)
+    not_started: list[str] = field(default_factory=list)
+    """DAG tasks that never started (failFast halted the DAG, or the run was stopped)."""
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @property
@@ -132,6 +134,7 @@ class Node:
                 "outputs": {"parameters": dict(self.parameters), "result": self.result,
                             "artifacts": {k: v.as_json() for k, v in self.artifacts.items()}},
                 "children": [c.as_json() for c in list(self.children)],
+                "notStarted": list(self.not_started),
             }
 
 

@@ -63,7 +63,10 @@ def _rows(node: Node, prefix: str, last: bool, root: bool, color: bool) -> Itera
     if params and node.type != "DAG":
         yield (f" {child_prefix}{'│ ' if children else '  '}  {params}",)
     for i, child in enumerate(children):
-        yield from _rows(child, child_prefix, i == len(children) - 1, False, color)
+        yield from _rows(child, child_prefix, i == len(children) - 1 and not node.not_started, False, color)
+    for i, name in enumerate(node.not_started):
+        yield (f" {child_prefix}{'└─' if i == len(node.not_started) - 1 else '├─'}· {name}  (not started: "
+               f"{'failFast' if node.phase in Phase.FAILED_OR_ERROR else 'stopped'})",)
 
 
 def render(root: Node, header: dict[str, str], color: bool = False) -> str:

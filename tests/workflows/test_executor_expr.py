@@ -1,0 +1,214 @@
+"""The executor's small languages: depends, when, retry expressions and {{...}} substitution."""
+
+from __future__ import annotations
+
+import pytest
+
+from workflows.executor.errors import ResolveError, Unsupported
+from workflows.executor.expr import depends_tasks, eval_depends, eval_retry, eval_when
+from workflows.executor.retry import RetrySpec, parse_duration
+from workflows.executor.status import Node, Phase
+from workflows.executor.templating import require_resolved, substitute
+
+PHASES = {
+    "A": Phase.SUCCEEDED,
+    "B": Phase.FAILED,
+    "C": Phase.SKIPPED,
+    "D": Phase.ERROR,
+    "E": Phase.OMITTED,
+    "data-prep": Phase.SUCCEEDED,
+}
+CONTINUE_ON = {"B": (False, True), "D": (True, False)}
+
+
+def results(task: str) -> dict[str, bool]:
+    phase = PHASES[task]
+    return {
+        "Succeeded": phase == Phase.SUCCEEDED,
+        "Failed": phase == Phase.FAILED,
+        "Errored": phase == Phase.ERROR,
+        "Skipped": phase == Phase.SKIPPED,
+        "Omitted": phase == Phase.OMITTED,
+        "Daemoned": False,
+        "AnySucceeded": False,
+        "AllFailed": False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("A", True),
+        ("A.Succeeded", True),
+        ("A.Failed", False),
+        ("B.Failed", True),
+        ("B.Succeeded || B.Failed", True),
+        ("C", True),  # plain name: Succeeded || Skipped || Daemoned
+        ("C.Succeeded", False),
+        ("E", False),  # Omitted is not in the plain expansion
+        ("E.Omitted", True),
+        ("D.Errored && !A.Failed", True),
+        ("!(A && C)", False),
+        ("(A.Succeeded || B.Succeeded) && C.Skipped", True),
+        ("data-prep && A", True),  # task names with dashes
+        ("A.AnySucceeded", False),  # only true for expanded (withItems) tasks, as in Argo
+    ],
+)
+def test_depends_without_continue_on(expr: str, expected: bool) -> None:
+    assert eval_depends(expr, results, lambda t: (False, False), "depends") is expected
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("B", True),  # continueOn.failed adds B.Failed to the plain expansion
+        ("D", True),  # continueOn.error adds D.Errored
+        ("A && B && D", True),
+        ("B.Succeeded", False),
+    ],
+)
+def test_depends_bare_name_honours_continue_on(expr: str, expected: bool) -> None:
+    assert eval_depends(expr, results, lambda t: CONTINUE_ON.get(t, (False, False)), "depends") is expected
+
+
+def test_depends_tasks_lists_names_in_order() -> None:
+    assert depends_tasks("(b.Failed || a) && !c.Skipped && a", "f") == ["b", "a", "c"]
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        ("A.Finished", "task result 'Finished'"),
+        ("A == B", "operator '==' is not part of Argo's depends logic"),
+        ("A &&", "unexpected 'end of expression'"),
+        ("A.failed", "cannot parse"),
+    ],
+)
+def test_depends_refuses_what_argo_does_not_have(expr: str, message: str) -> None:
+    with pytest.raises(Unsupported, match=message):
+        depends_tasks(expr, "spec.templates[main].dag.tasks[x].depends")
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("heads == heads", True),  # bare words are strings (Argo's govaluate quirk)
+        ("heads == tails", False),
+        ("'a b' == 'a b'", True),
+        ("5 > 3", True),
+        ("5 > 30", False),
+        ("3.5 >= 3.5 && 2 < 10", True),
+        ("true", True),
+        ("!false || 1 == 2", True),
+        ("v1.2 =~ '^v1'", True),
+        ("abc !~ 'b$'", True),
+        ("5 == '5'", False),  # number and string never equal
+    ],
+)
+def test_when(expr: str, expected: bool) -> None:
+    assert eval_when(expr, "when") is expected
+
+
+@pytest.mark.parametrize(
+    ("expr", "error", "match"),
+    [
+        ("my-value == x", Unsupported, "cannot parse"),
+        ("5 > abc", ResolveError, "cannot compare"),
+        ("heads", ResolveError, "not a boolean"),
+        ("len(x) > 1", Unsupported, "function 'len'"),
+    ],
+)
+def test_when_errors(expr: str, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        eval_when(expr, "when")
+
+
+LAST = {"exitCode": "75", "status": "Failed", "duration": "1.5", "message": "Error (exit code 75)"}
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("asInt(lastRetry.exitCode) == 75", True),
+        ("asInt(lastRetry.exitCode) == 2", False),
+        ("lastRetry.exitCode == 75", False),  # a string is never equal to a number (expr-lang)
+        ("lastRetry.exitCode == '75'", True),
+        ('lastRetry.status == "Failed" && asInt(lastRetry.exitCode) != 1', True),
+        ("asInt(lastRetry.exitCode) in [75, 76]", True),
+        ("asFloat(lastRetry.duration) < 1", False),
+        ("not (lastRetry.status == 'Error') and true", True),
+    ],
+)
+def test_retry_expression(expr: str, expected: bool) -> None:
+    assert eval_retry(expr, LAST, "retryStrategy.expression") is expected
+
+
+@pytest.mark.parametrize(
+    ("expr", "error", "match"),
+    [
+        ("lastRetry.exitCode + 1 == 76", Unsupported, r"cannot parse"),
+        ("sprig.trim(lastRetry.message) == ''", Unsupported, "function 'sprig.trim'"),
+        ("retries < 3", Unsupported, "unknown variable 'retries'"),
+        ("asInt(lastRetry.status) == 1", ResolveError, r"asInt\('Failed'\) is not a number"),
+    ],
+)
+def test_retry_expression_refusals(expr: str, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        eval_retry(expr, LAST, "retryStrategy.expression")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("1m30s", 90), ("500ms", 0.5), ("2h", 7200), ("10", 10)])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text, "f") == pytest.approx(seconds)
+
+
+def _attempt(phase: str, code: int | None) -> Node:
+    node = Node("wf.t(0)", "t(0)", "Pod", "t", "wf")
+    node.start()
+    node.exit_code = code
+    node.finish(phase, f"Error (exit code {code})")
+    return node
+
+
+@pytest.mark.parametrize(
+    ("raw", "phase", "code", "attempts", "retry", "why"),
+    [
+        ({"limit": 2, "expression": "asInt(lastRetry.exitCode) == 75"}, Phase.FAILED, 75, 1, True, ""),
+        ({"limit": 2, "expression": "asInt(lastRetry.exitCode) == 75"}, Phase.FAILED, 2, 1, False, "expression"),
+        ({"limit": 2, "expression": "asInt(lastRetry.exitCode) == 75"}, Phase.ERROR, 75, 1, True, ""),  # Always
+        ({"limit": 2, "expression": "asInt(lastRetry.exitCode) == 75"}, Phase.FAILED, 75, 3, False, "No more retries"),
+        ({"limit": 2, "retryPolicy": "OnFailure", "expression": "true"}, Phase.ERROR, None, 1, False, "Error"),
+        ({"limit": 2, "retryPolicy": "OnError"}, Phase.FAILED, 1, 1, False, "exit code 1"),
+        ({"limit": 2, "retryPolicy": "OnError"}, Phase.ERROR, None, 1, True, ""),
+        ({"limit": 0}, Phase.FAILED, 1, 1, False, "No more retries"),
+        ({}, Phase.FAILED, 1, 50, True, ""),  # no limit: until it succeeds
+        ({"limit": 5, "backoff": {"duration": "1m", "maxDuration": "30s"}}, Phase.FAILED, 1, 1, False, "Max duration"),
+    ],
+)
+def test_retry_decisions(raw: dict, phase: str, code: int | None, attempts: int, retry: bool, why: str) -> None:
+    import time
+
+    spec = RetrySpec.parse(raw, "retryStrategy")
+    assert spec is not None
+    decided, reason = spec.decide(_attempt(phase, code), attempts, time.time())
+    assert decided is retry
+    assert why in reason
+
+
+def test_backoff_grows_by_factor_and_is_capped() -> None:
+    spec = RetrySpec.parse({"limit": 5, "backoff": {"duration": "2s", "factor": "3", "cap": "10s"}}, "r")
+    assert spec is not None
+    assert [spec.delay(n) for n in (1, 2, 3)] == [2.0, 6.0, 10.0]
+
+
+def test_substitution_is_single_pass_and_strict_at_the_end() -> None:
+    scope = {"inputs.parameters.a": "{{inputs.parameters.b}}", "workflow.name": "wf"}
+    out = substitute({"args": ["--x={{ inputs.parameters.a }}", "{{workflow.name}}-{{pod.name}}"]}, scope, "t")
+    assert out["args"][0] == "--x={{inputs.parameters.b}}"  # values are not re-scanned
+    with pytest.raises(ResolveError, match=r"t.args\[0\]: cannot resolve \{\{inputs.parameters.b\}\}"):
+        require_resolved(out, "t", scope)
+
+
+def test_expression_tags_are_refused() -> None:
+    with pytest.raises(Unsupported, match="expression tag"):
+        substitute("{{=sprig.upper(inputs.parameters.x)}}", {}, "spec.templates[a].container.args[0]")

@@ -1,0 +1,196 @@
+"""The local executor on plain Argo workflows (tests/workflows/fixtures), subprocess runtime.
+
+These workflows are not ours: they show the executor follows Argo's semantics for
+parameters, artifacts passed by ``from``, ``depends`` over task results, failFast,
+continueOn, when, retries of exit 75 only, outputs of failed steps, deadlines,
+nested DAGs, script templates and parallelism.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workflows.executor.engine import Outcome, RunOptions, run_workflow
+from workflows.executor.errors import ManifestError
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def run(tmp_path: Path, fixture: str, params: dict[str, str] | None = None, **kw: Any) -> tuple[Outcome, dict, str]:
+    out = io.StringIO()
+    opts = RunOptions(manifest=FIXTURES / f"{fixture}.yaml", parameters=params or {}, workdir=tmp_path / "runs",
+                      artifacts=str(tmp_path / "artifacts"), **kw)
+    outcome = run_workflow(opts, out=out)
+    return outcome, json.loads(outcome.status_path.read_text()), out.getvalue()
+
+
+def tasks(status: dict) -> dict[str, dict]:
+    """DAG task nodes by display name, nested DAGs included."""
+    found: dict[str, dict] = {}
+
+    def walk(node: dict) -> None:
+        for child in node["children"]:
+            if child["type"] != "Pod" or "(" not in child["displayName"]:
+                found[child["displayName"]] = child
+            if child["type"] == "DAG":
+                walk(child)
+
+    walk(status["root"])
+    return found
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUN_LOCAL_BACKOFF_SCALE", "0.01")
+
+
+def test_parameters_and_artifacts_flow_through_a_diamond(tmp_path: Path) -> None:
+    outcome, status, text = run(tmp_path, "params-artifacts", {"greeting": "good morning"})
+    assert outcome.phase == "Succeeded" and outcome.exit_code == 0
+    t = tasks(status)
+    assert t["produce"]["outputs"]["parameters"] == {"words": "3"}  # "good morning World"; trailing newline trimmed
+    assert t["shout"]["outputs"]["parameters"]["length"] == str(len(f"good morning world from {outcome.name}"))
+    assert t["shout"]["outputs"]["parameters"]["missing-with-default"] == "fallback"
+    assert t["shout"]["outputs"]["result"] == f"pod {t['shout']['podName']} attempt 0"
+    art = tmp_path / "artifacts"
+    combined = (art / "messages" / outcome.name / "combined.txt").read_text()
+    assert combined == f"GOOD MORNING WORLD FROM {outcome.name.upper()} | good morning world from {outcome.name}"
+    # no archive field: Argo's default tar.gz at <workflow>/<pod>/<file>.tgz, holding the file under its name
+    key = t["whisper"]["outputs"]["artifacts"]["out"]["key"]
+    assert key == f"{outcome.name}/{t['whisper']['podName']}/out.txt.tgz"
+    with tarfile.open(art / key) as tar:
+        assert tar.getnames() == ["out.txt"]
+    assert t["combine"]["outputs"]["result"] == f"{len(combined.split(' | ')[0])}+{len(combined.split(' | ')[1])} 3"
+    assert "✔ combine" in text and "STEP" in text
+
+
+def test_depends_results_and_fail_fast(tmp_path: Path) -> None:
+    outcome, status, text = run(tmp_path, "depends-failfast")
+    assert outcome.phase == "Failed" and outcome.exit_code == 1
+    phases = {name: node["phase"] for name, node in tasks(status).items()}
+    assert phases == {"boom": "Failed", "slow": "Succeeded", "after-boom": "Omitted", "on-failure": "Succeeded",
+                      "either": "Succeeded"}
+    assert status["root"]["notStarted"] == ["after-slow"]  # ready only after the DAG was already failing
+    assert tasks(status)["boom"]["message"] == "Error (exit code 3)"
+    assert status["root"]["message"] == "child 'depends-failfast.boom' failed"
+    assert "after-slow  (not started: failFast)" in text
+    assert "exiting with 3" in text  # the failed task's log tail
+
+
+def test_without_fail_fast_every_branch_runs(tmp_path: Path) -> None:
+    outcome, status, _ = run(tmp_path, "depends-no-failfast")
+    assert outcome.phase == "Failed"
+    assert tasks(status)["after-slow"]["phase"] == "Succeeded"
+    assert status["root"]["notStarted"] == []
+
+
+def test_handled_failures_do_not_fail_the_dag(tmp_path: Path) -> None:
+    outcome, status, _ = run(tmp_path, "handled-failure")
+    phases = {name: node["phase"] for name, node in tasks(status).items()}
+    assert phases == {"flaky": "Failed", "cleanup": "Succeeded", "tolerant": "Failed", "after-tolerant": "Succeeded"}
+    assert outcome.phase == "Succeeded" and outcome.exit_code == 0
+
+
+def test_retries_exit_75_only(tmp_path: Path) -> None:
+    outcome, status, _ = run(tmp_path, "retries")
+    t = tasks(status)
+    attempts = {name: [(c["phase"], c["exitCode"]) for c in node["children"]] for name, node in t.items()}
+    assert attempts["transient"] == [("Failed", 75), ("Failed", 75), ("Succeeded", 0)]
+    assert attempts["bad-input"] == [("Failed", 2)]
+    assert attempts["always-75"] == [("Failed", 75)] * 3
+    assert attempts["on-error"] == [("Failed", 75)]  # OnError does not retry a Failed attempt
+    assert t["transient"]["type"] == "Retry" and t["transient"]["phase"] == "Succeeded"
+    assert t["always-75"]["message"] == "No more retries left"
+    assert t["bad-input"]["message"] == "retryStrategy.expression evaluated to false"
+    # {{retries}} and {{pod.name}} are per attempt: each attempt has its own pod and log
+    logs = [Path(c["log"]).read_text().strip() for c in t["transient"]["children"]]
+    assert logs == [f"attempt {i} of {c['podName']}" for i, c in enumerate(t["transient"]["children"])]
+    assert len({c["podName"] for c in t["transient"]["children"]}) == 3
+    assert outcome.phase == "Failed"
+
+
+@pytest.mark.parametrize(("side", "ran", "skipped"), [("heads", "heads", "tails"), ("tails", "tails", "heads")])
+def test_when_skips_and_plain_depends_accepts_skipped(tmp_path: Path, side: str, ran: str, skipped: str) -> None:
+    outcome, status, _ = run(tmp_path, "when-skipped", {"side": side})
+    t = tasks(status)
+    assert t[ran]["phase"] == "Succeeded"
+    assert t[skipped]["phase"] == "Skipped"
+    assert t[skipped]["message"].startswith("when '") and t[skipped]["message"].endswith("' evaluated false")
+    said = t["report"]["outputs"]["parameters"]["said"]
+    assert said == f"flip said {side} (Succeeded), heads is {t['heads']['phase']}"
+    assert outcome.phase == "Succeeded"
+
+
+def test_outputs_of_a_failed_step_are_saved_and_deadlines_kill(tmp_path: Path) -> None:
+    outcome, status, _ = run(tmp_path, "outputs-on-failure")
+    t = tasks(status)
+    assert t["gate"]["phase"] == "Failed" and t["gate"]["exitCode"] == 3
+    assert t["gate"]["outputs"]["parameters"] == {"verdict": "failed"}
+    report = tmp_path / "artifacts" / "eval" / outcome.name / "report.html"
+    assert report.read_text() == "<p>gate failed</p>"
+    assert set(t["gate"]["outputs"]["artifacts"]) == {"report"}  # the optional one was never written
+    assert t["deadline"]["phase"] == "Failed"
+    assert t["deadline"]["message"] == "Pod was active on the node longer than the specified deadline"
+    assert t["deadline"]["durationSeconds"] < 10
+    assert outcome.exit_code == 1
+
+
+def test_nested_dag_script_env_and_errors(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    env = {"SECRET_TOKEN": "s3cr3t", "CONFIG_HOST": "db.local", "LEAKY": "should-not-leak"}
+    (tmp_path / "secrets.env").write_text("# local stand-ins for Secrets\nexport SECRET_TOKEN='s3cr3t'\n")
+    outcome, status, text = run(tmp_path, "nested-script-env", env_file=tmp_path / "secrets.env",
+                                extra_env={k: v for k, v in env.items() if k != "SECRET_TOKEN"})
+    assert outcome.name.startswith("nested-")
+    t = tasks(status)
+    assert t["pair"]["type"] == "DAG" and t["pair"]["outputs"]["parameters"] == {"total": "41"}
+    assert t["double"]["outputs"]["parameters"]["value"] == "40"
+    assert t["show"]["outputs"]["result"] == "total=41 doubled=40"
+    env_log = dict(line.split(" = ") for line in Path(t["env"]["log"]).read_text().splitlines())
+    assert env_log == {"PLAIN": f"plain-{outcome.name}", "SECRET_TOKEN": "s3cr3t", "CONFIG_HOST": "db.local",
+                       "MISSING_SECRET": "<unset>", "POD": t["env"]["podName"], "LEAKY": "<unset>"}
+    assert "MISSING_SECRET is left unset" in caplog.text
+    assert t["no-output"]["phase"] == "Error"
+    assert "failed to save outputs: output artifact result: /tmp/outputs/result.json does not exist" in \
+        t["no-output"]["message"]
+    assert t["unmapped"]["phase"] == "Error" and "use --runtime docker" in t["unmapped"]["message"]
+    assert outcome.phase in ("Failed", "Error") and outcome.exit_code == 1
+    assert "s3cr3t" not in text  # secret values never reach the console
+
+
+def test_parallelism_serialises_pods(tmp_path: Path) -> None:
+    outcome, status, _ = run(tmp_path, "parallelism")
+    assert outcome.phase == "Succeeded"
+    spans = sorted((n["startedAt"], n["finishedAt"]) for n in tasks(status).values())
+    assert len(spans) == 3
+    total = status["root"]["durationSeconds"]
+    assert total >= 3 * 0.3  # 3 naps of 0.3 s one after another
+
+
+def test_a_name_cannot_be_reused_in_the_same_workdir(tmp_path: Path) -> None:
+    run(tmp_path, "handled-failure")
+    with pytest.raises(ManifestError, match="holds an earlier run named handled-failure"):
+        run(tmp_path, "handled-failure")
+
+
+def test_reference_to_a_task_that_is_not_an_ancestor_errors(tmp_path: Path) -> None:
+    import yaml
+
+    doc = yaml.safe_load((FIXTURES / "params-artifacts.yaml").read_text())
+    tasks_ = doc["spec"]["templates"][0]["dag"]["tasks"]
+    tasks_[2]["arguments"]["artifacts"][0]["from"] = "{{tasks.shout.outputs.artifacts.out}}"  # whisper ∦ shout
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    outcome = run_workflow(RunOptions(manifest=path, workdir=tmp_path / "runs", artifacts=str(tmp_path / "a")),
+                           out=io.StringIO())
+    status = json.loads(outcome.status_path.read_text())
+    whisper = tasks(status)["whisper"]
+    assert whisper["phase"] == "Error"
+    assert "names task 'shout', which is not a dependency of this task" in whisper["message"]
+    assert tasks(status)["combine"]["phase"] == "Omitted"
+    assert outcome.phase == "Error"
