@@ -166,17 +166,17 @@ def _prepare(ctx: RunContext, node: Node, spec: dict[str, Any], arg_artifacts: d
         outputs = spec.get("outputs") or {}
         for kind_, items in (("parameters", outputs.get("parameters")), ("artifacts", outputs.get("artifacts"))):
             for item in items or []:
-                path = item.get("path") or (item.get("valueFrom") or {}).get("path")
-                if path and host_path(str(path), path_map) is None:
-                    _unmapped(where, f"outputs.{kind_}[{item['name']}].path", str(path))
+                out_path = item.get("path") or (item.get("valueFrom") or {}).get("path")
+                if out_path and host_path(str(out_path), path_map) is None:
+                    _unmapped(where, f"outputs.{kind_}[{item['name']}].path", str(out_path))
     command, args = list(c.get("command") or []), [str(a) for a in c.get("args") or []]
     if kind == "script":
         if not command or Path(command[0]).name not in SCRIPT_LANGS:
             raise Unsupported(f"{where}.script.command", f"{command[:1]} is not a supported script language "
                                                          f"({', '.join(SCRIPT_LANGS)})")
         script = sandbox / "script"
-        source = str(c.get("source", ""))
-        script.write_text(source if docker else remap(source, path_map))
+        code = str(c.get("source", ""))
+        script.write_text(code if docker else remap(code, path_map))
         os.chmod(script, 0o755)
         if docker:
             mounts.append(Mount(script, SCRIPT_PATH, read_only=True))
