@@ -130,6 +130,18 @@ def _server_message(response: Any) -> str:
     return str(body)[:500]
 
 
+def _json(response: Any, method: str, path: str) -> Any:
+    if not response.content:
+        return {}
+    try:
+        return response.json()
+    except ValueError:
+        raise UnreachableError(
+            f"{method} {path}: HTTP {response.status_code} but not JSON ({response.text[:80]!r}); is ARGO_SERVER "
+            "the Argo Server API (not a login page or another service)?"
+        ) from None
+
+
 class ArgoClient:
     """The three calls the submitter makes, with retries on transient failures."""
 
@@ -177,10 +189,12 @@ class ArgoClient:
                 response = self.session.request(method, url, json=body, timeout=self.config.request_timeout)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 last = f"cannot reach {self.config.url}: {type(exc).__name__}"
+                if isinstance(exc, requests.exceptions.SSLError):
+                    last += " (TLS: set ARGO_CA_FILE to the server's CA, or ARGO_INSECURE_SKIP_VERIFY=true on test clusters)"
             else:
                 status = response.status_code
                 if status < 300:
-                    return response.json() if response.content else {}
+                    return _json(response, method, path)
                 detail = _server_message(response)
                 if status in (401, 403):
                     raise AuthError(self._auth_message(method, path, status, detail), status)

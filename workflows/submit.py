@@ -222,7 +222,7 @@ def _run(args: argparse.Namespace) -> int:
             config.token_source,
         )
         created = client.create(body)
-        name = created["metadata"]["name"]
+        name = str((created.get("metadata") or {}).get("name") or body["metadata"]["name"])
         sys.stdout.write(f"{name}\n")
         if not args.wait:
             return SubmitExit.SUCCEEDED

@@ -1,7 +1,7 @@
 """A scripted stand-in for the Argo Server REST API on 127.0.0.1, for the submitter tests.
 
 Routes map (method, path regex) to a queue of responses; the last response repeats. A
-response is ``(status, body)`` or a function of the request giving one. Every request is
+response is ``(status, body)`` (bytes are sent as they are, anything else as JSON) or a function of the request giving one. Every request is
 recorded (method, path, headers, JSON body) so tests can assert what the client sent.
 """
 
@@ -62,7 +62,7 @@ class FakeArgo:
                 raw = self.rfile.read(length) if length else b""
                 request = Request(self.command, self.path, dict(self.headers), json.loads(raw) if raw else None)
                 status, body = fake.respond(request)
-                data = json.dumps(body).encode()
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))

@@ -231,6 +231,15 @@ def test_rejected_submission(argo: FakeArgo, capsys: pytest.CaptureFixture[str])
     assert f"HTTP 400: {message}" in log
 
 
+def test_an_answer_that_is_not_json_is_not_taken_for_the_argo_server(
+    argo: FakeArgo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argo.on("POST", CREATE, (200, b"<html>please log in</html>"))
+    code, log = submit(argo, capsys, "--from-template")
+    assert code == SubmitExit.UNREACHABLE
+    assert "HTTP 200 but not JSON" in log and "is ARGO_SERVER the Argo Server API" in log
+
+
 def test_workflow_deleted_while_following(argo: FakeArgo, capsys: pytest.CaptureFixture[str]) -> None:
     argo.on("POST", CREATE, echo_created)
     argo.on("GET", GET, workflow_status("Running"), (404, {"message": "not found"}))
