@@ -327,3 +327,18 @@ def test_schema_dir_override_and_clear_error(tmp_path: Path) -> None:
 def test_schema_dir_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("ARGO_SCHEMAS_DIR", str(tmp_path))
     assert default_schemas_dir() == tmp_path
+
+
+def test_cron_workflow_is_checked_through_its_workflow_spec(tmp_path: Path, workflow: Doc) -> None:
+    cron = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "CronWorkflow",
+        "metadata": {"name": "nightly"},
+        "spec": {"schedules": ["0 2 * * *"], "workflowSpec": copy.deepcopy(workflow["spec"])},
+    }
+    assert messages(validate_files([write(tmp_path, cron)])) == []
+    cron["spec"]["schedule"] = "0 2 * * *"  # Argo v4 has only `schedules`
+    del cron["spec"]["workflowSpec"]["templates"][3]["retryStrategy"]
+    found = messages(validate_files([write(tmp_path, cron)]))
+    assert any("$.spec.schedule: unknown field 'schedule' (did you mean 'schedules'?)" in m for m in found), found
+    assert any("$.spec.workflowSpec.templates[3].retryStrategy: template 'train'" in m for m in found), found
