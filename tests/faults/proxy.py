@@ -12,6 +12,7 @@ server) and point the stage's setting (PG_PORT, MINIO_ENDPOINT, MLFLOW_TRACKING_
 - ``blackhole()``: accept and never answer (a hung service; clients hit their timeouts);
 - ``fail_http(n, status)``: answer the next ``n`` HTTP requests with ``status`` (503 by
   default, ``Connection: close``) without contacting the service, then forward;
+- ``reset_next(n)``: reset the next ``n`` connections, then forward (a service restarting);
 - ``drop_connections()``: reset every open connection now (a restart or network cut mid-stream);
 - ``after(seconds, fn)``: call ``fn`` later from a timer thread (e.g. ``after(2, proxy.forward)``
   recovers a service while the stage is retrying).
@@ -76,6 +77,7 @@ class FaultProxy:
         self.stats: collections.Counter[str] = collections.Counter()
         self._mode = mode
         self._http_failures = 0
+        self._resets_pending = 0
         self._http_status = 503
         self._lock = threading.Lock()
         self._listen_lock = threading.Lock()
@@ -137,6 +139,12 @@ class FaultProxy:
         """Answer the next ``count`` HTTP requests (one per new connection) with ``status``, then forward."""
         with self._lock:
             self._http_failures, self._http_status = count, status
+        self._set_mode("forward")
+
+    def reset_next(self, count: int) -> None:
+        """Reset the next ``count`` new connections, then forward."""
+        with self._lock:
+            self._resets_pending = count
         self._set_mode("forward")
 
     def drop_connections(self, count: bool = True) -> int:
@@ -212,6 +220,9 @@ class FaultProxy:
             if http_fail:
                 self._http_failures -= 1
             status = self._http_status
+            if mode == "forward" and self._resets_pending > 0:
+                self._resets_pending -= 1
+                mode = "reset"
         if mode in ("reset", "refuse"):  # "refuse": accepted in the instant before the listener closed
             self.stats["reset"] += 1
             _hard_close(client)

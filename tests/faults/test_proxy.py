@@ -109,6 +109,16 @@ def test_reset_resets_every_connection(echo: tuple[str, int]) -> None:
         assert proxy.stats["reset"] == 1 and proxy.stats["forwarded"] == 0
 
 
+def test_reset_next_resets_then_forwards(echo: tuple[str, int]) -> None:
+    with FaultProxy(echo) as proxy:
+        proxy.reset_next(2)
+        for _ in range(2):
+            with pytest.raises(ConnectionResetError):
+                _roundtrip(proxy.port)
+        assert _roundtrip(proxy.port) == b"hello"
+        assert (proxy.stats["reset"], proxy.stats["forwarded"]) == (2, 1)
+
+
 def test_blackhole_never_answers(echo: tuple[str, int]) -> None:
     with FaultProxy(echo, mode="blackhole") as proxy:
         with pytest.raises(TimeoutError):
