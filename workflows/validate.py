@@ -1,7 +1,8 @@
 """``python -m workflows validate FILE...``: schema and project-rule checks of manifests.
 
 Every document of every (multi-document) YAML file is checked: Argo kinds against the
-vendored Argo schemas and CRDs plus an unknown-field walk, core kinds with
+vendored Argo schemas and CRDs plus an unknown-field walk and a check that every
+``{{...}}`` reference and task/template name resolves, core kinds with
 ``kubernetes-validate --strict``, a ``Kustomization`` for its resource files, and all of
 them against the project rules (``rules.py``). Each problem names the file, the document
 index and the JSON path. Exit 0 when everything is valid, 2 otherwise.
@@ -66,6 +67,7 @@ def validate_document(
     doc: Any, schemas: Any, base: Path, kubernetes_version: str | None = None
 ) -> list[tuple[str, str, str]]:
     """``(json path, message, check)`` findings of one parsed document."""
+    from .references import check_references
     from .rules import check_rules
     from .schemas import ARGO_KINDS, check_core
 
@@ -75,7 +77,11 @@ def validate_document(
     if api.startswith("kustomize.config.k8s.io/"):
         return _kustomization(doc, base)
     if kind in ARGO_KINDS and api.startswith("argoproj.io/"):
+        spec_path = ("spec", "workflowSpec") if kind == "CronWorkflow" else ("spec",)
+        spec = (doc.get("spec") or {}).get("workflowSpec") if kind == "CronWorkflow" else doc.get("spec")
         findings = schemas.check(doc) + check_rules(doc, argo=True)
+        if isinstance(spec, dict):
+            findings += check_references(spec, spec_path)
     elif api.startswith("argoproj.io/"):
         return [("$.kind", f"Argo kind {kind!r} is not supported; expected one of {sorted(ARGO_KINDS)}", "structure")]
     else:

@@ -101,6 +101,7 @@ def delete(path: list[Any]) -> Callable[[Doc], None]:
 
 
 T1 = ["spec", "templates", 1]
+TASKS = ["spec", "templates", 0, "dag", "tasks"]
 # (case, mutation of the compiled Workflow, JSON path the message must name, text it must contain)
 NEGATIVE = [
     (
@@ -207,6 +208,42 @@ NEGATIVE = [
         ),
         "$.spec.templates[1].securityContext.seccompProfile",
         "RuntimeDefault",
+    ),
+    (
+        "input parameter typo",
+        set_in([*T1, "container", "args", 2], "--source={{inputs.parameters.sorce}}"),
+        "$.spec.templates[1].container.args[2]",
+        "template 'ingest' has no input parameter 'sorce'",
+    ),
+    (
+        "workflow parameter typo",
+        set_in([*TASKS, 0, "arguments", "parameters", 0, "value"], "{{workflow.parameters.sourc}}"),
+        "$.spec.templates[0].dag.tasks[0].arguments.parameters[0].value",
+        "no workflow parameter 'sourc'",
+    ),
+    (
+        "task output typo",
+        set_in([*TASKS, 3, "arguments", "artifacts", 2, "from"], "{{tasks.train.outputs.artifacts.modle}}"),
+        "$.spec.templates[0].dag.tasks[3].arguments.artifacts[2].from",
+        "task 'train' (template 'train') has no output artifact 'modle'",
+    ),
+    (
+        "depends on a missing task",
+        set_in([*TASKS, 1, "depends"], "ingst"),
+        "$.spec.templates[0].dag.tasks[1].depends",
+        "depends on 'ingst', which is not a task of this DAG",
+    ),
+    (
+        "missing template",
+        set_in([*TASKS, 2, "template"], "trian"),
+        "$.spec.templates[0].dag.tasks[2].template",
+        "runs template 'trian', which does not exist",
+    ),
+    (
+        "input parameter not supplied",
+        delete([*TASKS, 0, "arguments", "parameters", 0]),
+        "$.spec.templates[0].dag.tasks[0].arguments",
+        "does not supply input parameter 'source' of template 'ingest'",
     ),
     (
         "wrong type",
