@@ -44,7 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="CSV column preset (default: recognised from the header)",
     )
-    p.add_argument("--mapping", default=None, help="JSON column mapping for other CSV exports (path or URI)")
+    p.add_argument(
+        "--mapping",
+        default=None,
+        help="JSON column mapping for other CSV exports (path or URI): "
+        '{"columns": {canonical: csv_column}, "label": {"column": c, "benign": [...], "attack_column": c}, '
+        '"timestamp": {"column": c, "format": strptime|"iso"|"epoch", "unit": "s|ms|us|ns"}, "duration_unit": "s"}',
+    )
     p.add_argument("--output", required=True, help="where flows.parquet goes (path or URI)")
     p.add_argument("--rejects", required=True, help="where rejects.parquet goes (path or URI)")
     return p

@@ -137,8 +137,10 @@ def load_mapping(path: Path) -> Spec:
             f"{path}: unknown key(s) {sorted(unknown) + bad_cols}; columns must be canonical names "
             f"({', '.join(c for c in FLOW_COLUMNS if c not in ('label', 'attack_type', 'source'))})"
         )
-    columns = {k: (normal_name(str(v)),) for k, v in doc.get("columns", {}).items()}
+    columns: dict[str, tuple[str, ...]] = {str(k): (normal_name(str(v)),) for k, v in doc.get("columns", {}).items()}
     lab, ts = doc.get("label") or {}, doc.get("timestamp") or {}
+    if not isinstance(lab, dict) or not isinstance(ts, dict):
+        raise InputError(f'{path}: "label" and "timestamp" must be JSON objects (see python -m stages.ingest --help)')
     if ts.get("column"):
         columns["ts"] = (normal_name(ts["column"]),)
     units = ("s", "ms", "us", "ns")
@@ -310,8 +312,8 @@ def _block(seg: bytes, line: int, d: _Dialect, source: str) -> Chunk:
     prior = nz.reject_rows(source, rejects)
     table = _parse(b"".join(r + b"\n" for _, r in good), d, as_strings=True) if good else None
     if table is None:
-        extra = [(no, None, "unparseable line", r[: nz.RAW_LIMIT].decode()) for no, r in good]
-        return Chunk(nz.conform({}, 0, source, nz.Problems(0)), nz.reject_rows(source, rejects + extra), len(all_lines))
+        rejects += [(no, None, "unparseable line", r[: nz.RAW_LIMIT].decode()) for no, r in good]
+        return Chunk(nz.conform({}, 0, source, nz.Problems(0)), nz.reject_rows(source, rejects), len(all_lines))
 
     def raw_good(idx: Any) -> tuple[list[int | None], list[str]]:
         return [good[int(i)][0] for i in idx], [good[int(i)][1][: nz.RAW_LIMIT].decode() for i in idx]

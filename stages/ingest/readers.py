@@ -51,7 +51,9 @@ def open_binary(path: Path) -> IO[bytes]:
     """The file's bytes, transparently gunzipped when it starts with the gzip magic."""
     with open(path, "rb") as fh:
         magic = fh.read(2)
-    return gzip.open(path, "rb") if magic == _GZIP_MAGIC else open(path, "rb")  # noqa: SIM115
+    if magic == _GZIP_MAGIC:
+        return gzip.GzipFile(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")  # noqa: SIM115
 
 
 def blocks(path: Path, size: int = BLOCK_BYTES) -> Iterator[bytes]:
