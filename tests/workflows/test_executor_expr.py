@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from workflows.executor.errors import ResolveError, Unsupported
 from workflows.executor.expr import depends_tasks, eval_depends, eval_retry, eval_when
 from workflows.executor.retry import RetrySpec, parse_duration
+from workflows.executor.runtimes.subprocess_runtime import remap
 from workflows.executor.status import Node, Phase
 from workflows.executor.templating import require_resolved, substitute
 
@@ -212,3 +215,17 @@ def test_substitution_is_single_pass_and_strict_at_the_end() -> None:
 def test_expression_tags_are_refused() -> None:
     with pytest.raises(Unsupported, match="expression tag"):
         substitute("{{=sprig.upper(inputs.parameters.x)}}", {}, "spec.templates[a].container.args[0]")
+
+
+SANDBOX = {"/tmp": Path("/tmp/sb/vol"), "/tmp/outputs": Path("/tmp/sb/out"), "/tmp/inputs": Path("/tmp/sb/in")}
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("--output=/tmp/outputs/flows.parquet", "--output=/tmp/sb/out/flows.parquet"),  # longest prefix wins
+    ("/tmp/x /tmp/inputs/a", "/tmp/sb/vol/x /tmp/sb/in/a"),                         # rewritten once, not again
+    ("open('/tmp/outputs')", "open('/tmp/sb/out')"),
+    ("/tmpfoo /var/tmp/x /tmp.d", "/tmpfoo /var/tmp/x /tmp.d"),                       # whole components only
+    ("/tmp", "/tmp/sb/vol"),
+])
+def test_subprocess_path_remapping(text: str, expected: str) -> None:
+    assert remap(text, SANDBOX) == expected

@@ -60,7 +60,8 @@ def _rows(node: Node, prefix: str, last: bool, root: bool, color: bool) -> Itera
     child_prefix = prefix if root else prefix + ("  " if last else "│ ")
     children = list(node.children)
     params = _params(node)
-    if params and node.type != "DAG":
+    attempt = node.type == "Pod" and node.display_name.endswith(")")  # shown once, on its Retry node
+    if params and node.type != "DAG" and not attempt:
         yield (f" {child_prefix}{'│ ' if children else '  '}  {params}",)
     for i, child in enumerate(children):
         yield from _rows(child, child_prefix, i == len(children) - 1 and not node.not_started, False, color)

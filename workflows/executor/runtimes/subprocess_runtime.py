@@ -26,15 +26,18 @@ __all__ = ["SubprocessRuntime", "remap", "host_path"]
 _PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT", "TMPDIR")
 
 
-def _pattern(prefix: str) -> re.Pattern[str]:
-    return re.compile(r"(?<![\w./-])" + re.escape(prefix.rstrip("/")) + r"(?=/|$|[^\w.-])")
-
-
 def remap(text: str, path_map: dict[str, Path]) -> str:
-    """Rewrite each mapped container path prefix in ``text`` to its host directory (longest first)."""
-    for prefix in sorted(path_map, key=len, reverse=True):
-        text = _pattern(prefix).sub(str(path_map[prefix]).replace("\\", "\\\\"), text)
-    return text
+    """Rewrite each mapped container path prefix in ``text`` to its host directory, in one pass.
+
+    The longest prefix wins (``/tmp/outputs`` before ``/tmp``), a prefix matches only as a
+    whole path component, and text already rewritten is never rewritten again.
+    """
+    if not path_map:
+        return text
+    prefixes = sorted((p.rstrip("/") for p in path_map), key=len, reverse=True)
+    hosts = {p.rstrip("/"): str(h) for p, h in path_map.items()}
+    pattern = re.compile(r"(?<![\w./-])(" + "|".join(map(re.escape, prefixes)) + r")(?=/|$|[^\w.-])")
+    return pattern.sub(lambda m: hosts[m.group(1)], text)
 
 
 def host_path(container_path: str, path_map: dict[str, Path]) -> Path | None:
