@@ -128,6 +128,10 @@ class EmbeddedPostgres:
         self._create_database()
         return self
 
+    def is_running(self) -> bool:
+        """True when a server started from ``data_dir`` is alive (its postmaster.pid names a live process)."""
+        return self._running()
+
     def _running(self) -> bool:
         pidfile = self.data_dir / "data" / "postmaster.pid"
         if not pidfile.exists():
