@@ -40,9 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--preset",
-        choices=["cicids2017", "unsw-nb15"],
-        default=None,
-        help="CSV column preset (default: recognised from the header)",
+        choices=["", "cicids2017", "unsw-nb15"],
+        default="",
+        help="CSV column preset ('' or omitted: recognised from the header)",
     )
     p.add_argument(
         "--mapping",
@@ -80,7 +80,7 @@ def body(ctx: StageContext) -> None:
     else:
         mapping = ctx.fetch_input("mapping", args.mapping) if args.mapping else None
         path = ctx.fetch_input("source", args.source)
-        chunks = read_source(Path(path), args.source, args.format, args.preset, mapping)
+        chunks = read_source(Path(path), args.source, args.format, args.preset or None, mapping)
     with (
         ctx.output("flows", args.output, ".parquet") as flows,
         ctx.output("rejects", args.rejects, ".parquet") as rejects,
