@@ -161,11 +161,8 @@ def attack_recall_bars(by_attack: dict[str, dict[str, Any]]) -> str:
         ax.set_yticks(range(len(names)), [_plain(n[:40]) for n in names])
         for i, n in enumerate(names):
             ax.text(
-                min(recalls[i] + 0.01, 0.8),
-                i,
-                f"{by_attack[n]['detected']:,}/{by_attack[n]['rows']:,}",
-                va="center",
-                fontsize=8,
+                recalls[i] + 0.015, i, f"{by_attack[n]['detected']:,}/{by_attack[n]['rows']:,}", va="center", fontsize=8
             )
-        ax.set(xlim=(0, 1), xlabel="recall at the threshold", title="Recall per attack type")
+        ax.set(xlim=(0, 1.2), xlabel="recall at the threshold", title="Recall per attack type")
+        ax.set_xticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     return out[0]

@@ -37,7 +37,8 @@ th{background:#e9edf1}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0;background:#fff;border:1px solid #d5dbe1;
 border-radius:6px;padding:6px;flex:1 1 480px}svg.plot{max-width:100%;height:auto;display:block}
 .note{background:#fff8e1;border-left:4px solid #f0b400;padding:6px 10px;margin:8px 0}
-code{font-size:12px}.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
+code{font-size:12px}.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;white-space:nowrap}
+.nowrap{white-space:nowrap}
 """
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -96,6 +97,14 @@ def top_alerts(
         row["score"] = float(scores[i])
         row["unusual"] = [{"feature": features[j], "z": float(zi[j]), "value": float(xi[j])} for j in order]
     return rows
+
+
+def _short(value: Any, limit: int = 48) -> str:
+    """Escaped text cut to ``limit`` characters (the full value in a tooltip), so odd data cannot stretch a table."""
+    text = "" if value is None else str(value)
+    if len(text) <= limit:
+        return e(text)
+    return f'<span title="{e(text)}">{e(text[: limit - 1])}…</span>'
 
 
 def _card(label: str, value: str, hint: str = "") -> str:
@@ -228,17 +237,18 @@ def _alerts(d: ReportData) -> str:
         ts = a.get("ts")
         label = {0: "benign", 1: a.get("attack_type") or "malicious"}.get(a.get("label"), "unknown")  # type: ignore[arg-type]
         unusual = "<br>".join(
-            f'{e(u["feature"])} = {u["value"]:.4g} <span class="sub">(z {u["z"]:+.1f})</span>' for u in a["unusual"]
+            f'<span class="nowrap">{e(u["feature"])} {u["value"]:.4g} <span class="sub">z {u["z"]:+.1f}</span></span>'
+            for u in a["unusual"]
         )
         rows.append(
             [
                 _td(str(i), True),
-                _td(e(ts.strftime("%Y-%m-%d %H:%M:%S") if ts else "")),
-                _td(e(a.get("src_ip")), cls="mono"),
-                _td(e(a.get("dst_ip")), cls="mono"),
+                _td(e(ts.strftime("%Y-%m-%d %H:%M:%S") if ts else ""), cls="nowrap"),
+                _td(_short(a.get("src_ip")), cls="mono"),
+                _td(_short(a.get("dst_ip")), cls="mono"),
                 _td(e(a.get("dst_port")), True),
-                _td(e(a.get("proto"))),
-                _td(e(a.get("service"))),
+                _td(_short(a.get("proto"))),
+                _td(_short(a.get("service"))),
                 _td(f"{a['score']:.4f}", True),
                 _td(e(label)),
                 _td(unusual),

@@ -236,3 +236,33 @@ def register(tracking_uri: str, model: Any, name: str, artifact_dir: Path) -> di
         "model_name": name,
         "model_version": str(info.registered_model_version),
     }
+
+
+def render_report(dir: Path, table: pa.Table, limits: Any = None) -> tuple[str, dict[str, Any]]:
+    """Score ``table``'s holdout with a small fitted model and render the report in-process (no services)."""
+    from stages.eval import metrics as M
+    from stages.eval.evaluate import build_metrics, score
+    from stages.eval.gate import GateThresholds, champion_decision, gate_checks
+    from stages.eval.inputs import load_features
+    from stages.eval.report import ReportData, render, top_alerts
+
+    pq.write_table(table, dir / "f.parquet")
+    manifest = manifest_for(table)
+    data = load_features(dir / "f.parquet", manifest, "f.parquet")
+    model = fit(table, n_estimators=30)
+    card = card_for(manifest, calibrated_threshold(model, table))
+    scores = score(model, data, card, "model.skops")
+    doc, by_attack = build_metrics("run-<b>1</b>", data, scores, card["threshold"])
+    doc["gate"] = gate_checks(doc, limits or GateThresholds())
+    doc["champion"] = champion_decision(
+        gate_passed=doc["gate"]["verdict"] == "passed",
+        promote=True,
+        candidate_version="4",
+        candidate_metric=doc["pr_auc"],
+        champion_version=None,
+        champion_metric=None,
+    )
+    baseline = M.robust_stats(data.train_X)
+    alerts = top_alerts(data.holdout, data.holdout_X, scores, card["threshold"], data.features, baseline, n=10)
+    html = render(ReportData(doc, card, data.y, scores, by_attack, alerts, {"features": "s3://bucket/f.parquet"}))
+    return html, doc
