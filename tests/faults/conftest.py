@@ -18,16 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.faults.harness import FAST_RETRIES
+from tests.faults.harness import FAST_RETRIES, base_env
 from tests.faults.proxy import FaultProxy
-from tests.helpers import REPO
-
-
-def _base_env() -> dict[str, str]:
-    drop = ("PG_", "MINIO_", "MLFLOW_", "RUN_ID", "STAGE_ATTEMPT", "AWS_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-    env["PYTHONPATH"] = str(REPO)
-    return env
 
 
 @pytest.fixture
@@ -35,7 +27,7 @@ def fault_env(postgres: dict[str, str], tmp_path: Path) -> dict[str, str]:
     """Stage environment: real audit database, fast retries, a private TMPDIR (checked for leftovers)."""
     tmpdir = tmp_path / "tmpdir"
     tmpdir.mkdir()
-    return {**_base_env(), **postgres, **FAST_RETRIES, "TMPDIR": str(tmpdir)}
+    return {**base_env(), **postgres, **FAST_RETRIES, "TMPDIR": str(tmpdir)}
 
 
 @pytest.fixture
@@ -68,7 +60,7 @@ def mlflow_server() -> Iterator[str]:
 
     state = Path(tempfile.mkdtemp(prefix="mlflow-server-"))
     port = free_port()
-    env = {**_base_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = {**base_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     log = open(state / "server.log", "wb")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
         [

@@ -10,6 +10,7 @@ directly (never through a fault proxy).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -21,7 +22,17 @@ from typing import Any
 
 from tests.helpers import REPO
 
-__all__ = ["FAST_RETRIES", "StageRun", "Finished", "attempts", "artifacts", "keys", "s3_client", "wait_until"]
+__all__ = [
+    "FAST_RETRIES",
+    "base_env",
+    "StageRun",
+    "Finished",
+    "attempts",
+    "artifacts",
+    "keys",
+    "s3_client",
+    "wait_until",
+]
 
 FAST_RETRIES = {
     # Our own knobs: audit attempts (0.5 s, 1 s, ... backoff), botocore attempts, eval's MLflow attempts.
@@ -35,6 +46,14 @@ FAST_RETRIES = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
 }
 """Environment that keeps retry loops short so a fault that outlasts them ends in seconds."""
+
+
+def base_env() -> dict[str, str]:
+    """This process's environment without any service setting (no audit, S3 or MLflow), repo on PYTHONPATH."""
+    drop = ("PG_", "MINIO_", "MLFLOW_", "RUN_ID", "STAGE_ATTEMPT", "AWS_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env["PYTHONPATH"] = str(REPO)
+    return env
 
 
 @dataclass

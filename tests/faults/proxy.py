@@ -13,6 +13,8 @@ server) and point the stage's setting (PG_PORT, MINIO_ENDPOINT, MLFLOW_TRACKING_
 - ``fail_http(n, status)``: answer the next ``n`` HTTP requests with ``status`` (503 by
   default, ``Connection: close``) without contacting the service, then forward;
 - ``reset_next(n)``: reset the next ``n`` connections, then forward (a service restarting);
+- ``cut_after(n_bytes, times)``: the next ``times`` connections that carry more than
+  ``n_bytes`` back from the service are reset at that point (a download cut mid-stream);
 - ``drop_connections()``: reset every open connection now (a restart or network cut mid-stream);
 - ``after(seconds, fn)``: call ``fn`` later from a timer thread (e.g. ``after(2, proxy.forward)``
   recovers a service while the stage is retrying).
@@ -78,6 +80,8 @@ class FaultProxy:
         self._mode = mode
         self._http_failures = 0
         self._resets_pending = 0
+        self._cuts_pending = 0
+        self._cut_bytes = 0
         self._http_status = 503
         self._lock = threading.Lock()
         self._listen_lock = threading.Lock()
@@ -145,6 +149,15 @@ class FaultProxy:
         """Reset the next ``count`` new connections, then forward."""
         with self._lock:
             self._resets_pending = count
+        self._set_mode("forward")
+
+    def cut_after(self, n_bytes: int, times: int = 1) -> None:
+        """Reset a connection once ``n_bytes`` came back from the service on it, ``times`` times.
+
+        Connections that carry less (a HEAD, a small JSON answer) are not cut and do not count.
+        """
+        with self._lock:
+            self._cuts_pending, self._cut_bytes = times, n_bytes
         self._set_mode("forward")
 
     def drop_connections(self, count: bool = True) -> int:
@@ -258,6 +271,7 @@ class FaultProxy:
                 return
 
     def _relay(self, pair: _Pair) -> None:
+        """Relay until either side closes (or a pending ``cut_after`` fires on this connection)."""
         try:
             pair.upstream = socket.create_connection(self.upstream, timeout=5)
         except OSError:
@@ -267,6 +281,7 @@ class FaultProxy:
         self.stats["forwarded"] += 1
         pair.upstream.settimeout(None)
         peer = {pair.client: pair.upstream, pair.upstream: pair.client}
+        relayed = 0  # bytes sent back from the service on this connection
         with selectors.DefaultSelector() as sel:
             sel.register(pair.client, selectors.EVENT_READ)
             sel.register(pair.upstream, selectors.EVENT_READ)
@@ -280,12 +295,28 @@ class FaultProxy:
                         return
                     if not data:
                         return
-                    if sock is pair.upstream and self.delay:
-                        time.sleep(self.delay)
+                    cut = False
+                    if sock is pair.upstream:
+                        if self.delay:
+                            time.sleep(self.delay)
+                        data, cut = self._maybe_cut(data, relayed)
+                        relayed += len(data)
                     try:
                         peer[sock].sendall(data)
                     except OSError:
                         return
+                    if cut:
+                        pair.dropped = True
+                        return
+
+    def _maybe_cut(self, data: bytes, relayed: int) -> tuple[bytes, bool]:
+        """Trim ``data`` and say "cut" when a pending ``cut_after`` is reached on this connection."""
+        with self._lock:
+            if self._cuts_pending <= 0 or relayed + len(data) < self._cut_bytes:
+                return data, False
+            self._cuts_pending -= 1
+            self.stats["cut"] += 1
+            return data[: max(0, self._cut_bytes - relayed)], True
 
     def _answer_http(self, client: socket.socket, status: int) -> None:
         """Read one request (headers, and the body unless the client waits for 100-continue), answer ``status``."""

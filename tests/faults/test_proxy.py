@@ -119,6 +119,16 @@ def test_reset_next_resets_then_forwards(echo: tuple[str, int]) -> None:
         assert (proxy.stats["reset"], proxy.stats["forwarded"]) == (2, 1)
 
 
+def test_cut_after_resets_mid_stream(echo: tuple[str, int]) -> None:
+    with FaultProxy(echo) as proxy:
+        proxy.cut_after(1000, times=1)
+        with pytest.raises(ConnectionResetError):
+            assert len(_roundtrip(proxy.port, b"x" * 5000)) < 5000
+            raise ConnectionResetError("closed cleanly")  # a short read ending in EOF is a cut too
+        assert _roundtrip(proxy.port, b"x" * 5000) == b"x" * 5000  # only the next connection was cut
+        assert proxy.stats["cut"] == 1
+
+
 def test_blackhole_never_answers(echo: tuple[str, int]) -> None:
     with FaultProxy(echo, mode="blackhole") as proxy:
         with pytest.raises(TimeoutError):
