@@ -233,7 +233,7 @@ def _decode(raw: bytes) -> str:
 def read_csv(path: Path, source: str, preset: str | None, mapping: Path | None) -> Iterator[Chunk]:
     """Chunks of a CSV flow export (plain or gzip)."""
     dialect: _Dialect | None = None
-    line, warned = 1, False
+    line, warned, rows = 1, False, 0
     for block in blocks(path):
         start = line
         line += block.count(b"\n")
@@ -249,8 +249,10 @@ def read_csv(path: Path, source: str, preset: str | None, mapping: Path | None) 
                 warned = True
             block = block.decode("cp1252", errors="replace").encode("utf-8")
         if block.strip():
-            yield _block(block, start, dialect, source)
-    if dialect is not None and dialect.data_line == 2 and line <= 3:
+            chunk = _block(block, start, dialect, source)
+            rows += chunk.rows_in
+            yield chunk
+    if not rows:
         log.warning("%s: header only, no data rows; writing an empty output", source)
 
 

@@ -165,23 +165,29 @@ class _TsvReader:
             log.warning("%s: header only, no data rows; writing an empty output", self.source)
 
     def _mixed(self, block: bytes, line: int) -> Iterator[Chunk]:
-        """A block with header lines (start of file, #close, concatenated logs)."""
-        run: list[bytes] = []
-        run_start = line
-        for k, raw in enumerate(block.split(b"\n")[:-1]):
-            if raw.startswith(b"#"):
-                if run:
-                    yield from self._data(b"\n".join(run) + b"\n", run_start)
-                    run = []
-                self.header.take(raw, line + k)
-                if raw.startswith((b"#fields", b"#types", b"#separator", b"#unset_field", b"#empty_field")):
-                    self.layout = None
+        """A block with header lines (start of file, #close, concatenated logs).
+
+        Only the ``#`` lines are located and split off; data between them is sliced,
+        never split into lines, so a 32 MB block with a header costs no more than one without.
+        """
+        pos, start = 0, 0  # byte offset of the current line / of the pending data run
+        while pos < len(block):
+            if block.startswith(b"#", pos):
+                at = pos
+            elif (newline := block.find(b"\n#", pos)) >= 0:
+                at = newline + 1
             else:
-                if not run:
-                    run_start = line + k
-                run.append(raw)
-        if run:
-            yield from self._data(b"\n".join(run) + b"\n", run_start)
+                break  # no more header lines in this block
+            if at > start:
+                yield from self._data(block[start:at], line + block.count(b"\n", 0, start))
+            end = block.index(b"\n", at) + 1
+            raw = block[at : end - 1]
+            self.header.take(raw, line + block.count(b"\n", 0, at))
+            if raw.startswith((b"#fields", b"#types", b"#separator", b"#unset_field", b"#empty_field")):
+                self.layout = None
+            pos = start = end
+        if start < len(block):
+            yield from self._data(block[start:], line + block.count(b"\n", 0, start))
 
     def _data(self, seg: bytes, line: int) -> Iterator[Chunk]:
         if self.layout is None:
@@ -199,7 +205,8 @@ class _TsvReader:
             yield _careful(seg, line, layout, self.source)
 
     def _check_delimiter(self, seg: bytes, line: int, layout: Layout) -> None:
-        sample = [(line + k, raw) for k, raw in enumerate(seg.split(b"\n")[:-1]) if raw.strip()][:20]
+        head = seg[: 1 << 16].split(b"\n")[:-1] or [seg]
+        sample = [(line + k, raw) for k, raw in enumerate(head) if raw.strip()][:20]
         n = len(layout.fields)
         if not sample or any(len(raw.rstrip(b"\r").split(layout.sep)) == n for _, raw in sample):
             return

@@ -194,6 +194,13 @@ def test_header_only_is_an_empty_valid_output(ingest: Ingest, caplog: pytest.Log
     assert "header only" in caplog.text
 
 
+def test_csv_header_only_is_an_empty_valid_output(ingest: Ingest, tmp_path: Path) -> None:
+    path = tmp_path / "header.csv"
+    path.write_text((FIXTURES / "UNSW_NB15_training-set.csv").read_text().splitlines()[0] + "\n")
+    got = ingest(path)
+    assert got.flows.num_rows == got.rejects.num_rows == 0
+
+
 def test_reordered_and_extra_fields_are_read_by_name(ingest: Ingest) -> None:
     reference = ingest(FIXTURES / "conn.log").flows
     got = ingest(BADINPUT / "reordered-fields.log").flows
