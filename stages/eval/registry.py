@@ -71,6 +71,14 @@ class Registry:
     """One MLflow tracking server and registered model name."""
 
     def __init__(self, tracking_uri: str, model_name: str, retries: int | None = None) -> None:
+        """Connect lazily to ``tracking_uri``; ``retries`` defaults to $MLFLOW_RETRIES (5).
+
+        Side effect: caps MLflow's own HTTP retries (MLFLOW_HTTP_REQUEST_MAX_RETRIES, default 7
+        with backoff, minutes per call) at 2 and its timeout at 30 s unless they are set, so
+        our retry owns the backoff and a dead server ends in exit 75 within about a minute.
+        """
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
         from mlflow import MlflowClient
 
         self.uri = tracking_uri

@@ -301,3 +301,43 @@ def test_unreachable_mlflow_is_transient(
     assert not (out / "metrics.json").exists()  # nothing half-done: the retry of the step starts clean
     status, code, _, _ = _attempt(audit_db, run_id)
     assert (status, code) == ("FAILED", 75)
+
+
+def test_reads_and_writes_s3(
+    tmp_path: Path, table: pa.Table, stage_env: dict[str, str], s3_server: dict[str, str]
+) -> None:
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_server["MINIO_ENDPOINT"],
+        aws_access_key_id="test-access-key",
+        aws_secret_access_key="test-secret-key",
+        region_name="us-east-1",
+    )
+    inputs = b.write_inputs(tmp_path / "in", table, b.fit(table, n_estimators=20))
+    prefix = f"s3://cybersec-mlops/{uuid.uuid4().hex[:8]}"
+    for path in (inputs.features, inputs.manifest, inputs.model, inputs.card):
+        s3.upload_file(str(path), "cybersec-mlops", f"{prefix[len('s3://cybersec-mlops/') :]}/{path.name}")
+    args = [
+        "--features",
+        f"{prefix}/features.parquet",
+        "--manifest",
+        f"{prefix}/manifest.json",
+        "--model",
+        f"{prefix}/model.skops",
+        "--card",
+        f"{prefix}/model-card.json",
+        "--metrics-out",
+        f"{prefix}/eval/metrics.json",
+        "--report-out",
+        f"{prefix}/eval/report.html",
+    ]
+    env = {**{k: v for k, v in stage_env.items() if k != "MLFLOW_TRACKING_URI"}, **s3_server}
+    proc = run_stage("eval", *args, *LENIENT, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    key = prefix[len("s3://cybersec-mlops/") :]
+    doc = json.loads(s3.get_object(Bucket="cybersec-mlops", Key=f"{key}/eval/metrics.json")["Body"].read())
+    assert doc["rows"] == table.column("split").to_pylist().count("holdout") and doc["gate"]["verdict"] == "passed"
+    report = s3.get_object(Bucket="cybersec-mlops", Key=f"{key}/eval/report.html")["Body"].read().decode()
+    assert report.startswith("<!DOCTYPE html>") and report.rstrip().endswith("</html>")
