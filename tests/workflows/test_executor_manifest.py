@@ -203,3 +203,9 @@ def test_run_local_help_documents_the_path_mapping() -> None:
     assert proc.returncode == 0
     assert "/tmp/inputs and /tmp/outputs" in proc.stdout
     assert "secretKeyRef" in proc.stdout
+
+
+def test_unsupported_retry_policy_is_refused_before_running(tmp_path: Path) -> None:
+    doc = mutate("templates.1.retryStrategy", {"limit": 2, "retryPolicy": "OnTransientError"})
+    with pytest.raises(Unsupported, match=r"templates\[work\].retryStrategy.retryPolicy: 'OnTransientError'"):
+        load_manifest(write(tmp_path, doc), {})

@@ -178,12 +178,12 @@ def run_workflow(opts: RunOptions, out: TextIO | None = None) -> Outcome:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, signal.default_int_handler)
         display.finish()
-    if ctx.cancel.is_set() and ctx.cancel_reason and root.phase != Phase.SUCCEEDED:
-        root.message = ctx.cancel_reason
-    status = {"name": m.name, "namespace": m.namespace, "kind": m.kind, "manifest": str(opts.manifest),
-              "phase": root.phase, "message": root.message, "parameters": m.parameters, "runtime": opts.runtime,
-              "artifactRepository": str(repo), "root": root.as_json()}
-    write_json(run_dir / "status.json", status)
+        if ctx.cancel.is_set() and ctx.cancel_reason and root.phase != Phase.SUCCEEDED:
+            root.message = ctx.cancel_reason
+        write_json(run_dir / "status.json", {
+            "name": m.name, "namespace": m.namespace, "kind": m.kind, "manifest": str(opts.manifest),
+            "phase": root.phase, "message": root.message, "parameters": m.parameters, "runtime": opts.runtime,
+            "artifactRepository": str(repo), "root": root.as_json()})
     _tails(root, out, opts.tail_lines, opts.verbose)
     out.write(f"\nstatus: {run_dir / 'status.json'}\n")
     return Outcome(m.name, root.phase, root.message, run_dir / "status.json", root)

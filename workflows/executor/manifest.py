@@ -103,6 +103,10 @@ def _templates(spec: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:
         if len(kinds) != 1:
             raise ManifestError(f"{path}: spec.templates[{tname}]: needs exactly one of container, script, dag "
                                 f"(found {kinds or 'none'})")
+        policy = (t.get("retryStrategy") or {}).get("retryPolicy")
+        if policy not in (None, "Always", "OnFailure", "OnError"):
+            raise Unsupported(f"{path}: spec.templates[{tname}].retryStrategy.retryPolicy",
+                              f"{policy!r} is not supported locally (Always, OnFailure, OnError)")
         templates[tname] = t
     entry = spec.get("entrypoint")
     if entry not in templates:
