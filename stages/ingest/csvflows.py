@@ -173,7 +173,7 @@ class _Dialect:
     ts_format: str | None = None
 
 
-def _header(path: Path, first: bytes, preset: str | None, mapping: Path | None) -> _Dialect:
+def _header(path: Path, first: bytes | bytearray, preset: str | None, mapping: Path | None) -> _Dialect:
     line = first.split(b"\n", 1)[0].rstrip(b"\r")
     text = _decode(line)
     sep = max((",", "\t", ";", "|"), key=text.count)
@@ -223,7 +223,7 @@ def _choose_spec(path: Path, names: set[str], preset: str | None, mapping: Path 
     )
 
 
-def _decode(raw: bytes) -> str:
+def _decode(raw: bytes | bytearray) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -247,7 +247,7 @@ def read_csv(path: Path, source: str, preset: str | None, mapping: Path | None) 
             if not warned:
                 log.warning("%s: text is not UTF-8; reading it as Windows-1252", source)
                 warned = True
-            block = block.decode("cp1252", errors="replace").encode("utf-8")
+            block = bytearray(block.decode("cp1252", errors="replace").encode("utf-8"))
         if block.strip():
             chunk = _block(block, start, dialect, source)
             rows += chunk.rows_in
@@ -256,11 +256,11 @@ def read_csv(path: Path, source: str, preset: str | None, mapping: Path | None) 
         log.warning("%s: header only, no data rows; writing an empty output", source)
 
 
-def _lines(seg: bytes, line: int) -> list[tuple[int, bytes]]:
-    return [(line + k, r.rstrip(b"\r")) for k, r in enumerate(seg.split(b"\n")[:-1]) if r.rstrip(b"\r")]
+def _lines(seg: bytes | bytearray, line: int) -> list[tuple[int, bytes]]:
+    return [(line + k, r.rstrip(b"\r")) for k, r in enumerate(bytes(seg).split(b"\n")[:-1]) if r.rstrip(b"\r")]
 
 
-def _parse(seg: bytes, d: _Dialect, as_strings: bool) -> pa.Table | None:
+def _parse(seg: bytes | bytearray, d: _Dialect, as_strings: bool) -> pa.Table | None:
     invalid: list[int] = []
 
     def on_invalid(row: Any) -> str:
@@ -287,7 +287,7 @@ def _parse(seg: bytes, d: _Dialect, as_strings: bool) -> pa.Table | None:
     return None if invalid else table
 
 
-def _block(seg: bytes, line: int, d: _Dialect, source: str) -> Chunk:
+def _block(seg: bytes | bytearray, line: int, d: _Dialect, source: str) -> Chunk:
     table = _parse(seg, d, as_strings=False)
     if table is not None:
         lines = None

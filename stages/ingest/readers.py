@@ -56,34 +56,34 @@ def open_binary(path: Path) -> IO[bytes]:
     return open(path, "rb")  # noqa: SIM115
 
 
-def blocks(path: Path, size: int = BLOCK_BYTES) -> Iterator[bytes]:
-    """Yield the (decompressed) file in blocks that end with a newline; a UTF-8 BOM is dropped.
+def blocks(path: Path, size: int = BLOCK_BYTES) -> Iterator[bytearray]:
+    """Yield the (decompressed) file in blocks of ~``size`` bytes that end with a newline.
 
-    Raises InputError when a gzip stream is truncated or corrupt (nothing after the
-    damage can be trusted, so the whole file is refused rather than half-ingested).
+    Each block is read and completed to the end of its last line with ``readline`` into a
+    bytearray, so nothing is copied twice. A UTF-8 BOM is dropped. Raises InputError when
+    a gzip stream is truncated or corrupt (nothing after the damage can be trusted, so the
+    whole file is refused rather than half-ingested).
     """
-    carry, first = b"", True
+    first = True
     with open_binary(path) as fh:
         while True:
             try:
-                data = fh.read(size)
+                block = bytearray(fh.read(size))
+                if block and not block.endswith(b"\n"):
+                    block += fh.readline()
             except (EOFError, OSError, zlib.error) as exc:
                 raise InputError(
                     f"{path}: truncated or corrupt gzip stream ({exc}); re-copy or re-export the file"
                 ) from exc
             if first:
-                data, first = data.removeprefix(_BOM), False
-            if not data:
-                break
-            data = carry + data
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                carry = data
-                continue
-            yield data[: cut + 1]
-            carry = data[cut + 1 :]
-    if carry:
-        yield carry + b"\n"
+                first = False
+                if block.startswith(_BOM):
+                    del block[: len(_BOM)]
+            if not block:
+                return
+            if not block.endswith(b"\n"):
+                block += b"\n"
+            yield block
 
 
 def _head(path: Path, n: int = 4096) -> bytes:

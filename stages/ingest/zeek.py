@@ -108,7 +108,7 @@ class _Header:
     fields_line: int = 0
     quirk: bool = False
 
-    def take(self, raw: bytes, line: int) -> None:
+    def take(self, raw: bytes | bytearray, line: int) -> None:
         """Record one ``#`` line. ``#separator`` uses a space; the rest use the separator."""
         text = raw.rstrip(b"\r").decode("utf-8", errors="replace")
         if text.startswith("#separator"):
@@ -164,7 +164,7 @@ class _TsvReader:
         if not self.checked:
             log.warning("%s: header only, no data rows; writing an empty output", self.source)
 
-    def _mixed(self, block: bytes, line: int) -> Iterator[Chunk]:
+    def _mixed(self, block: bytes | bytearray, line: int) -> Iterator[Chunk]:
         """A block with header lines (start of file, #close, concatenated logs).
 
         Only the ``#`` lines are located and split off; data between them is sliced,
@@ -189,7 +189,7 @@ class _TsvReader:
         if start < len(block):
             yield from self._data(block[start:], line + block.count(b"\n", 0, start))
 
-    def _data(self, seg: bytes, line: int) -> Iterator[Chunk]:
+    def _data(self, seg: bytes | bytearray, line: int) -> Iterator[Chunk]:
         if self.layout is None:
             self.layout = self.header.layout(line)
         layout = self.layout
@@ -204,7 +204,7 @@ class _TsvReader:
         else:
             yield _careful(seg, line, layout, self.source)
 
-    def _check_delimiter(self, seg: bytes, line: int, layout: Layout) -> None:
+    def _check_delimiter(self, seg: bytes | bytearray, line: int, layout: Layout) -> None:
         head = seg[: 1 << 16].split(b"\n")[:-1] or [seg]
         sample = [(line + k, raw) for k, raw in enumerate(head) if raw.strip()][:20]
         n = len(layout.fields)
@@ -224,7 +224,9 @@ def read_tsv(path: Path, source: str) -> Iterator[Chunk]:
     return _TsvReader(path, source).chunks()
 
 
-def _fast(seg: bytes, layout: Layout, as_strings: bool = False, block_size: int = 1 << 20) -> pa.Table | None:
+def _fast(
+    seg: bytes | bytearray, layout: Layout, as_strings: bool = False, block_size: int = 1 << 20
+) -> pa.Table | None:
     """Parse a segment with pyarrow; None when any row is malformed (the caller goes careful)."""
     invalid: list[int] = []
 
@@ -261,12 +263,12 @@ def _fast(seg: bytes, layout: Layout, as_strings: bool = False, block_size: int 
     return None if invalid else table
 
 
-def _lines(seg: bytes, line: int) -> list[tuple[int, bytes]]:
+def _lines(seg: bytes | bytearray, line: int) -> list[tuple[int, bytes]]:
     """(line number, bytes) of the non-empty lines of a segment, as pyarrow counts rows."""
-    return [(line + k, raw.rstrip(b"\r")) for k, raw in enumerate(seg.split(b"\n")[:-1]) if raw.rstrip(b"\r")]
+    return [(line + k, raw.rstrip(b"\r")) for k, raw in enumerate(bytes(seg).split(b"\n")[:-1]) if raw.rstrip(b"\r")]
 
 
-def _raw_lookup(seg: bytes, line: int) -> Any:
+def _raw_lookup(seg: bytes | bytearray, line: int) -> Any:
     def raw(idx: Any) -> tuple[list[int | None], list[str]]:
         lines = _lines(seg, line)
         picked = [lines[int(i)] for i in idx]
@@ -275,7 +277,7 @@ def _raw_lookup(seg: bytes, line: int) -> Any:
     return raw
 
 
-def _careful(seg: bytes, line: int, layout: Layout, source: str) -> Chunk:
+def _careful(seg: bytes | bytearray, line: int, layout: Layout, source: str) -> Chunk:
     """Line-by-line pass over a segment that failed the fast path."""
     rejects: list[tuple[int | None, str | None, str, str]] = []
     good: list[tuple[int, bytes]] = []
@@ -356,7 +358,7 @@ def read_json(path: Path, source: str) -> Iterator[Chunk]:
         line += block.count(b"\n")
 
 
-def _json_block(block: bytes, line: int, source: str) -> Chunk:
+def _json_block(block: bytes | bytearray, line: int, source: str) -> Chunk:
     """Each line decoded with ``json.loads``; every wanted value kept as text and typed by ``conform``."""
     keep = set(CONN_FIELDS) | set(LABEL_FIELDS) | set(DETAIL_FIELDS)
     rejects: list[tuple[int | None, str | None, str, str]] = []
