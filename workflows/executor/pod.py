@@ -137,38 +137,11 @@ def _mkdir(path: Path) -> Path:
 
 def _prepare(ctx: RunContext, node: Node, spec: dict[str, Any], arg_artifacts: dict[str, Source | None],
              pod: str, sandbox: Path, where: str) -> RuntimeTask:
+    """Sandbox, volumes and staged inputs, then the RuntimeTask for this attempt."""
     kind = "script" if "script" in spec else "container"
     c = spec[kind]
     docker = ctx.runtime_name == "docker"
-    path_map = {"/tmp/inputs": _mkdir(sandbox / "tmp" / "inputs"), "/tmp/outputs": _mkdir(sandbox / "tmp" / "outputs")}
-    mounts: list[Mount] = []
-    volumes = {v["name"]: v for v in (ctx.spec.get("volumes") or []) + (spec.get("volumes") or [])}
-    for vm in c.get("volumeMounts") or []:
-        if vm["name"] not in volumes:
-            raise ResolveError(f"{where}.{kind}.volumeMounts[{vm['name']}]: no volume named {vm['name']!r}")
-        host = _mkdir(sandbox / "volumes" / vm["name"])
-        path_map[vm["mountPath"]] = host
-        mounts.append(Mount(host, vm["mountPath"], bool(vm.get("readOnly"))))
-    for art in (spec.get("inputs") or {}).get("artifacts") or []:
-        source = arg_artifacts.get(art["name"]) if art["name"] in arg_artifacts else artifact_source(art)
-        if source is None:
-            if not art.get("optional"):
-                raise ResolveError(f"{where}: inputs.artifacts.{art['name']} was not supplied (required artifact)")
-            continue
-        path = str(art["path"])
-        if docker:
-            dest = sandbox / "artifacts" / art["name"] / Path(path).name
-            mounts.append(Mount(dest, path))
-        else:
-            dest = host_path(path, path_map) or _unmapped(where, f"inputs.artifacts[{art['name']}].path", path)
-        _stage(ctx, source, dest, art)
-    if not docker:
-        outputs = spec.get("outputs") or {}
-        for kind_, items in (("parameters", outputs.get("parameters")), ("artifacts", outputs.get("artifacts"))):
-            for item in items or []:
-                out_path = item.get("path") or (item.get("valueFrom") or {}).get("path")
-                if out_path and host_path(str(out_path), path_map) is None:
-                    _unmapped(where, f"outputs.{kind_}[{item['name']}].path", str(out_path))
+    path_map, mounts = _filesystem(ctx, spec, c, arg_artifacts, sandbox, docker, where)
     command, args = list(c.get("command") or []), [str(a) for a in c.get("args") or []]
     if kind == "script":
         if not command or Path(command[0]).name not in SCRIPT_LANGS:
@@ -193,6 +166,47 @@ def _prepare(ctx: RunContext, node: Node, spec: dict[str, Any], arg_artifacts: d
     task.cpus = str(limits["cpu"]) if "cpu" in limits else None
     task.memory = str(limits["memory"]) if "memory" in limits else None
     return task
+
+
+def _filesystem(ctx: RunContext, spec: dict[str, Any], c: dict[str, Any], arg_artifacts: dict[str, Source | None],
+                sandbox: Path, docker: bool, where: str) -> tuple[dict[str, Path], list[Mount]]:
+    """Container path → sandbox mapping (subprocess) or bind mounts (docker), with inputs staged in place.
+
+    Subprocess: /tmp/inputs, /tmp/outputs and each emptyDir mountPath map to sandbox dirs, and
+    every artifact/parameter path must fall under one of them. Docker: emptyDir volumes and
+    each input artifact are bind-mounted; outputs elsewhere are fetched with docker cp.
+    """
+    path_map = {"/tmp/inputs": _mkdir(sandbox / "tmp" / "inputs"), "/tmp/outputs": _mkdir(sandbox / "tmp" / "outputs")}
+    mounts: list[Mount] = []
+    volumes = {v["name"]: v for v in (ctx.spec.get("volumes") or []) + (spec.get("volumes") or [])}
+    for vm in c.get("volumeMounts") or []:
+        if vm["name"] not in volumes:
+            raise ResolveError(f"{where}.volumeMounts[{vm['name']}]: no volume named {vm['name']!r} in the "
+                               "template's or the workflow's volumes")
+        host = _mkdir(sandbox / "volumes" / vm["name"])
+        path_map[vm["mountPath"]] = host
+        mounts.append(Mount(host, vm["mountPath"], bool(vm.get("readOnly"))))
+    for art in (spec.get("inputs") or {}).get("artifacts") or []:
+        source = arg_artifacts.get(art["name"]) if art["name"] in arg_artifacts else artifact_source(art)
+        if source is None:
+            if not art.get("optional"):
+                raise ResolveError(f"{where}: inputs.artifacts.{art['name']} was not supplied (required artifact)")
+            continue
+        path = str(art["path"])
+        if docker:
+            dest = sandbox / "artifacts" / art["name"] / Path(path).name
+            mounts.append(Mount(dest, path))
+        else:
+            dest = host_path(path, path_map) or _unmapped(where, f"inputs.artifacts[{art['name']}].path", path)
+        _stage(ctx, source, dest, art)
+    if not docker:
+        outputs = spec.get("outputs") or {}
+        for kind, items in (("parameters", outputs.get("parameters")), ("artifacts", outputs.get("artifacts"))):
+            for item in items or []:
+                out_path = item.get("path") or (item.get("valueFrom") or {}).get("path")
+                if out_path and host_path(str(out_path), path_map) is None:
+                    _unmapped(where, f"outputs.{kind}[{item['name']}].path", str(out_path))
+    return path_map, mounts
 
 
 def _unmapped(where: str, field: str, path: str) -> Path:
