@@ -16,6 +16,13 @@ from stages.common.runner import StageContext, main_exit, run_stage
 STAGE = "eval"
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m stages.eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -45,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="cybersec-anomaly-detector",
         help="MLflow registered model whose 'champion' alias is managed",
     )
-    r.add_argument("--top-alerts", type=int, default=25, help="how many top-scoring alerts the report lists")
+    r.add_argument("--top-alerts", type=_count, default=25, help="how many top-scoring alerts the report lists")
     return p
 
 
