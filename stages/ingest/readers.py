@@ -59,31 +59,38 @@ def open_binary(path: Path) -> IO[bytes]:
 def blocks(path: Path, size: int = BLOCK_BYTES) -> Iterator[bytearray]:
     """Yield the (decompressed) file in blocks of ~``size`` bytes that end with a newline.
 
-    Each block is read and completed to the end of its last line with ``readline`` into a
-    bytearray, so nothing is copied twice. A UTF-8 BOM is dropped. Raises InputError when
-    a gzip stream is truncated or corrupt (nothing after the damage can be trusted, so the
-    whole file is refused rather than half-ingested).
+    The next block is read (and gunzipped) in a background thread while the caller parses
+    the current one. Each block is completed to the end of its last line with ``readline``,
+    so nothing is copied twice; a UTF-8 BOM is dropped. Raises InputError when a gzip
+    stream is truncated or corrupt (nothing after the damage can be trusted, so the whole
+    file is refused rather than half-ingested).
     """
-    first = True
-    with open_binary(path) as fh:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with open_binary(path) as fh, ThreadPoolExecutor(1, thread_name_prefix="read") as pool:
+        ahead = pool.submit(_read_block, fh, size, path)
+        first = True
         while True:
-            try:
-                block = bytearray(fh.read(size))
-                if block and not block.endswith(b"\n"):
-                    block += fh.readline()
-            except (EOFError, OSError, zlib.error) as exc:
-                raise InputError(
-                    f"{path}: truncated or corrupt gzip stream ({exc}); re-copy or re-export the file"
-                ) from exc
-            if first:
-                first = False
-                if block.startswith(_BOM):
-                    del block[: len(_BOM)]
+            block = ahead.result()
             if not block:
                 return
-            if not block.endswith(b"\n"):
-                block += b"\n"
+            ahead = pool.submit(_read_block, fh, size, path)
+            if first and block.startswith(_BOM):
+                del block[: len(_BOM)]
+            first = False
             yield block
+
+
+def _read_block(fh: IO[bytes], size: int, path: Path) -> bytearray:
+    try:
+        block = bytearray(fh.read(size))
+        if block and not block.endswith(b"\n"):
+            block += fh.readline()
+    except (EOFError, OSError, zlib.error) as exc:
+        raise InputError(f"{path}: truncated or corrupt gzip stream ({exc}); re-copy or re-export the file") from exc
+    if block and not block.endswith(b"\n"):
+        block += b"\n"
+    return block
 
 
 def _head(path: Path, n: int = 4096) -> bytes:
