@@ -40,6 +40,15 @@ def test_zeek_tsv_fields_types_and_nulls(ingest: Ingest) -> None:
     assert set(_col(t, "source")) == {str(FIXTURES / "conn.log")}
 
 
+def test_concatenated_logs_with_two_headers(ingest: Ingest, tmp_path: Path) -> None:
+    """``cat a.log b.log``: the second header (other fields, the IoT-23 quirk) takes over mid-file."""
+    path = tmp_path / "cat.log"
+    path.write_bytes((FIXTURES / "conn.log").read_bytes() + (FIXTURES / "iot23-conn.log.labeled").read_bytes())
+    got = ingest(path)
+    assert got.flows.num_rows == 15 and got.rejects.num_rows == 0
+    assert _col(got.flows, "label") == [None] * 8 + [1, 1, 0, 1, 1, 0, 1]
+
+
 def test_gzip_gives_the_same_rows(ingest: Ingest, tmp_path: Path) -> None:
     gz = tmp_path / "conn.log.gz"
     with open(FIXTURES / "conn.log", "rb") as src, gzip.open(gz, "wb") as dst:
