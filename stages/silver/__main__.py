@@ -1,0 +1,82 @@
+"""Silver stage CLI: ``python -m stages.silver --input URI --output URI --manifest URI``.
+
+Reads RAW flows (canonical schema), writes the features Parquet (passthrough columns,
+``split``, float32 features, rows in time order) and its manifest (feature names,
+dtypes, schema hash, split, skipped features). Logic lives in ``dataset``,
+``features`` and ``windows``; this module only parses flags, loads, calls and saves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from stages.common.errors import InputError
+from stages.common.runner import StageContext, main_exit, run_stage
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m stages.silver", description=__doc__.splitlines()[0])
+    p.add_argument("--input", required=True, help="RAW flows.parquet in the canonical schema (path, file:// or s3://)")
+    p.add_argument("--output", required=True, help="where to write features.parquet (path, file:// or s3://)")
+    p.add_argument("--manifest", required=True, help="where to write manifest.json (path, file:// or s3://)")
+    p.add_argument(
+        "--holdout-fraction",
+        type=float,
+        default=0.3,
+        help="latest share of rows (by time) kept out of training for eval, in [0, 1) (default 0.3)",
+    )
+    return p
+
+
+def body(ctx: StageContext) -> None:
+    import pyarrow.compute as pc
+
+    from stages.silver import dataset
+
+    args = ctx.args
+    if not 0.0 <= args.holdout_fraction < 1.0:
+        raise InputError(f"--holdout-fraction {args.holdout_fraction}: must be in [0, 1)")
+    path = ctx.storage.fetch(args.input)
+    table = dataset.read_flows(path, args.input)
+    n = table.num_rows
+    source = ctx.record("input", "flows", args.input, path, rows=n)
+    plan = dataset.plan(table)
+    if not plan.flow_groups and not plan.context_groups:
+        raise InputError(f"{args.input}: no feature can be built, the columns they need are null: {plan.skipped}")
+    split = dataset.split_rows(plan.ts_sorted_us, n, args.holdout_fraction)
+    if split.train_rows == 0:
+        raise InputError(f"{args.input}: the split leaves no train rows ({n} rows, all at the cutoff time)")
+    has_labels = table.column("label").null_count < n
+    with ctx.output("features", args.output, ".parquet") as out:
+        features = dataset.write_silver(table, plan, split, out.path)
+        out.rows = n
+    manifest = dataset.manifest(features, split, n, bool(has_labels), plan.skipped, source.sha256 or "")
+    with ctx.output("manifest", args.manifest, ".json") as out:
+        out.path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    attacks = int(pc.sum(pc.fill_null(table.column("label"), 0)).as_py() or 0)
+    ctx.metrics.update(
+        rows=n,
+        train_rows=split.train_rows,
+        holdout_rows=split.holdout_rows,
+        features=len(features),
+        skipped_features=len(plan.skipped),
+        labelled_attacks=attacks,
+        split_method=split.method,
+    )
+    for name, value in (
+        ("rows", n),
+        ("train_rows", split.train_rows),
+        ("holdout_rows", split.holdout_rows),
+        ("sha256", ctx.sha256("features")),
+        ("schema_hash", manifest["schema_hash"]),
+    ):
+        ctx.set_param(name, value)
+
+
+def main() -> None:
+    main_exit(run_stage("silver", build_parser(), body))
+
+
+if __name__ == "__main__":
+    main()

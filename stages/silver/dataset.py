@@ -1,0 +1,225 @@
+"""RAW flows in, silver features out: schema check, time order, split, chunked write, manifest.
+
+The whole input is read once (Arrow, low-cardinality strings dictionary-encoded), the
+contextual window features are computed on compact numeric arrays for all rows (they
+need the past of every row), and the output is assembled and written one chunk of
+rows at a time, so peak memory is the input plus a few arrays per row rather than
+several full copies of a wide table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from stages.common.errors import InputError
+from stages.common.schema import FLOW_SCHEMA
+
+from .features import FAILED_STATES, flow_features, flow_groups
+from .windows import Flows, context_features, context_groups
+
+__all__ = ["PASSTHROUGH", "Plan", "Split", "check_schema", "read_flows", "plan", "split_rows", "write_silver"]
+
+log = logging.getLogger(__name__)
+
+PASSTHROUGH = ["ts", "uid", "src_ip", "dst_ip", "dst_port", "proto", "service", "conn_state", "label", "attack_type"]
+_DICTIONARY = ["proto", "service", "conn_state", "history", "attack_type", "source"]
+_DICT_OUT = ["src_ip", "dst_ip", "proto", "service", "conn_state", "attack_type", "split"]
+CHUNK_ROWS = 500_000
+
+
+def check_schema(schema: pa.Schema, where: str) -> None:
+    """Raise InputError naming every missing or mistyped canonical column."""
+    problems = []
+    for field in FLOW_SCHEMA:
+        if field.name not in schema.names:
+            problems.append(f"{field.name} missing (expected {field.type})")
+        elif schema.field(field.name).type != field.type:
+            problems.append(f"{field.name} is {schema.field(field.name).type}, expected {field.type}")
+    if problems:
+        raise InputError(
+            f"{where}: not the canonical flow schema ({'; '.join(problems)}); "
+            "produce it with the ingest stage (python -m stages.ingest)"
+        )
+
+
+def read_flows(path: Path, where: str) -> pa.Table:
+    """Read a RAW flows Parquet file after checking its schema; extra columns are ignored."""
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{where}: not a readable Parquet file ({exc})") from exc
+    check_schema(schema, where)
+    extra = sorted(set(schema.names) - set(FLOW_SCHEMA.names))
+    if extra:
+        log.warning("ignoring non-canonical columns %s in %s", extra, where)
+    table = pq.read_table(path, columns=FLOW_SCHEMA.names, read_dictionary=_DICTIONARY)
+    if table.num_rows == 0:
+        raise InputError(f"{where}: no rows; nothing to build features from")
+    return table
+
+
+@dataclass(frozen=True)
+class Split:
+    """Rows ``[0, train_rows)`` of the ordered output are train, the rest holdout."""
+
+    holdout_fraction: float
+    train_rows: int
+    holdout_rows: int
+    cutoff_ts: str | None
+    method: str  # "time" | "row-order"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "holdout_fraction": self.holdout_fraction,
+            "cutoff_ts": self.cutoff_ts,
+            "train_rows": self.train_rows,
+            "holdout_rows": self.holdout_rows,
+            "method": self.method,
+        }
+
+
+def split_rows(ts_sorted_us: np.ndarray | None, n: int, holdout_fraction: float) -> Split:
+    """Earliest ``1 - holdout_fraction`` of rows by time is train; rows sharing the cutoff
+    timestamp all go to holdout so no instant is split across both sides. Without
+    timestamps the split is by row order."""
+    target = int(round(n * (1.0 - holdout_fraction)))
+    if ts_sorted_us is None:
+        return Split(holdout_fraction, target, n - target, None, "row-order")
+    if target >= n:
+        return Split(holdout_fraction, n, 0, None, "time")
+    cutoff = ts_sorted_us[target]
+    train = int(np.searchsorted(ts_sorted_us, cutoff, "left"))
+    iso = pa.scalar(int(cutoff), pa.timestamp("us", tz="UTC")).as_py().isoformat()
+    return Split(holdout_fraction, train, n - train, iso, "time")
+
+
+@dataclass
+class Plan:
+    """What will be built for one input: row order, feature groups, skipped groups."""
+
+    order: np.ndarray | None  # row indexes in time order; None keeps the input order
+    ts_sorted_us: np.ndarray | None
+    flow_groups: list[str]
+    context_groups: list[str]
+    skipped: dict[str, str]
+    context: dict[str, np.ndarray]
+
+
+def _codes(column: pa.ChunkedArray, order: np.ndarray) -> np.ndarray:
+    """Dense int64 codes of a string column in ``order``; null gets its own code."""
+    enc = pc.dictionary_encode(column).combine_chunks()
+    idx = pc.fill_null(enc.indices, len(enc.dictionary)).to_numpy().astype(np.int64)
+    return idx[order]
+
+
+def _flows(table: pa.Table, order: np.ndarray, ts_sorted_us: np.ndarray, available: set[str]) -> Flows:
+    flows = Flows(rel_ms=(ts_sorted_us - ts_sorted_us[0]) // 1000)
+    if "src_ip" in available:
+        flows.src = _codes(table.column("src_ip"), order)
+    if "dst_ip" in available:
+        flows.dst = _codes(table.column("dst_ip"), order)
+    if "dst_port" in available:
+        flows.port = pc.fill_null(table.column("dst_port"), -1).to_numpy().astype(np.int64)[order]
+    if "conn_state" in available:
+        states = pc.utf8_upper(table.column("conn_state").cast(pa.string()))
+        flows.failed = pc.fill_null(pc.is_in(states, pa.array(sorted(FAILED_STATES))), False).to_numpy()[order]
+    for col in ("src_bytes", "dst_bytes"):
+        if col in available:
+            values = pc.fill_null(table.column(col), 0).to_numpy().astype(np.int64)
+            setattr(flows, col, np.maximum(values[order], 0))
+    return flows
+
+
+def plan(table: pa.Table) -> Plan:
+    """Decide the row order and feature groups, and compute the contextual features."""
+    available = {c for c in table.column_names if table.column(c).null_count < table.num_rows}
+    groups, skipped = flow_groups(available)
+    ts_nulls = table.column("ts").null_count
+    if ts_nulls:
+        why = "ts is null in every row" if ts_nulls == table.num_rows else f"ts is null in {ts_nulls} rows"
+        log.warning("%s: time windows skipped, split by row order", why)
+        ctx_groups, ctx_skipped = context_groups(set())
+        skipped.update({k: f"needs ts ({why})" for k in ctx_skipped})
+        return Plan(None, None, groups, [], skipped, {})
+    ts = table.column("ts").cast(pa.int64()).to_numpy()
+    order = np.argsort(ts, kind="stable")
+    ts_sorted = ts[order]
+    flows = _flows(table, order, ts_sorted, available)
+    fields = {"rel_ms"} | {
+        f for f in ("src", "dst", "port", "failed", "src_bytes", "dst_bytes") if getattr(flows, f) is not None
+    }
+    ctx_groups, ctx_skipped = context_groups(fields)
+    skipped.update(ctx_skipped)
+    try:
+        context = context_features(flows, ctx_groups)
+    except OverflowError as exc:
+        raise InputError(f"input: {exc}") from exc
+    return Plan(order, ts_sorted, groups, ctx_groups, skipped, context)
+
+
+def output_schema(features: list[str]) -> pa.Schema:
+    fields = [FLOW_SCHEMA.field(c) for c in PASSTHROUGH] + [pa.field("split", pa.string())]
+    return pa.schema(fields + [pa.field(f, pa.float32()) for f in features])
+
+
+def write_silver(table: pa.Table, p: Plan, split: Split, path: Path, chunk_rows: int = CHUNK_ROWS) -> list[str]:
+    """Write the silver Parquet chunk by chunk; returns the feature names in column order."""
+    n = table.num_rows
+    features: list[str] | None = None
+    writer: pq.ParquetWriter | None = None
+    try:
+        for start in range(0, n, chunk_rows):
+            stop = min(n, start + chunk_rows)
+            idx = p.order[start:stop] if p.order is not None else np.arange(start, stop)
+            chunk = table.take(pa.array(idx))
+            feats = flow_features(chunk, p.flow_groups)
+            feats.update({name: values[start:stop] for name, values in p.context.items()})
+            if features is None:
+                features = list(feats)
+                # zstd: smaller and faster to read than snappy here; dictionaries only pay
+                # off for the repetitive string columns, not for float features or uid.
+                writer = pq.ParquetWriter(path, output_schema(features), compression="zstd", use_dictionary=_DICT_OUT)
+            cols = [chunk.column(c).cast(FLOW_SCHEMA.field(c).type) for c in PASSTHROUGH]
+            is_train = np.arange(start, stop) < split.train_rows
+            cols.append(pa.array(np.where(is_train, "train", "holdout")))
+            cols.extend(pa.array(feats[f], pa.float32()) for f in features)
+            assert writer is not None
+            writer.write_table(pa.Table.from_arrays(cols, schema=writer.schema))
+            log.info("wrote rows %d-%d of %d", start, stop, n, extra={"progress": round(stop / n, 3)})
+    finally:
+        if writer is not None:
+            writer.close()
+    return features or []
+
+
+def schema_hash(features: list[str], dtypes: dict[str, str]) -> str:
+    """The contract hash train and eval check: sha256 of the sorted-key JSON of names and dtypes."""
+    return hashlib.sha256(json.dumps({"features": features, "dtypes": dtypes}, sort_keys=True).encode()).hexdigest()
+
+
+def manifest(
+    features: list[str], split: Split, rows: int, has_labels: bool, skipped: dict[str, str], input_sha256: str
+) -> dict[str, Any]:
+    dtypes = {f: "float32" for f in features}
+    return {
+        "version": 1,
+        "features": features,
+        "dtypes": dtypes,
+        "schema_hash": schema_hash(features, dtypes),
+        "passthrough": PASSTHROUGH,
+        "split": split.as_dict(),
+        "rows": rows,
+        "has_labels": has_labels,
+        "skipped_features": skipped,
+        "input_sha256": input_sha256,
+    }
