@@ -133,7 +133,7 @@ def read_source(
 
         return read_tsv(path, source)
     if fmt == "zeek-json":
-        from .zeek import read_json
+        from .zeekjson import read_json
 
         return read_json(path, source)
     if fmt == "csv":

@@ -1,4 +1,4 @@
-"""Zeek conn logs: TSV with ``#separator/#fields/#types`` headers (plain or gz) and JSON lines.
+"""Zeek conn logs in TSV with ``#separator/#fields/#types`` headers (plain or gz); JSON is in zeekjson.py.
 
 The schema comes from the log's own header through one type table (``ZEEK_TYPES``);
 fields may come in any order, extra fields are ignored, missing canonical ones stay
@@ -14,7 +14,6 @@ clean files keep full speed.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ from stages.common.errors import InputError
 from .normalise import RAW_LIMIT, Problems, conform, labels, parse_timestamps, reject_rows, split
 from .readers import MAX_LINE_BYTES, Chunk, blocks
 
-__all__ = ["ZEEK_TYPES", "CONN_FIELDS", "read_tsv", "read_json", "arrow_type"]
+__all__ = ["ZEEK_TYPES", "CONN_FIELDS", "read_tsv", "arrow_type", "to_chunk"]
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +199,7 @@ class _TsvReader:
             self.checked = True
         table = _fast(seg, layout)
         if table is not None:
-            yield _to_chunk(table, self.source, _raw_lookup(seg, line), table.num_rows, [])
+            yield to_chunk(table, self.source, _raw_lookup(seg, line), table.num_rows, [])
         else:
             yield _careful(seg, line, layout, self.source)
 
@@ -312,7 +311,7 @@ def _careful(seg: bytes | bytearray, line: int, layout: Layout, source: str) -> 
         return [good[int(i)][0] for i in idx], [good[int(i)][1][:RAW_LIMIT].decode("utf-8", "replace") for i in idx]
 
     assert table is not None
-    return _to_chunk(table, source, raw_fn, len(all_lines), [prior])
+    return to_chunk(table, source, raw_fn, len(all_lines), [prior])
 
 
 def _utf8(value: bytes) -> bool:
@@ -323,7 +322,7 @@ def _utf8(value: bytes) -> bool:
     return True
 
 
-def _to_chunk(table: pa.Table, source: str, raw: Any, rows_in: int, prior: list[pa.Table]) -> Chunk:
+def to_chunk(table: pa.Table, source: str, raw: Any, rows_in: int, prior: list[pa.Table]) -> Chunk:
     """Zeek-named columns → canonical flows + rejects (field names in rejects stay Zeek's)."""
     n = table.num_rows
     names = table.column_names
@@ -345,55 +344,3 @@ def _to_chunk(table: pa.Table, source: str, raw: Any, rows_in: int, prior: list[
     parts = [t for t in (*prior, rejects) if t.num_rows]
     all_rejects = pa.concat_tables(parts).sort_by("line") if len(parts) > 1 else parts[0] if parts else rejects
     return Chunk(good, all_rejects, rows_in, unknown)
-
-
-# ---------------------------------------------------------------- JSON lines
-
-
-def read_json(path: Path, source: str) -> Iterator[Chunk]:
-    """Chunks of Zeek JSON logs (one object per line; ts as epoch number or ISO string)."""
-    line = 1
-    for block in blocks(path):
-        yield _json_block(block, line, source)
-        line += block.count(b"\n")
-
-
-def _json_block(block: bytes | bytearray, line: int, source: str) -> Chunk:
-    """Each line decoded with ``json.loads``; every wanted value kept as text and typed by ``conform``."""
-    keep = set(CONN_FIELDS) | set(LABEL_FIELDS) | set(DETAIL_FIELDS)
-    rejects: list[tuple[int | None, str | None, str, str]] = []
-    good_no: list[int] = []
-    good_raw: list[bytes] = []
-    columns: dict[str, list[str | None]] = {k: [] for k in keep}
-    all_lines = _lines(block, line)
-    for no, raw in all_lines:
-        text = raw[:RAW_LIMIT].decode("utf-8", "replace")
-        if len(raw) > MAX_LINE_BYTES:
-            rejects.append((no, None, f"line too long: {len(raw)} bytes (limit {MAX_LINE_BYTES})", text))
-            continue
-        try:
-            record = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            rejects.append((no, None, "non-UTF-8 bytes", text))
-            continue
-        except ValueError as exc:
-            rejects.append((no, None, f"invalid JSON: {exc}", text))
-            continue
-        if not isinstance(record, dict):
-            rejects.append((no, None, "not a JSON object", text))
-            continue
-        for k in keep:
-            v = record.get(k)
-            columns[k].append(None if v is None else v if isinstance(v, str) else json.dumps(v))
-        good_no.append(no)
-        good_raw.append(raw)
-    present = [k for k in keep if any(v is not None for v in columns[k])]
-    table = pa.table({k: pa.array(columns[k], pa.string()) for k in present}) if present else None
-    prior = reject_rows(source, rejects)
-
-    def raw_fn(idx: Any) -> tuple[list[int | None], list[str]]:
-        return [good_no[int(i)] for i in idx], [good_raw[int(i)][:RAW_LIMIT].decode("utf-8", "replace") for i in idx]
-
-    if table is None:
-        table = pa.table({"ts": pa.nulls(len(good_no), pa.string())})
-    return _to_chunk(table, source, raw_fn, len(all_lines), [prior])

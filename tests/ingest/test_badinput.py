@@ -227,6 +227,22 @@ def test_csv_with_bom(ingest: Ingest) -> None:
     assert got.flows.num_rows == 4 and got.flows.column("duration").to_pylist()[0] == pytest.approx(0.121478)
 
 
+def test_json_lines_with_problems(ingest: Ingest, tmp_path: Path) -> None:
+    lines = (FIXTURES / "conn.json").read_text().splitlines()
+    lines[1] = lines[1][:40]  # cut mid-record
+    lines[2] = lines[2].replace('"orig_bytes": 3201', '"orig_bytes": -3201')
+    lines[3] = "[1, 2, 3]"
+    lines[4] = lines[4].replace('"ts": 1767571205.25', '"ts": "2026-01-05T00:00:05.25Z"')  # ISO in a numeric log
+    lines.insert(5, "   ")  # blank: not a record
+    path = tmp_path / "bad.json"
+    path.write_text("\n".join(lines) + "\n")
+    got = ingest(path, fmt="zeek-json")
+    rows = [(r["line"], r["field"], r["reason"].split(":")[0]) for r in got.rejects.to_pylist()]
+    assert rows == [(2, None, "invalid JSON"), (3, "orig_bytes", "negative value"), (4, None, "not a JSON object")]
+    assert got.flows.num_rows == 5 and got.stats.rows_in == 8
+    assert got.flows.column("ts").to_pylist()[1].isoformat() == "2026-01-05T00:00:05.250000+00:00"
+
+
 def test_csv_rows_with_problems(ingest: Ingest, tmp_path: Path) -> None:
     text = (FIXTURES / "cse-cic-ids2018.csv").read_text().splitlines()
     text[1] = text[1].replace("14/02/2018 08:31:01", "31/31/2018 99:00:00")
