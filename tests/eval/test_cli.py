@@ -172,6 +172,7 @@ def test_strict_gate_fails_with_everything_written(
         client.get_model_version_by_alias(MODEL_NAME, "champion")
 
 
+@pytest.mark.slow
 def test_champion_alias_follows_the_better_model(
     tmp_path: Path, table: pa.Table, stage_env: dict[str, str], mlflow_uri: str
 ) -> None:
