@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BakeTarget", "resolve_bake", "build_command"]
+__all__ = ["BakeTarget", "resolve_bake", "build_command", "main"]
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _MERGED = ("args", "labels")
@@ -136,3 +136,50 @@ def build_command(target: BakeTarget, repo: Path, network: str = "host") -> list
         cmd += ["--target", target.stage]
     cmd.append(str(repo / target.context))
     return cmd
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tests.images.bake [--set VAR=VALUE]... [--dry-run] [TARGET...]``: bake without buildx."""
+    import argparse
+    import shlex
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.images.bake",
+        description="Build docker-bake.hcl targets with plain `docker build` "
+        "(for hosts without buildx), e.g. on the offline base image.",
+    )
+    parser.add_argument("targets", nargs="*", help="targets to build (default: the default group)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="VAR=VALUE",
+        help="override a bake variable, e.g. BASE_IMAGE=cybersec-mlops-base:bookworm (repeatable)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the docker build commands only")
+    args = parser.parse_args(argv)
+    if any("=" not in item for item in args.overrides):
+        parser.error("--set takes VAR=VALUE")
+    overrides = dict(item.split("=", 1) for item in args.overrides)
+    try:
+        targets = resolve_bake(repo / "docker-bake.hcl", overrides=overrides)
+    except ValueError as exc:
+        parser.error(str(exc))
+    unknown = set(args.targets) - {t.name for t in targets}
+    if unknown:
+        parser.error(f"unknown target(s) {sorted(unknown)}; default group: {[t.name for t in targets]}")
+    for target in targets:
+        if args.targets and target.name not in args.targets:
+            continue
+        cmd = build_command(target, repo)
+        print("+ " + shlex.join(cmd), flush=True)
+        if not args.dry_run and subprocess.run(cmd, cwd=repo).returncode != 0:
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

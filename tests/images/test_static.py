@@ -117,3 +117,36 @@ def test_lock_files_pin_every_package_exactly(folder: str) -> None:
     ]
     assert lines and all("==" in ln and ";" not in ln for ln in lines), lines
     assert not any(ln.split("==")[0].lower() in {"mlflow", "pip", "setuptools"} for ln in lines)
+
+
+def test_bake_cli_prints_the_builds_of_the_chosen_targets() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.images.bake",
+            "--dry-run",
+            "--set",
+            "TAG=9.9.9",
+            "--set",
+            "BASE_IMAGE=b:1",
+            "silver",
+            "eval",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2 and all(line.startswith("+ docker build --network host") for line in lines)
+    assert "registry.local/cybersec-mlops-silver:9.9.9" in lines[0] and "BASE_IMAGE=b:1" in lines[0]
+    assert "registry.local/cybersec-mlops-eval:9.9.9" in lines[1]
+
+
+def test_bake_cli_rejects_unknown_targets_and_variables() -> None:
+    for args, message in ((["nope"], "unknown target(s) ['nope']"), (["--set", "NOPE=1"], "no variable(s) ['NOPE']")):
+        proc = subprocess.run(
+            [sys.executable, "-m", "tests.images.bake", "--dry-run", *args], cwd=REPO, capture_output=True, text=True
+        )
+        assert proc.returncode == 2 and message in proc.stderr
