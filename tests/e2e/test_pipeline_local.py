@@ -77,9 +77,10 @@ def base_env(postgres: dict[str, str], proxy_port: int, mlflow_uri: str) -> dict
 
 @pytest.fixture(scope="module")
 def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from workflows.localservices import mlflow_sqlite_uri
+    """A sqlite store whose experiment keeps its artifacts in the temp dir (not ./mlruns in the repo)."""
+    from workflows.executor.demo import prepare_mlflow
 
-    return mlflow_sqlite_uri(tmp_path_factory.mktemp("mlflow"))
+    return prepare_mlflow(tmp_path_factory.mktemp("mlflow-state"))
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from .errors import ExecutorError
 from .manifest import load_manifest, parse_overrides
 from .status import Node
 
-__all__ = ["run_demo", "services", "synthetic_source"]
+__all__ = ["run_demo", "services", "synthetic_source", "prepare_mlflow", "EXPERIMENT"]
 
 log = logging.getLogger(__name__)
 EXPERIMENT = "cybersec-anomaly"
@@ -50,19 +50,52 @@ def _postgres(state: Path) -> Any:
     return EmbeddedPostgres(state / "pg")
 
 
-def _mlflow(state: Path) -> str:
-    """The sqlite tracking URI, with the experiment's artifact location under ``state/mlflow/artifacts``."""
+def _start_postgres(state: Path) -> Any:
+    """Start (or reuse) the embedded PostgreSQL; a failure becomes an ExecutorError saying why."""
+    import subprocess
+
+    try:
+        return _postgres(state).start()
+    except subprocess.CalledProcessError as exc:
+        detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()[-1:] or [str(exc)]
+        raise ExecutorError(f"PostgreSQL could not start in {state / 'pg'}: {detail[0]} (as root the server runs "
+                            "as the 'postgres' user, which needs access to that directory and its parents)") from exc
+    except OSError as exc:
+        raise ExecutorError(f"PostgreSQL could not start in {state / 'pg'}: {exc}") from exc
+
+
+def prepare_mlflow(state: Path) -> str:
+    """The sqlite tracking URI, with the experiment's artifact location under ``state/mlflow/artifacts``.
+
+    MLflow's default artifact root for a sqlite store is ``./mlruns`` in the *stage's* working
+    directory (the repository, for the subprocess runtime); creating the experiment first
+    with an explicit location keeps runs and models beside the database instead.
+    """
     from workflows.localservices import mlflow_sqlite_uri
 
     uri = mlflow_sqlite_uri(state / "mlflow")
     artifacts = (state / "mlflow" / "artifacts").resolve()
     artifacts.mkdir(parents=True, exist_ok=True)
+    if _has_experiment(state / "mlflow" / "mlflow.db"):
+        return uri  # importing mlflow takes seconds; only the first demo needs it
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
     if client.get_experiment_by_name(EXPERIMENT) is None:
         client.create_experiment(EXPERIMENT, artifact_location=artifacts.as_uri())
     return uri
+
+
+def _has_experiment(db: Path) -> bool:
+    import sqlite3
+
+    if not db.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            return conn.execute("SELECT 1 FROM experiments WHERE name = ?", (EXPERIMENT,)).fetchone() is not None
+    except sqlite3.Error:
+        return False
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -74,8 +107,8 @@ def run_demo(args: argparse.Namespace) -> int:
         default = load_manifest(args.manifest, {}).parameters.get("source")
         overrides.setdefault("source", args.source or synthetic_source(default, args.rows))
         print(f"starting PostgreSQL ({state / 'pg'}) and MLflow ({state / 'mlflow'}) ...", flush=True)
-        pg = _postgres(state).start()
-        mlflow_uri = _mlflow(state)
+        pg = _start_postgres(state)
+        mlflow_uri = prepare_mlflow(state)
         env = {**pg.env, "MLFLOW_TRACKING_URI": mlflow_uri, **{k: "" for k in _EMPTY}}
         outcome = run_workflow(RunOptions(manifest=args.manifest, parameters=overrides, runtime="subprocess",
                                           artifacts=str(state / "artifacts"), workdir=state / "runs",
@@ -153,7 +186,11 @@ def services(args: argparse.Namespace) -> int:
     """``services start|stop|status`` for the demo's embedded PostgreSQL."""
     pg = _postgres(args.state.resolve())
     if args.action == "start":
-        pg.start()
+        try:
+            pg = _start_postgres(args.state.resolve())
+        except ExecutorError as exc:
+            log.error("%s", exc)
+            return 2
         print(" ".join(f"{k}={v}" for k, v in pg.env.items()))
         return 0
     if args.action == "stop":
