@@ -123,3 +123,30 @@ def test_version_tags() -> None:
     tags = version_tags(doc)
     assert tags["holdout_pr_auc"] == "0.5" and tags["holdout_roc_auc"] == "n/a" and tags["gate_verdict"] == "passed"
     assert tags["holdout_max_psi"] == "0.125" and tags["eval_run_id"] == "r1" and tags["holdout_has_labels"] == "true"
+
+
+def test_record_without_a_train_run_creates_one(
+    tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a new experiment's default artifact root is ./mlruns
+    files = [tmp_path / "metrics.json", tmp_path / "report.html"]
+    for f in files:
+        f.write_text("{}\n")
+    doc = {
+        "pr_auc": 0.5,
+        "rows": 10,
+        "run_id": "r9",
+        "gate": {"verdict": "failed"},
+        "drift": {"max_psi": None},
+        "champion": {"candidate_version": None, "promoted": False},
+    }
+    reg = Registry(mlflow_uri, "m", retries=1)
+    run_id = reg.record(_card(experiment="eval-only"), "card.json", doc, files)
+    run = reg.client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["gate_verdict"] == "failed"
+    assert run.data.metrics == {"holdout_pr_auc": 0.5, "holdout_rows": 10.0, "gate_passed": 0.0}
+    assert reg.client.get_experiment(run.info.experiment_id).name == "eval-only"
+    assert sorted(a.path for a in reg.client.list_artifacts(run_id, "eval")) == [
+        "eval/metrics.json",
+        "eval/report.html",
+    ]
