@@ -1,0 +1,1 @@
+"""Reproducible benchmarks: ``python -m benchmarks [perf|detection|all]`` (see each package's ``--help``)."""
