@@ -1,29 +1,21 @@
-"""CSV flow exports: CICFlowMeter / CIC-IDS2017, UNSW-NB15 and user mappings.
+"""CSV flow exports (CICFlowMeter / CIC-IDS2017, UNSW-NB15, user mappings) → canonical flows.
 
-A ``Spec`` says which CSV column feeds each canonical field (a tuple of aliases, first
-present wins), where the label and attack category are, how timestamps and durations
-are written. Presets are Specs; ``--mapping FILE`` builds one from JSON::
-
-    {"columns": {"src_ip": "Src", "dst_ip": "Dst", "src_bytes": "Bytes Out"},
-     "label": {"column": "Class", "benign": ["ok"], "attack_column": "Kind"},
-     "timestamp": {"column": "When", "format": "%Y-%m-%d %H:%M:%S" | "iso" | "epoch", "unit": "s"},
-     "duration_unit": "ms"}
-
-Header names are compared trimmed and case-insensitively (CIC-IDS2017 writes
-`` Destination Port``); a UTF-8 BOM is dropped; text that is not UTF-8 is read as
+The dialect (delimiter, header names, preset or mapping from ``csvspecs``) is fixed from
+the first line. Header names are compared trimmed and case-insensitively (CIC-IDS2017
+writes `` Destination Port``); a UTF-8 BOM is dropped; text that is not UTF-8 is read as
 Windows-1252 (CIC-IDS2017 writes ``Web Attack – Brute Force`` with a cp1252 dash).
-UNSW-NB15's full CSVs have no header; they are recognised by their 49 columns.
+UNSW-NB15's full CSVs have no header; they are recognised by their 49 columns. Blocks
+parse on pyarrow's fast path; a block with a malformed row is re-read line by line.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,132 +25,17 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from stages.common.errors import InputError
-from stages.common.schema import FLOW_COLUMNS
 
 from . import normalise as nz
+from .csvspecs import PRESETS, UNSW_FULL_COLUMNS, Spec, load_mapping, normal_name
 from .readers import MAX_LINE_BYTES, Chunk, blocks
 
-__all__ = ["PRESETS", "Spec", "load_mapping", "read_csv", "normal_name"]
+__all__ = ["read_csv"]
 
 log = logging.getLogger(__name__)
 
-UNSW_FULL_COLUMNS = (
-    "srcip sport dstip dsport proto state dur sbytes dbytes sttl dttl sloss dloss service Sload Dload Spkts Dpkts "
-    "swin dwin stcpb dtcpb smeansz dmeansz trans_depth res_bdy_len Sjit Djit Stime Ltime Sintpkt Dintpkt tcprtt "
-    "synack ackdat is_sm_ips_ports ct_state_ttl ct_flw_http_mthd is_ftp_login ct_ftp_cmd ct_srv_src ct_srv_dst "
-    "ct_dst_ltm ct_src_ltm ct_src_dport_ltm ct_dst_sport_ltm ct_dst_src_ltm attack_cat Label"
-).split()
 _TEXT = {"ts", "uid", "src_ip", "dst_ip", "proto", "service", "conn_state", "history"}
 _IPV4 = re.compile(rb"^\d{1,3}(\.\d{1,3}){3}$")
-
-
-@dataclass(frozen=True)
-class Spec:
-    """How one CSV dialect maps onto the canonical schema (names are ``normal_name``d)."""
-
-    name: str
-    columns: dict[str, tuple[str, ...]]
-    label: tuple[str, ...] = ()
-    attack: tuple[str, ...] = ()
-    names_are_attacks: bool = False
-    benign: frozenset[str] = nz.BENIGN_WORDS
-    ts_format: str | None = None  # strptime format, "dmy-auto", "iso" or None (epoch numbers)
-    ts_unit: str = "s"
-    duration_unit: str = "s"
-    required: tuple[str, ...] = ()
-    detect: tuple[str, ...] = field(default=())  # header names that identify the preset
-
-
-PRESETS = {
-    "cicids2017": Spec(
-        name="cicids2017",
-        columns={
-            "src_ip": ("source ip", "src ip"),
-            "src_port": ("source port", "src port"),
-            "dst_ip": ("destination ip", "dst ip"),
-            "dst_port": ("destination port", "dst port"),
-            "proto": ("protocol",),
-            "ts": ("timestamp",),
-            "duration": ("flow duration",),
-            "src_pkts": ("total fwd packets", "tot fwd pkts", "total fwd packet"),
-            "dst_pkts": ("total backward packets", "tot bwd pkts", "total bwd packets"),
-            "src_bytes": ("total length of fwd packets", "totlen fwd pkts", "total length of fwd packet"),
-            "dst_bytes": ("total length of bwd packets", "totlen bwd pkts", "total length of bwd packet"),
-        },
-        label=("label",),
-        names_are_attacks=True,
-        ts_format="dmy-auto",
-        duration_unit="us",
-        required=("duration", "src_pkts", "dst_pkts"),
-        detect=("flow duration",),
-    ),
-    "unsw-nb15": Spec(
-        name="unsw-nb15",
-        columns={
-            "src_ip": ("srcip",),
-            "src_port": ("sport",),
-            "dst_ip": ("dstip",),
-            "dst_port": ("dsport",),
-            "proto": ("proto",),
-            "service": ("service",),
-            "conn_state": ("state",),
-            "ts": ("stime",),
-            "duration": ("dur",),
-            "src_bytes": ("sbytes",),
-            "dst_bytes": ("dbytes",),
-            "src_pkts": ("spkts",),
-            "dst_pkts": ("dpkts",),
-        },
-        label=("label",),
-        attack=("attack_cat",),
-        required=("duration", "src_bytes", "dst_bytes"),
-        detect=("sbytes", "dbytes", "attack_cat"),
-    ),
-}
-
-
-def normal_name(name: str) -> str:
-    """Header names compared trimmed, lower case, single spaces, without a BOM."""
-    return re.sub(r"\s+", " ", name.replace("\ufeff", "").strip()).lower()
-
-
-def load_mapping(path: Path) -> Spec:
-    """A ``--mapping`` JSON file → Spec; InputError naming the file and the bad key."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read the mapping JSON ({exc})") from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("columns", {}), dict):
-        raise InputError(f'{path}: a mapping is a JSON object with "columns": {{canonical: csv_column}}')
-    unknown = set(doc) - {"columns", "label", "timestamp", "duration_unit"}
-    bad_cols = [k for k in doc.get("columns", {}) if k not in FLOW_COLUMNS or k in ("label", "attack_type", "source")]
-    if unknown or bad_cols:
-        raise InputError(
-            f"{path}: unknown key(s) {sorted(unknown) + bad_cols}; columns must be canonical names "
-            f"({', '.join(c for c in FLOW_COLUMNS if c not in ('label', 'attack_type', 'source'))})"
-        )
-    columns: dict[str, tuple[str, ...]] = {str(k): (normal_name(str(v)),) for k, v in doc.get("columns", {}).items()}
-    lab, ts = doc.get("label") or {}, doc.get("timestamp") or {}
-    if not isinstance(lab, dict) or not isinstance(ts, dict):
-        raise InputError(f'{path}: "label" and "timestamp" must be JSON objects (see python -m stages.ingest --help)')
-    if ts.get("column"):
-        columns["ts"] = (normal_name(ts["column"]),)
-    units = ("s", "ms", "us", "ns")
-    if ts.get("unit", "s") not in units or doc.get("duration_unit", "s") not in units:
-        raise InputError(f"{path}: timestamp.unit and duration_unit must be one of {', '.join(units)}")
-    benign = lab.get("benign")
-    return Spec(
-        name=f"mapping:{path.name}",
-        columns=columns,
-        label=(normal_name(lab["column"]),) if lab.get("column") else (),
-        attack=(normal_name(lab["attack_column"]),) if lab.get("attack_column") else (),
-        names_are_attacks=benign is not None,
-        benign=frozenset(str(b).strip().lower() for b in benign) if benign is not None else nz.BENIGN_WORDS,
-        ts_format=None if ts.get("format") in (None, "epoch") else ts["format"],
-        ts_unit=ts.get("unit", "s"),
-        duration_unit=doc.get("duration_unit", "s"),
-        required=tuple(columns),
-    )
 
 
 @dataclass
