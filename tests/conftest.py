@@ -74,9 +74,10 @@ def s3_server() -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 def mlflow_uri(tmp_path: Path) -> str:
-    from workflows.localservices import mlflow_sqlite_uri
+    """A sqlite MLflow store whose default experiment keeps its artifacts in ``tmp_path``."""
+    from workflows.executor.demo import prepare_mlflow
 
-    return mlflow_sqlite_uri(tmp_path / "mlflow")
+    return prepare_mlflow(tmp_path)
 
 
 @pytest.fixture
