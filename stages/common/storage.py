@@ -164,12 +164,14 @@ class Storage:
         if loc.scheme == "file":
             loc.path.parent.mkdir(parents=True, exist_ok=True)
             if local.parent.resolve() == loc.path.parent.resolve():
+                os.chmod(local, 0o644)  # mkstemp creates 0600; artifacts are read by other users/containers
                 os.replace(local, loc.path)
                 return
             fd, name = tempfile.mkstemp(prefix=f".{loc.path.name}.", suffix=".part", dir=loc.path.parent)
             os.close(fd)
             try:
                 shutil.copyfile(local, name)
+                os.chmod(name, 0o644)
                 os.replace(name, loc.path)
             finally:
                 Path(name).unlink(missing_ok=True)
