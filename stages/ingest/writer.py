@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 PROGRESS_SECONDS = 5.0
 # One random odd 64-bit key per byte position (cycling after 4096): a string's hash is the
 # mixed sum of (byte + 1) * key[position], computed for all strings at once.
+_NULL_HASH = np.uint64(0x9E3779B97F4A7C15)
+_UNIQUE_STRINGS = frozenset({"uid"})  # about one value per row: hashed directly, not via a dictionary
+# Only these columns repeat enough for Parquet dictionary pages to pay off; trying (and
+# abandoning) dictionaries on uid, ts and the counters doubled the write time.
+_DICTIONARY_COLUMNS = ["src_ip", "dst_ip", "proto", "service", "conn_state", "history", "attack_type", "source"]
 _POSITION_KEYS = np.random.default_rng(20260105).integers(0, 2**63, 4096, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
 
 
@@ -75,7 +80,7 @@ def write_chunks(chunks: Iterable[Chunk], flows_path: Path, rejects_path: Path, 
     stats, started, last = Stats(), time.monotonic(), time.monotonic()
     hashes: list[np.ndarray] = []
     with (
-        pq.ParquetWriter(flows_path, FLOW_SCHEMA, compression="zstd") as flows,
+        pq.ParquetWriter(flows_path, FLOW_SCHEMA, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS) as flows,
         pq.ParquetWriter(rejects_path, REJECT_SCHEMA, compression="zstd") as rejects,
     ):
         for chunk in chunks:
@@ -96,8 +101,8 @@ def write_chunks(chunks: Iterable[Chunk], flows_path: Path, rejects_path: Path, 
                 rate = stats.rows_in / max(last - started, 1e-9)
                 log.info("progress: %d rows read, %d rejected, %.0f rows/s", stats.rows_in, stats.rejected, rate)
     if hashes:
-        everything = np.concatenate(hashes)
-        stats.duplicates = int(len(everything) - len(np.unique(everything)))
+        everything = np.sort(np.concatenate(hashes))  # sorting beats np.unique's hash table ~50x here
+        stats.duplicates = int(np.count_nonzero(everything[1:] == everything[:-1]))
     stats.seconds = time.monotonic() - started
     return stats
 
@@ -131,7 +136,7 @@ def row_hashes(table: pa.Table) -> np.ndarray:
             continue
         arr = table.column(name).combine_chunks()
         if pa.types.is_string(arr.type):
-            col = _string_hashes(arr)
+            col = _string_hashes(arr) if name in _UNIQUE_STRINGS else _dictionary_hashes(arr)
         else:
             wide = pa.float64() if pa.types.is_floating(arr.type) else pa.int64()
             filled = pc.fill_null(arr.cast(wide), 0).to_numpy(zero_copy_only=False)
@@ -142,6 +147,13 @@ def row_hashes(table: pa.Table) -> np.ndarray:
     return h
 
 
+def _dictionary_hashes(arr: pa.Array) -> np.ndarray:
+    """``_string_hashes`` of each distinct value once, broadcast by dictionary index (same values)."""
+    encoded = pc.dictionary_encode(arr)
+    table = np.append(_string_hashes(encoded.dictionary), _NULL_HASH)  # null index → the last entry
+    return table[pc.fill_null(encoded.indices, len(encoded.dictionary)).to_numpy(zero_copy_only=False)]
+
+
 def _string_hashes(arr: pa.Array) -> np.ndarray:
     """Vectorised 64-bit hash of each string from Arrow's offsets/data buffers (null → constant)."""
     n = len(arr)
@@ -150,7 +162,13 @@ def _string_hashes(arr: pa.Array) -> np.ndarray:
     start, lengths = offsets[:-1], np.diff(offsets)
     lo, hi = int(offsets[0]), int(offsets[-1])
     out = np.zeros(n, np.uint64)
-    if hi > lo:
+    width = int(lengths[0]) if n else 0
+    if 0 < width <= len(_POSITION_KEYS) and hi - lo == n * width and bool((lengths == width).all()):
+        # Equal lengths (Zeek uids): the bytes form an n x width matrix — one product, same hashes, ~7x faster.
+        data = np.frombuffer(data_buf, np.uint8)[lo:hi].reshape(n, width)
+        with np.errstate(over="ignore"):
+            out = (data.astype(np.uint64) + np.uint64(1)) @ _POSITION_KEYS[:width]
+    elif hi > lo:
         data = np.frombuffer(data_buf, np.uint8)[lo:hi]
         local = np.arange(hi - lo, dtype=np.int64) - np.repeat(start - lo, lengths)
         keys = _POSITION_KEYS[local & (len(_POSITION_KEYS) - 1)]
@@ -160,5 +178,5 @@ def _string_hashes(arr: pa.Array) -> np.ndarray:
         out[nonempty] = np.add.reduceat(weighted, (start - lo)[nonempty])
     out = _mix(out ^ (lengths.astype(np.uint64) + np.uint64(0x632BE59BD9B4E019)))
     if arr.null_count:
-        out[arr.is_null().to_numpy(zero_copy_only=False)] = np.uint64(0x9E3779B97F4A7C15)
+        out[arr.is_null().to_numpy(zero_copy_only=False)] = _NULL_HASH
     return out
