@@ -22,6 +22,9 @@ SECRET_NAME = re.compile(r"(pass(word|wd)?|secret|token|api[_-]?key|access[_-]?k
 """Names (of env vars, keys, arguments) whose value is a credential."""
 
 _PLACEHOLDER = re.compile(r"^(\$\{[^}]*\}|\$\([^)]*\)|\{\{[^}]*\}\}|<[^>]*>|%\([^)]*\)s|\*+|x+|\.\.\.)$", re.I)
+"""Stand-ins, not values: ``${VAR}``, ``$(cmd)``, ``{{param}}``, ``<your-key>``, ``***``."""
+_URL_WORDS = {"password", "passwd", "pass", "pw", "secret", "token"}
+"""``scheme://user:password@host`` in docs and comments: the word itself stands in for the value."""
 _DUMMY = re.compile(r"^(test|dummy|fake|example|placeholder|not-a-secret|unit-?test)([-_.a-z0-9]*)$", re.I)
 
 _RULES: list[tuple[str, re.Pattern[str]]] = [
@@ -101,6 +104,8 @@ def scan_text(path: str, text: str, binary: bool = False, allow: frozenset[str] 
                         continue
                 else:
                     value = m.group(1)
+                if rule == "url-with-password" and value.lower() in _URL_WORDS:
+                    continue
                 if value in seen or _is_placeholder(value) or is_dummy(path, value, allow):
                     continue
                 seen.add(value)

@@ -7,6 +7,7 @@ only under tests/ and only when they read as dummies or are listed in ``TEST_DUM
 
 from __future__ import annotations
 
+import base64
 import subprocess
 from pathlib import Path
 
@@ -42,6 +43,7 @@ _JWT = "eyJhbGciOiJSUzI1NiJ9" + ".eyJzdWIiOiJzeXN0ZW0ifQ" + ".c2lnbmF0dXJlLXNpZ2
         ("k8s/x.yaml", "  MINIO_SECRET_KEY: '" + "minio12345" + "'", "secret-assignment"),
         (".env", "MINIO_SECRET_KEY=" + "minio12345", "secret-env-line"),
         ("stages/x/Dockerfile", "ENV ARGO_TOKEN=" + "abc123def456", "secret-env-line"),
+        ("k8s/x.yaml", "  PG_PASSWORD: '" + "password" + "'", "secret-assignment"),
         # a dummy-looking value outside tests/ is still a finding: dummies belong to tests only
         ("k8s/x.yaml", "  PG_PASSWORD: '" + "test-password" + "'", "secret-assignment"),
     ],
@@ -66,6 +68,7 @@ def test_planted_credentials_are_found(path: str, line: str, rule: str) -> None:
         ("tests/common/test_x.py", 'env = {"PG_PASSWORD": "s3cr3t-pw"}'),
         ("stages/x.py", 'p.add_argument("--token-file", help="path of the token")'),
         ("stages/x.py", "url = 'http://127.0.0.1:9000/bucket'"),
+        ("stages/x.py", "# scheme://user:password@host"),
     ],
 )
 def test_placeholders_references_and_test_dummies_are_not_findings(path: str, line: str) -> None:
@@ -77,8 +80,8 @@ def test_placeholders_references_and_test_dummies_are_not_findings(path: str, li
     [
         ({"env": [{"name": "MINIO_SECRET_KEY", "value": "minio12345"}]}, "env-literal-secret"),
         ({"env": [{"name": "ARGO_TOKEN", "value": "abc"}]}, "env-literal-secret"),
-        ({"kind": "Secret", "stringData": {"password": "pw-in-git"}}, "secret-manifest-stringData"),
-        ({"kind": "Secret", "data": {"accesskey": "bWluaW8="}}, "secret-manifest-data"),
+        ({"kind": "Secret", "stringData": {"password": "pw-" + "in-git"}}, "secret-manifest-stringData"),
+        ({"kind": "Secret", "data": {"accesskey": base64.b64encode(b"minio").decode()}}, "secret-manifest-data"),
     ],
 )
 def test_manifest_rules(doc: dict, rule: str) -> None:
