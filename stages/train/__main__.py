@@ -1,0 +1,172 @@
+"""Train stage CLI: ``python -m stages.train --features URI --manifest URI --model-out URI --card-out URI``.
+
+Reads the silver features and manifest (checked against each other), fits the model
+on the ``train`` split (Isolation Forest on benign rows by default), calibrates the
+alert threshold on the latest train rows, saves the model (skops) and its card, and —
+when MLFLOW_TRACKING_URI is set — logs the run and registers a model version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from typing import Any
+
+from stages.common.errors import InputError
+from stages.common.runner import StageContext, main_exit, run_stage
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m stages.train", description=__doc__.splitlines()[0])
+    p.add_argument("--features", required=True, help="silver features.parquet (path, file:// or s3://)")
+    p.add_argument("--manifest", required=True, help="silver manifest.json that describes --features")
+    p.add_argument("--model-out", required=True, help="where to write model.skops")
+    p.add_argument("--card-out", required=True, help="where to write model-card.json")
+    p.add_argument(
+        "--model",
+        choices=["iforest", "hgb"],
+        default="iforest",
+        help="iforest: unsupervised Isolation Forest (default); hgb: supervised HistGradientBoosting, needs labels",
+    )
+    p.add_argument(
+        "--train-on",
+        choices=["auto", "all", "benign"],
+        default="auto",
+        help="rows to fit on: auto = benign when labels exist, else all (default auto)",
+    )
+    p.add_argument("--n-estimators", type=int, default=100, help="Isolation Forest trees (default 100)")
+    p.add_argument(
+        "--max-samples",
+        type=int,
+        default=65536,
+        help="rows each Isolation Forest tree sees, capped at the rows available (default 65536; "
+        "small values like 256 flag benign extremes as often as attacks)",
+    )
+    p.add_argument(
+        "--target-fpr",
+        type=float,
+        default=0.01,
+        help="with labels: share of benign validation flows allowed to alert (default 0.01)",
+    )
+    p.add_argument(
+        "--alert-rate",
+        type=float,
+        default=0.01,
+        help="without labels: share of validation flows allowed to alert (default 0.01)",
+    )
+    p.add_argument("--seed", type=int, default=42, help="random seed of the model (default 42)")
+    p.add_argument("--experiment", default="cybersec-anomaly", help="MLflow experiment name")
+    p.add_argument("--registered-model", default="cybersec-anomaly-detector", help="MLflow registered model name")
+    return p
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    for flag, value in (("--target-fpr", args.target_fpr), ("--alert-rate", args.alert_rate)):
+        if not 0.0 < value < 1.0:
+            raise InputError(f"{flag} {value}: must be between 0 and 1 (exclusive)")
+    if args.n_estimators < 1 or args.max_samples < 2:
+        raise InputError("--n-estimators must be >= 1 and --max-samples >= 2")
+
+
+def _card(ctx: StageContext, manifest: dict[str, Any], trained: Any) -> dict[str, Any]:
+    args = ctx.args
+    return {
+        "version": 1,
+        "run_id": ctx.run_id,
+        "model_type": args.model,
+        "score_method": trained.score_method,
+        "features": manifest["features"],
+        "schema_hash": manifest["schema_hash"],
+        "threshold": trained.calibration.threshold,
+        "calibration": trained.calibration.as_dict(),
+        "trained_on": trained.trained_on,
+        "train_rows": trained.fit_rows,
+        "params": trained.params,
+        "train_metrics": trained.metrics,
+        "mlflow": {
+            "tracking_uri_set": ctx.settings.mlflow_tracking_uri is not None,
+            "run_id": None,
+            "experiment": args.experiment,
+            "model_name": args.registered_model,
+            "model_version": None,
+        },
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def body(ctx: StageContext) -> None:
+    import logging
+
+    from stages.common.model_io import save_model
+    from stages.train import data, models
+
+    log = logging.getLogger("stages.train")
+    args = ctx.args
+    _check_args(args)
+    manifest = data.read_manifest(ctx.fetch_input("manifest", args.manifest), args.manifest)
+    X, labels = data.read_train_rows(ctx.fetch_input("features", args.features), args.features, manifest)
+    if ctx.settings.mlflow_tracking_uri:
+        from stages.train.tracking import check_reachable
+
+        check_reachable(ctx.settings.mlflow_tracking_uri)
+    opts = models.Options(
+        args.model, args.train_on, args.n_estimators, args.max_samples, args.target_fpr, args.alert_rate, args.seed
+    )
+    try:
+        trained = models.train(X, labels, manifest["features"], opts)
+    except ValueError as exc:
+        raise InputError(f"{args.features}: {exc}") from exc
+    log.info(
+        "fitted %s on %d %s rows; threshold %.5f",
+        args.model,
+        trained.fit_rows,
+        trained.trained_on,
+        trained.calibration.threshold,
+        extra=trained.metrics,
+    )
+    card = _card(ctx, manifest, trained)
+    # MLflow first: if it is down the stage ends with exit 75 before anything is
+    # published, so no later step can pick up a model that has no registry entry.
+    if ctx.settings.mlflow_tracking_uri:
+        from stages.train import tracking
+
+        tags = {"pipeline_run_id": ctx.run_id, "schema_hash": manifest["schema_hash"], "model_type": args.model}
+        params = {k: v for k, v in vars(args).items() if k not in {"params_dir", "log_level", "log_format"}}
+        params.update({f"model.{k}": v for k, v in trained.params.items() if k != "model_features"})
+        metrics = trained.metrics | {"threshold": trained.calibration.threshold}
+        tracking.track(
+            ctx.settings.mlflow_tracking_uri,
+            args.experiment,
+            ctx.run_id,
+            tags,
+            params,
+            metrics,
+            trained.estimator,
+            X[:5],
+            args.registered_model,
+            card,
+        )
+    else:
+        log.warning("MLFLOW_TRACKING_URI is not set: no MLflow run, no registered model version")
+    with ctx.output("model", args.model_out, ".skops") as out:
+        save_model(trained.estimator, out.path)
+    with ctx.output("card", args.card_out, ".json") as out:
+        out.path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    ctx.metrics.update({k: v for k, v in trained.metrics.items()}, threshold=trained.calibration.threshold)
+    for name, value in (
+        ("mlflow_run_id", card["mlflow"]["run_id"] or "n/a"),
+        ("model_version", card["mlflow"]["model_version"] or "n/a"),
+        ("threshold", repr(trained.calibration.threshold)),
+        ("sha256", ctx.sha256("model")),
+        ("train_rows", trained.fit_rows),
+    ):
+        ctx.set_param(name, value)
+
+
+def main() -> None:
+    main_exit(run_stage("train", build_parser(), body))
+
+
+if __name__ == "__main__":
+    main()

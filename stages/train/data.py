@@ -1,0 +1,85 @@
+"""Reading silver's output for training: the manifest and the train rows, checked against each other.
+
+A features file and a manifest from different runs (or a hand-edited manifest) would
+silently feed the model the wrong columns; every check here names the file and the
+field, and says to re-run silver.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stages.common.errors import InputError
+
+__all__ = ["read_manifest", "read_train_rows", "schema_hash"]
+
+_REQUIRED = ("version", "features", "dtypes", "schema_hash", "split", "has_labels")
+
+
+def schema_hash(features: list[str], dtypes: dict[str, str]) -> str:
+    """sha256 of the sorted-key JSON of feature names and dtypes (the silver contract)."""
+    return hashlib.sha256(json.dumps({"features": features, "dtypes": dtypes}, sort_keys=True).encode()).hexdigest()
+
+
+def read_manifest(path: Path, where: str) -> dict[str, Any]:
+    """Load and validate a silver manifest; InputError names what is wrong."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{where}: not a JSON manifest ({exc})") from exc
+    if not isinstance(manifest, dict):
+        raise InputError(f"{where}: a manifest is a JSON object, got {type(manifest).__name__}")
+    missing = [k for k in _REQUIRED if k not in manifest]
+    if missing:
+        raise InputError(f"{where}: manifest lacks {missing}; re-run the silver stage")
+    features, dtypes = manifest["features"], manifest["dtypes"]
+    if not features or not isinstance(features, list):
+        raise InputError(f"{where}: manifest lists no features")
+    if schema_hash(features, dtypes) != manifest["schema_hash"]:
+        raise InputError(f"{where}: schema_hash does not match its features/dtypes (edited or corrupt); re-run silver")
+    return manifest
+
+
+def read_train_rows(path: Path, where: str, manifest: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The ``split == "train"`` rows as float32 X (manifest feature order) and labels.
+
+    Labels are int8 0/1 with -1 for unknown, or None when the manifest has none. Rows
+    keep the file's (time) order, which the validation split relies on.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{where}: not a readable Parquet file ({exc})") from exc
+    features = manifest["features"]
+    problems = [f"{f} missing" for f in features if f not in schema.names]
+    problems += [
+        f"{f} is {schema.field(f).type}, manifest says float32"
+        for f in features
+        if f in schema.names and schema.field(f).type != pa.float32()
+    ]
+    problems += [f"{c} missing" for c in ("split", "label") if c not in schema.names]
+    extra = [n for n in schema.names if n not in features and n not in (*manifest.get("passthrough", []), "split")]
+    problems += [f"{n} is not in the manifest" for n in extra]
+    if problems:
+        raise InputError(
+            f"{where}: does not match the manifest ({'; '.join(problems[:10])}); "
+            "use the manifest written with these features"
+        )
+    table = pq.read_table(path, columns=[*features, "label", "split"], filters=[("split", "==", "train")])
+    if table.num_rows == 0:
+        raise InputError(f"{where}: no rows with split == 'train'")
+    X = np.column_stack([table.column(f).to_numpy() for f in features]).astype(np.float32, copy=False)
+    if not np.isfinite(X).all():
+        bad = [f for f, col in zip(features, X.T, strict=True) if not np.isfinite(col).all()]
+        raise InputError(f"{where}: non-finite values in {bad[:5]}; re-run silver")
+    labels = pc.fill_null(table.column("label"), -1).to_numpy().astype(np.int8) if manifest["has_labels"] else None
+    return X, labels

@@ -1,0 +1,54 @@
+"""Silver outputs for the train tests, built once per session with the real silver code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from stages.common.schema import FLOW_SCHEMA
+
+
+def build_silver(table: pa.Table, out: Path, holdout_fraction: float = 0.3) -> dict[str, Path]:
+    """features.parquet + manifest.json for ``table``, as the silver stage writes them."""
+    from stages.silver import dataset
+
+    out.mkdir(parents=True, exist_ok=True)
+    plan = dataset.plan(table)
+    split = dataset.split_rows(plan.ts_sorted_us, table.num_rows, holdout_fraction)
+    features = dataset.write_silver(table, plan, split, out / "features.parquet")
+    has_labels = table.column("label").null_count < table.num_rows
+    manifest = dataset.manifest(features, split, table.num_rows, has_labels, plan.skipped, "0" * 64)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return {"features": out / "features.parquet", "manifest": out / "manifest.json"}
+
+
+@pytest.fixture(scope="session")
+def flows() -> pa.Table:
+    """30k labelled synthetic flows over two days, 5% attacks; the validation part of the
+    train split (its last 20% by time) holds five attack scenarios."""
+    from stages.ingest.synthetic import generate
+
+    return generate(30_000, seed=5, attack_share=0.05, days=2.0)
+
+
+@pytest.fixture(scope="session")
+def silver(flows: pa.Table, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return build_silver(flows, tmp_path_factory.mktemp("silver-labelled"))
+
+
+@pytest.fixture(scope="session")
+def silver_unlabelled(flows: pa.Table, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    table = flows
+    for name in ("label", "attack_type"):
+        field = FLOW_SCHEMA.field(name)
+        table = table.set_column(table.column_names.index(name), field, pa.nulls(table.num_rows, field.type))
+    return build_silver(table, tmp_path_factory.mktemp("silver-unlabelled"))
+
+
+def train_rows(paths: dict[str, Path]) -> pa.Table:
+    """The train split of a silver output, in file (time) order."""
+    return pq.read_table(paths["features"], filters=[("split", "==", "train")])

@@ -1,0 +1,76 @@
+"""The manifest ↔ features checks train makes before fitting anything."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from stages.common.errors import InputError
+from stages.train import data
+
+
+def _manifest(paths: dict[str, Path]) -> dict[str, Any]:
+    return json.loads(paths["manifest"].read_text())
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m.pop("schema_hash"), r"manifest lacks \['schema_hash'\]"),
+        (lambda m: m["features"].reverse(), "schema_hash does not match its features/dtypes"),
+        (lambda m: m["dtypes"].update({m["features"][0]: "float64"}), "schema_hash does not match"),
+        (lambda m: m.update(features=[]), "lists no features"),
+    ],
+)
+def test_manifest_checks(silver: dict[str, Path], tmp_path: Path, edit: Any, message: str) -> None:
+    manifest = _manifest(silver)
+    edit(manifest)
+    (tmp_path / "m.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match=message):
+        data.read_manifest(tmp_path / "m.json", "s3://b/silver/r/manifest.json")
+
+
+def test_manifest_not_json(tmp_path: Path) -> None:
+    (tmp_path / "m.json").write_text("features: [a]\n")
+    with pytest.raises(InputError, match="m.json: not a JSON manifest"):
+        data.read_manifest(tmp_path / "m.json", "m.json")
+
+
+def test_train_rows_in_time_order_with_labels(silver: dict[str, Path]) -> None:
+    manifest = data.read_manifest(silver["manifest"], "m")
+    X, labels = data.read_train_rows(silver["features"], "f", manifest)
+    table = pq.read_table(silver["features"], filters=[("split", "==", "train")])
+    assert X.shape == (manifest["split"]["train_rows"], len(manifest["features"])) and X.dtype == np.float32
+    assert labels is not None and labels.tolist() == table.column("label").to_pylist()
+    np.testing.assert_array_equal(X[:, 0], table.column(manifest["features"][0]).to_numpy())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t.drop_columns(["log_src_bytes"]), "log_src_bytes missing"),
+        (
+            lambda t: t.set_column(
+                t.column_names.index("log_src_bytes"), "log_src_bytes", t.column("log_src_bytes").cast(pa.float64())
+            ),
+            "log_src_bytes is double",
+        ),
+        (
+            lambda t: t.append_column("surprise", pa.array(np.zeros(t.num_rows, np.float32))),
+            "surprise is not in the manifest",
+        ),
+    ],
+)
+def test_features_that_do_not_match_the_manifest(
+    silver: dict[str, Path], tmp_path: Path, change: Any, message: str
+) -> None:
+    pq.write_table(change(pq.read_table(silver["features"])), tmp_path / "f.parquet")
+    manifest = data.read_manifest(silver["manifest"], "m")
+    with pytest.raises(InputError, match=f"f.parquet: does not match the manifest .*{message}"):
+        data.read_train_rows(tmp_path / "f.parquet", str(tmp_path / "f.parquet"), manifest)

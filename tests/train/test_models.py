@@ -1,0 +1,113 @@
+"""Pure training logic: calibration, train-on resolution, IF column choice, benign-only fitting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stages.train import models
+from stages.train.models import Options
+
+
+@pytest.mark.parametrize(
+    ("scores", "labels", "target", "threshold", "achieved", "method"),
+    [
+        (np.arange(100.0), np.zeros(100), 0.05, 95.0, 0.05, "benign_fpr"),
+        (np.arange(100.0), np.zeros(100), 0.01, 99.0, 0.01, "benign_fpr"),
+        # attack rows (label 1) and unknown (-1) do not count towards the benign budget
+        (
+            np.r_[np.arange(100.0), [500.0] * 50],
+            np.r_[np.zeros(100), np.ones(40), -np.ones(10)],
+            0.05,
+            95.0,
+            0.05,
+            "benign_fpr",
+        ),
+        (np.arange(200.0), None, 0.1, 180.0, 0.1, "alert_rate"),
+        (np.ones(50), np.zeros(50), 0.01, np.nextafter(1.0, 2.0), 0.0, "benign_fpr"),  # ties never overspend
+    ],
+)
+def test_calibrate(
+    scores: np.ndarray, labels: np.ndarray | None, target: float, threshold: float, achieved: float, method: str
+) -> None:
+    cal = models.calibrate(scores, labels, target, target)
+    assert (cal.threshold, cal.achieved, cal.method, cal.target) == (threshold, pytest.approx(achieved), method, target)
+    pool = scores if labels is None else scores[labels == 0]
+    assert cal.rows == len(pool) and np.mean(pool >= cal.threshold) <= target
+
+
+@pytest.mark.parametrize(
+    ("model", "train_on", "has_labels", "expected"),
+    [
+        ("iforest", "auto", True, "benign"),
+        ("iforest", "auto", False, "all"),
+        ("iforest", "all", True, "all"),
+        ("iforest", "benign", True, "benign"),
+        ("iforest", "benign", False, "needs labels"),
+        ("hgb", "auto", True, "all"),
+        ("hgb", "benign", True, "needs both classes"),
+        ("hgb", "auto", False, "supervised and needs labels"),
+    ],
+)
+def test_train_on(model: str, train_on: str, has_labels: bool, expected: str) -> None:
+    opts = Options(model, train_on, 10, 256, 0.01, 0.01, 0)
+    if expected in ("benign", "all"):
+        assert models._resolve_train_on(opts, has_labels) == expected
+    else:
+        with pytest.raises(ValueError, match=expected):
+            models._resolve_train_on(opts, has_labels)
+
+
+@pytest.mark.parametrize(
+    ("features", "chosen"),
+    [
+        (["log_src_bytes", "proto_tcp", "src_conns_1m", "bytes_asym", "pair_regularity_1h"], [0, 2, 4]),
+        (["log_src_bytes", "proto_tcp", "bytes_asym", "cs_failed"], [0, 2]),  # too few curated: non-indicators
+        (["proto_tcp", "cs_failed"], [0, 1]),  # only indicators: all of them
+    ],
+)
+def test_iforest_columns(features: list[str], chosen: list[int]) -> None:
+    assert models.iforest_columns(features) == chosen
+
+
+def _data(n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    rng = np.random.default_rng(seed)
+    features = ["log_src_bytes", "log_dst_bytes", "src_conns_1m", "pair_conns_1m", "proto_tcp"]
+    X = rng.normal(0, 1, (n, len(features))).astype(np.float32)
+    labels = (rng.random(n) < 0.05).astype(np.int8)
+    X[labels == 1, 2:4] += 6  # attacks: many connections from one source to one destination
+    return X, labels, features
+
+
+def test_benign_only_fit_uses_only_benign_rows_of_the_fitting_part() -> None:
+    X, labels, features = _data()
+    trained = models.train(X, labels, features, Options("iforest", "auto", 20, 100_000, 0.02, 0.02, 1))
+    n_fit = len(X) - int(round(len(X) * 0.2))
+    assert trained.trained_on == "benign"
+    assert trained.fit_rows == int((labels[:n_fit] == 0).sum())
+    assert trained.estimator.named_steps["iforest"].max_samples_ == trained.fit_rows  # everything it saw
+    assert trained.params["model_features"] == features[:4]
+    assert trained.calibration.method == "benign_fpr" and trained.calibration.achieved <= 0.02
+    assert trained.metrics["val_recall"] > 0.8 and trained.metrics["val_roc_auc"] > 0.9
+
+
+def test_fit_on_all_rows_without_labels_uses_alert_rate() -> None:
+    X, _, features = _data()
+    trained = models.train(X, None, features, Options("iforest", "auto", 20, 256, 0.02, 0.05, 1))
+    assert (trained.trained_on, trained.fit_rows, trained.calibration.method) == ("all", 1600, "alert_rate")
+    assert trained.metrics["val_alert_rate"] == pytest.approx(0.05, abs=1 / 400)
+    assert "val_recall" not in trained.metrics
+
+
+def test_hgb_needs_both_classes() -> None:
+    X, labels, features = _data()
+    trained = models.train(X, labels, features, Options("hgb", "auto", 0, 0, 0.01, 0.01, 1))
+    assert trained.score_method == "predict_proba" and trained.metrics["val_pr_auc"] > 0.9
+    with pytest.raises(ValueError, match="benign and malicious"):
+        models.train(X, np.zeros_like(labels), features, Options("hgb", "auto", 0, 0, 0.01, 0.01, 1))
+
+
+def test_too_few_rows() -> None:
+    X, labels, features = _data(2)
+    with pytest.raises(ValueError, match="too few"):
+        models.train(X, labels, features, Options("iforest", "auto", 5, 256, 0.01, 0.01, 1))
