@@ -111,3 +111,63 @@ def mlflow_proxy(mlflow_server: str) -> Iterator[FaultProxy]:
     port = int(mlflow_server.rsplit(":", 1)[1])
     with FaultProxy(("127.0.0.1", port)) as proxy:
         yield proxy
+
+
+@pytest.fixture(scope="session")
+def pipeline_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Real silver and train outputs (ingest → silver → train on 4000 synthetic flows, no services).
+
+    Read-only for the tests: the inputs of train and eval fault runs.
+    """
+    from tests.faults.harness import run
+
+    d = tmp_path_factory.mktemp("pipeline")
+    files = {
+        name: d / name
+        for name in (
+            "flows.parquet",
+            "rejects.parquet",
+            "features.parquet",
+            "manifest.json",
+            "model.skops",
+            "model-card.json",
+        )
+    }
+    env = base_env()
+    steps = [
+        (
+            "ingest",
+            "--source",
+            "synthetic://?rows=4000&seed=21&attack_share=0.05",
+            "--output",
+            str(files["flows.parquet"]),
+            "--rejects",
+            str(files["rejects.parquet"]),
+        ),
+        (
+            "silver",
+            "--input",
+            str(files["flows.parquet"]),
+            "--output",
+            str(files["features.parquet"]),
+            "--manifest",
+            str(files["manifest.json"]),
+        ),
+        (
+            "train",
+            "--features",
+            str(files["features.parquet"]),
+            "--manifest",
+            str(files["manifest.json"]),
+            "--model-out",
+            str(files["model.skops"]),
+            "--card-out",
+            str(files["model-card.json"]),
+            "--n-estimators",
+            "50",
+        ),
+    ]
+    for stage, *args in steps:
+        done = run(stage, *args, env=env)
+        assert done.returncode == 0, f"{stage} failed while building fault-test inputs:\n{done.stderr[-3000:]}"
+    return files
