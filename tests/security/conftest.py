@@ -25,6 +25,11 @@ BUCKET = "cybersec-mlops"
 ROWS = 4000
 
 
+def random_secrets() -> dict[str, str]:
+    """Fresh, distinctive MINIO_SECRET_KEY and PG_PASSWORD values (a match anywhere is a leak)."""
+    return {name: f"{name.lower()}-{secrets.token_hex(12)}" for name in ("MINIO_SECRET_KEY", "PG_PASSWORD")}
+
+
 @dataclass
 class PipelineRun:
     """What one run-local left behind, and the secrets it was given."""
@@ -44,10 +49,7 @@ def pipeline_run(
     from workflows.executor.demo import prepare_mlflow
 
     tmp = tmp_path_factory.mktemp("secure-run")
-    values = {
-        "MINIO_SECRET_KEY": "minio-" + secrets.token_hex(12),
-        "PG_PASSWORD": "pgpw-" + secrets.token_hex(12),
-    }
+    values = random_secrets()
     mlflow_uri = prepare_mlflow(tmp)  # artifacts under tmp/mlflow/artifacts, not ./mlruns
     mlflow_dir = tmp / "mlflow"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG_", "MINIO_", "MLFLOW_", "RUN_ID", "AWS_"))}

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.faults.harness import base_env, run
-from tests.security.conftest import BUCKET, PipelineRun
+from tests.security.conftest import BUCKET, PipelineRun, random_secrets
 
 pytestmark = [pytest.mark.services, pytest.mark.e2e, pytest.mark.slow]
 
@@ -99,7 +99,7 @@ def test_no_secret_in_failure_messages(
     broken: str, tmp_path: Path, postgres: dict[str, str], s3_server: dict[str, str]
 ) -> None:
     """A stage failing on a dead service, at DEBUG level, still names settings, never values."""
-    secrets = {"MINIO_SECRET_KEY": "minio-" + uuid.uuid4().hex, "PG_PASSWORD": "pgpw-" + uuid.uuid4().hex}
+    secrets = random_secrets()
     env = {**base_env(), **postgres, **s3_server, **secrets, "PG_RETRIES": "1", "MINIO_MAX_ATTEMPTS": "1"}
     if broken == "postgres":
         env["PG_PORT"] = "1"
