@@ -19,9 +19,9 @@ server) and point the stage's setting (PG_PORT, MINIO_ENDPOINT, MLFLOW_TRACKING_
 - ``after(seconds, fn)``: call ``fn`` later from a timer thread (e.g. ``after(2, proxy.forward)``
   recovers a service while the stage is retrying).
 
-Counters in ``stats`` (accepted, forwarded, reset, blackholed, http_failed, dropped) let a
-test prove the fault was actually hit. Test-only code: it binds 127.0.0.1 and is not
-hardened against hostile clients.
+Counters in ``stats`` (accepted, forwarded, reset, blackholed, http_failed, cut, delayed,
+dropped) let a test prove the fault was actually hit. Test-only code: it binds 127.0.0.1
+and is not hardened against hostile clients.
 """
 
 from __future__ import annotations
@@ -298,6 +298,7 @@ class FaultProxy:
                     cut = False
                     if sock is pair.upstream:
                         if self.delay:
+                            self.stats["delayed"] += 1
                             time.sleep(self.delay)
                         data, cut = self._maybe_cut(data, relayed)
                         relayed += len(data)

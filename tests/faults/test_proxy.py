@@ -141,6 +141,7 @@ def test_delay_slows_every_answer(echo: tuple[str, int]) -> None:
         started = time.monotonic()
         assert _roundtrip(proxy.port) == b"hello"
         assert time.monotonic() - started >= 0.3
+        assert proxy.stats["delayed"] == 1
 
 
 def test_drop_connections_cuts_an_open_stream(echo: tuple[str, int]) -> None:

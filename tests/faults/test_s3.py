@@ -89,7 +89,7 @@ def test_slow_endpoint_within_timeouts_succeeds(
     s3_proxy.forward(delay=0.3)  # every answer from S3 arrives late
     done = _ingest(run_id, env)
     assert done.returncode == 0, done.stderr
-    assert done.seconds >= 0.6  # two uploads, each delayed
+    assert s3_proxy.stats["delayed"] >= 2  # both uploads' answers came late
     _assert_published(s3_server, run_id)
     assert attempts(audit, run_id, "ingest") == [(0, "SUCCEEDED", 0, None)]
 
