@@ -32,7 +32,7 @@ HEADER = (
 
 
 def _environment(extra: str = "") -> dict[str, str]:
-    env = dict(default_environment())
+    env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
     env.update(sys_platform="linux", platform_system="Linux", os_name="posix", extra=extra)
     return env
 
