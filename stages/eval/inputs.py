@@ -95,12 +95,14 @@ def check_contract(manifest: dict[str, Any], card: dict[str, Any], manifest_uri:
         raise InputError(f"{card_uri}: field 'threshold' must be a finite number, found {threshold!r}")
 
 
-def _read_table(path: Path, uri: str, features: list[str]) -> Any:
+def _open(path: Path, uri: str, features: list[str]) -> tuple[Any, list[str]]:
+    """The Parquet file and the passthrough columns it has, after the schema checks."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        schema = pq.read_schema(path)
+        pf = pq.ParquetFile(path)
+        schema = pf.schema_arrow
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{uri}: not a readable Parquet file ({exc})") from exc
     missing = [c for c in ["split", *features] if c not in schema.names]
@@ -113,32 +115,59 @@ def _read_table(path: Path, uri: str, features: list[str]) -> Any:
         t = schema.field(name).type
         if not (pa.types.is_floating(t) or pa.types.is_integer(t)):
             raise InputError(f"{uri}: feature column {name!r} has type {t}, expected float32")
-    columns = ["split", *[c for c in PASSTHROUGH if c in schema.names], *features]
-    return pq.read_table(path, columns=list(dict.fromkeys(columns)))
+    passthrough = [c for c in PASSTHROUGH if c in schema.names]
+    return pf, passthrough
 
 
-def _matrix(table: Any, features: list[str]) -> np.ndarray:
-    out = np.empty((table.num_rows, len(features)), dtype=np.float32)
-    for j, name in enumerate(features):
-        out[:, j] = table.column(name).to_numpy(zero_copy_only=False)
-    return out
+def _holdout_mask(pf: Any, uri: str) -> np.ndarray:
+    """True for holdout rows, from the ``split`` column alone."""
+    import pyarrow.compute as pc
+
+    split = pf.read(columns=["split"]).column("split")
+    unknown = set(pc.unique(split).to_pylist()) - {"train", "holdout"}
+    if unknown:
+        raise InputError(f"{uri}: column 'split' has values {sorted(map(str, unknown))}, expected 'train'/'holdout'")
+    return np.asarray(pc.equal(split, "holdout").to_numpy(zero_copy_only=False), bool)
+
+
+def _read_rows(
+    pf: Any, holdout: np.ndarray, features: list[str], passthrough: list[str], batch_rows: int = 65536
+) -> tuple[np.ndarray, np.ndarray, Any]:
+    """(train matrix, holdout matrix, holdout passthrough table), filled batch by batch.
+
+    The matrices are allocated once at their final size and the file is read in
+    ``batch_rows`` slices, so peak memory is the two float32 matrices plus one batch —
+    not a whole Arrow table plus its filtered copies (3x less at 10M rows).
+    """
+    import pyarrow as pa
+
+    train_X = np.empty((int((~holdout).sum()), len(features)), dtype=np.float32)
+    holdout_X = np.empty((int(holdout.sum()), len(features)), dtype=np.float32)
+    kept: list[Any] = []
+    at, t, h = 0, 0, 0
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=list(dict.fromkeys([*passthrough, *features]))):
+        m = holdout[at : at + batch.num_rows]
+        block = np.empty((batch.num_rows, len(features)), dtype=np.float32)
+        for j, name in enumerate(features):
+            block[:, j] = batch.column(name).to_numpy(zero_copy_only=False)
+        nh = int(m.sum())
+        holdout_X[h : h + nh], train_X[t : t + batch.num_rows - nh] = block[m], block[~m]
+        kept.append(batch.select(passthrough).filter(pa.array(m)))
+        at, t, h = at + batch.num_rows, t + batch.num_rows - nh, h + nh
+    schema = pf.schema_arrow
+    table = pa.Table.from_batches(kept, schema=pa.schema([schema.field(c) for c in passthrough]))
+    return train_X, holdout_X, table
 
 
 def load_features(path: Path, manifest: dict[str, Any], uri: str) -> EvalData:
     """Read the silver Parquet: split column, passthrough columns and the manifest's features."""
-    import pyarrow.compute as pc
-
     features = list(manifest["features"])
-    table = _read_table(path, uri, features)
-    split = table.column("split")
-    unknown = set(pc.unique(split).to_pylist()) - {"train", "holdout"}
-    if unknown:
-        raise InputError(f"{uri}: column 'split' has values {sorted(map(str, unknown))}, expected 'train'/'holdout'")
-    holdout = table.filter(pc.equal(split, "holdout"))
-    train = table.filter(pc.equal(split, "train"))
-    if holdout.num_rows == 0:
+    pf, passthrough = _open(path, uri, features)
+    mask = _holdout_mask(pf, uri)
+    if not mask.any():
         raise InputError(f"{uri}: no holdout rows (split == 'holdout'); rerun silver with --holdout-fraction > 0")
-    n = holdout.num_rows
+    train_X, holdout_X, holdout = _read_rows(pf, mask, features, passthrough)
+    n = holdout_X.shape[0]
     y = np.full(n, np.nan)
     if "label" in holdout.column_names:
         y = holdout.column("label").to_numpy(zero_copy_only=False).astype(float)
@@ -153,7 +182,4 @@ def load_features(path: Path, manifest: dict[str, Any], uri: str) -> EvalData:
     ts = None
     if "ts" in holdout.column_names:
         ts = holdout.column("ts").to_numpy(zero_copy_only=False).astype("datetime64[us]")
-    passthrough = [c for c in PASSTHROUGH if c in holdout.column_names]
-    return EvalData(
-        features, _matrix(train, features), _matrix(holdout, features), y, attack, ts, holdout.select(passthrough)
-    )
+    return EvalData(features, train_X, holdout_X, y, attack, ts, holdout)
