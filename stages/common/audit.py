@@ -130,6 +130,12 @@ class Audit:
             dbname=s.pg_database,
             connect_timeout=5,
             application_name="cybersec-mlops",
+            # a network cut after connecting must fail fast (and be retried), not hang for minutes
+            keepalives=1,
+            keepalives_idle=30,
+            keepalives_interval=10,
+            keepalives_count=3,
+            tcp_user_timeout=30000,
         )
 
     def _execute(self, what: str, fn: Any) -> None:

@@ -25,6 +25,9 @@ class Settings:
     minio_region: str = "us-east-1"
     minio_max_attempts: int = 5
     """botocore attempts per S3 call (standard retry mode, exponential backoff)."""
+    minio_connect_timeout: float = 5.0
+    minio_read_timeout: float = 60.0
+    """Seconds before a hung S3 connection counts as a (retried) fault."""
     pg_host: str | None = None
     """PostgreSQL host for the audit; None disables the audit (single-stage debugging)."""
     pg_port: int = 5432
@@ -50,6 +53,8 @@ class Settings:
             minio_secure=(get("MINIO_SECURE") or "false").lower() in _TRUE,
             minio_region=get("MINIO_REGION") or "us-east-1",
             minio_max_attempts=int(get("MINIO_MAX_ATTEMPTS") or 5),
+            minio_connect_timeout=float(get("MINIO_CONNECT_TIMEOUT") or 5),
+            minio_read_timeout=float(get("MINIO_READ_TIMEOUT") or 60),
             pg_host=get("PG_HOST"),
             pg_port=int(get("PG_PORT") or 5432),
             pg_user=get("PG_USER") or "postgres",

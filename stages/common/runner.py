@@ -156,6 +156,7 @@ def run_stage(
         log.exception("unexpected error")
     finally:
         signal.signal(signal.SIGTERM, previous)
+        ctx.storage.cleanup()
     ctx.metrics.setdefault("wall_seconds", round(time.monotonic() - started, 3))
     try:
         audit.finish(status, int(code), ctx.metrics, ctx.artifacts, error)

@@ -72,6 +72,7 @@ class Storage:
     def __init__(self, settings: Settings, workdir: Path | None = None) -> None:
         self.settings = settings
         self._workdir = workdir
+        self._owns_workdir = workdir is None
         self._s3: Any = None
 
     @property
@@ -99,8 +100,8 @@ class Storage:
                 config=Config(
                     s3={"addressing_style": "path"},
                     retries={"mode": "standard", "max_attempts": s.minio_max_attempts},
-                    connect_timeout=5,
-                    read_timeout=60,
+                    connect_timeout=s.minio_connect_timeout,
+                    read_timeout=s.minio_read_timeout,
                 ),
             )
         return self._s3
@@ -180,28 +181,53 @@ class Storage:
             self.s3().upload_file(str(local), loc.bucket, loc.key)
         log.debug("uploaded %s", uri)
 
+    def cleanup(self) -> None:
+        """Remove downloaded inputs and staged outputs (only a workdir this instance created)."""
+        if self._workdir is not None and self._owns_workdir:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
     @contextlib.contextmanager
     def _s3_errors(self, uri: str) -> Iterator[None]:
-        """Map botocore errors: missing key/bucket → InputError, unreachable/5xx → TransientError."""
-        from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+        """Map S3 errors: missing key/bucket → InputError, unreachable/5xx → TransientError.
+
+        boto3's transfer manager wraps the last error of ``upload_file`` in
+        ``S3UploadFailedError`` and a repeatedly cut download in ``RetriesExceededError``;
+        both are unwrapped here so a lasting fault still ends in exit 75, not exit 1.
+        """
+        from boto3.exceptions import RetriesExceededError, S3UploadFailedError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         endpoint = self.settings.minio_endpoint or "AWS default"
         try:
             yield
+        except S3UploadFailedError as exc:
+            cause = exc.__context__
+            if isinstance(cause, ClientError):
+                raise self._client_error(uri, endpoint, cause) from exc
+            raise TransientError(
+                f"{uri}: upload to S3 at {endpoint} failed after retries ({exc}); check MINIO_ENDPOINT"
+            ) from exc
+        except RetriesExceededError as exc:
+            raise TransientError(
+                f"{uri}: download from S3 at {endpoint} kept failing after retries; check MINIO_ENDPOINT"
+            ) from exc
         except ClientError as exc:
-            err = exc.response.get("Error", {})
-            code = str(err.get("Code", ""))
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-            if code in {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}:
-                raise InputError(f"{uri}: not found in S3 ({code})") from exc
-            if code in {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
-                raise InputError(f"{uri}: access denied ({code}); check MINIO_ACCESS_KEY/MINIO_SECRET_KEY") from exc
-            if status >= 500 or code in {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"}:
-                raise TransientError(
-                    f"{uri}: S3 at {endpoint} failed after retries ({code}); check MINIO_ENDPOINT"
-                ) from exc
-            raise
-        except (EndpointConnectionError, BotoCoreError) as exc:
+            raise self._client_error(uri, endpoint, exc) from exc
+        except BotoCoreError as exc:
             raise TransientError(
                 f"{uri}: S3 at {endpoint} unreachable after retries ({type(exc).__name__}); check MINIO_ENDPOINT"
             ) from exc
+
+    @staticmethod
+    def _client_error(uri: str, endpoint: str, exc: Any) -> Exception:
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if code in {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}:
+            return InputError(f"{uri}: not found in S3 ({code})")
+        if code in {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
+            return InputError(f"{uri}: access denied ({code}); check MINIO_ACCESS_KEY/MINIO_SECRET_KEY")
+        if status >= 500 or code in {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"}:
+            return TransientError(f"{uri}: S3 at {endpoint} failed after retries ({code}); check MINIO_ENDPOINT")
+        return InputError(f"{uri}: S3 refused the request ({code or status}: {err.get('Message', '')})")
