@@ -29,6 +29,10 @@ compile: $(VENV)/.installed  ## regenerate workflows/compiled/ from the Hera cod
 validate: $(VENV)/.installed
 	$(PY) -m workflows validate workflows/compiled/*.yaml k8s/*.yaml
 
+images: $(VENV)/.installed  ## build every image of docker-bake.hcl (plain docker build where buildx is missing)
+	@if docker buildx version >/dev/null 2>&1; then docker buildx bake --load; \
+	else $(PY) -m tests.images.bake $(if $(BASE_IMAGE),--set BASE_IMAGE=$(BASE_IMAGE)); fi
+
 bench: $(VENV)/.installed  ## performance and detection benchmarks → BENCHMARKS.md
 	$(PY) -m benchmarks
 

@@ -91,7 +91,13 @@ class BakeFile:
 
 def load_bake(path: Path = BAKE_FILE) -> BakeFile:
     """Parse ``path`` (HCL) into a BakeFile; raises BakeError naming the file on a gap."""
-    import hcl2
+    try:
+        import hcl2
+    except ModuleNotFoundError:
+        raise BakeError(
+            f"{path}: reading the bake file needs python-hcl2 (pip install python-hcl2), "
+            "or submit with --from-template"
+        ) from None
 
     try:
         with path.open() as fh:
