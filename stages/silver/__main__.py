@@ -38,10 +38,11 @@ def body(ctx: StageContext) -> None:
     if not 0.0 <= args.holdout_fraction < 1.0:
         raise InputError(f"--holdout-fraction {args.holdout_fraction}: must be in [0, 1)")
     path = ctx.storage.fetch(args.input)
+    plan = dataset.plan_context(dataset.read_flows(path, args.input, dataset.CONTEXT_COLUMNS))
     table = dataset.read_flows(path, args.input)
+    dataset.add_flow_groups(plan, table)
     n = table.num_rows
     source = ctx.record("input", "flows", args.input, path, rows=n)
-    plan = dataset.plan(table)
     if not plan.flow_groups and not plan.context_groups:
         raise InputError(f"{args.input}: no feature can be built, the columns they need are null: {plan.skipped}")
     split = dataset.split_rows(plan.ts_sorted_us, n, args.holdout_fraction)

@@ -34,9 +34,9 @@ class Flows:
     """The columns contextual features need, in time order; None when the input lacks them."""
 
     rel_ms: np.ndarray  # int64 ms since the first flow, non-decreasing
-    src: np.ndarray | None = None  # int64 codes of src_ip
-    dst: np.ndarray | None = None  # int64 codes of dst_ip
-    port: np.ndarray | None = None  # int64 dst_port (-1 when unknown)
+    src: np.ndarray | None = None  # int32 codes of src_ip
+    dst: np.ndarray | None = None  # int32 codes of dst_ip
+    port: np.ndarray | None = None  # int32 dst_port (-1 when unknown)
     failed: np.ndarray | None = None  # bool: conn_state in the failed group
     src_bytes: np.ndarray | None = None  # int64 (integer sums are exact)
     dst_bytes: np.ndarray | None = None  # int64
@@ -46,22 +46,36 @@ class Flows:
         return int(self.rel_ms[-1]) + max(*WINDOWS.values(), PERIOD_WINDOW[1]) + 1 if len(self.rel_ms) else 1
 
 
+def _index_dtype(n: int) -> type:
+    return np.int32 if n < 2**31 - 1 else np.int64
+
+
 class Grouped:
-    """Rows sorted by (group, time); computations happen in sorted space, ``unsort`` maps back."""
+    """Rows sorted by (group, time); computations happen in sorted space, ``unsort`` maps back.
+
+    Row indexes are stored as int32 (under 2^31 rows) and times are derived from the
+    keys when needed: at 10M rows one instance holds ~300 MB, and only one lives at a time.
+    """
 
     def __init__(self, group: np.ndarray, rel_ms: np.ndarray, span: int) -> None:
         self.span = span
+        idx = _index_dtype(len(group))
         key = group.astype(np.int64) * span + rel_ms
-        self.order = np.argsort(key, kind="stable")
+        self.order: np.ndarray = np.argsort(key, kind="stable").astype(idx)
         self.key = key[self.order]
-        self.group = group[self.order]
-        self.t = rel_ms[self.order]
-        self._hi = np.searchsorted(self.key, self.key, "right")
+        del key
+        self.group = group[self.order].astype(idx)
+        self._hi = np.searchsorted(self.key, self.key, "right").astype(idx)
         self._lo: dict[int, np.ndarray] = {}
+
+    @property
+    def t(self) -> np.ndarray:
+        """Times (ms) in sorted order."""
+        return self.key - self.group.astype(np.int64) * self.span
 
     def lo(self, w: int) -> np.ndarray:
         if w not in self._lo:
-            self._lo[w] = np.searchsorted(self.key, self.key - w, "right")
+            self._lo[w] = np.searchsorted(self.key, self.key - w, "right").astype(self._hi.dtype)
         return self._lo[w]
 
     def count(self, w: int) -> np.ndarray:
@@ -79,18 +93,23 @@ class Grouped:
         v = values[self.order].astype(np.int64)
         nv = int(v.max()) + 2 if len(v) else 1
         pair = self.group.astype(np.int64) * nv + (v + 1)
+        del v
         # Next occurrence of the same (group, value): sort by (pair, t); the sort is stable
         # and rows are already in time order within a group, so ties keep their order.
         by_pair = np.argsort(pair, kind="stable")
+        pair = pair[by_pair]
         t_pair = self.t[by_pair]
-        same_next = np.zeros(len(v), dtype=bool)
-        same_next[:-1] = pair[by_pair][1:] == pair[by_pair][:-1]
-        next_t = np.full(len(v), np.iinfo(np.int64).max // 4, dtype=np.int64)
-        next_t[:-1] = np.where(same_next[:-1], t_pair[1:], next_t[:-1])
-        end = np.empty(len(v), dtype=np.int64)
-        end[by_pair] = np.minimum(next_t, t_pair + w)
-        end_keys = np.sort(self.group.astype(np.int64) * self.span + end)
-        return self._hi - np.searchsorted(end_keys, self.key, "right")
+        end = t_pair + w
+        same_next = pair[1:] == pair[:-1]
+        del pair
+        end[:-1] = np.where(same_next, np.minimum(t_pair[1:], end[:-1]), end[:-1])
+        del t_pair, same_next
+        ends = np.empty_like(end)
+        ends[by_pair] = end
+        del end, by_pair
+        ends += self.group.astype(np.int64) * self.span
+        ends.sort()
+        return self._hi - np.searchsorted(ends, self.key, "right")
 
     def unsort(self, values: np.ndarray) -> np.ndarray:
         out = np.empty_like(values)
@@ -140,80 +159,78 @@ def _share(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return num / np.maximum(den, 1)
 
 
-# group name → (required Flows fields, builder). Builders return {feature: values in time order}.
-Builder = Callable[[Flows, dict[str, Grouped]], dict[str, np.ndarray]]
+# Builders get the rows grouped by source, destination or pair and return {feature: values in time order}.
+Builder = Callable[[Flows, Grouped], dict[str, np.ndarray]]
 
 
-def _src_conns(f: Flows, g: dict[str, Grouped]) -> dict[str, np.ndarray]:
-    return {f"src_conns_{k}": g["src"].unsort(np.log1p(g["src"].count(w))) for k, w in WINDOWS.items()}
+def _src_conns(f: Flows, s: Grouped) -> dict[str, np.ndarray]:
+    return {f"src_conns_{k}": s.unsort(np.log1p(s.count(w))) for k, w in WINDOWS.items()}
 
 
-def _src_distinct_dst(f: Flows, g: dict[str, Grouped]) -> dict[str, np.ndarray]:
+def _src_distinct_dst(f: Flows, s: Grouped) -> dict[str, np.ndarray]:
     assert f.dst is not None
-    return {f"src_distinct_dst_{k}": g["src"].unsort(np.log1p(g["src"].distinct(f.dst, w))) for k, w in WINDOWS.items()}
+    return {f"src_distinct_dst_{k}": s.unsort(np.log1p(s.distinct(f.dst, w))) for k, w in WINDOWS.items()}
 
 
-def _src_distinct_port(f: Flows, g: dict[str, Grouped]) -> dict[str, np.ndarray]:
+def _src_distinct_port(f: Flows, s: Grouped) -> dict[str, np.ndarray]:
     assert f.port is not None
-    s = g["src"]
     return {f"src_distinct_port_{k}": s.unsort(np.log1p(s.distinct(f.port, w))) for k, w in WINDOWS.items()}
 
 
-def _src_failed_share(f: Flows, g: dict[str, Grouped]) -> dict[str, np.ndarray]:
+def _src_failed_share(f: Flows, s: Grouped) -> dict[str, np.ndarray]:
     assert f.failed is not None
-    s, failed = g["src"], f.failed.astype(np.int64)
+    failed = f.failed.astype(np.int64)
     return {f"src_failed_share_{k}": s.unsort(_share(s.total(failed, w), s.count(w))) for k, w in WINDOWS.items()}
 
 
-def _pair_conns(f: Flows, g: dict[str, Grouped]) -> dict[str, np.ndarray]:
-    return {f"pair_conns_{k}": g["pair"].unsort(np.log1p(g["pair"].count(w))) for k, w in WINDOWS.items()}
+def _pair_conns(f: Flows, p: Grouped) -> dict[str, np.ndarray]:
+    return {f"pair_conns_{k}": p.unsort(np.log1p(p.count(w))) for k, w in WINDOWS.items()}
 
 
-def _pair_distinct_port(f: Flows, g: dict[str, Grouped]) -> dict[str, np.ndarray]:
+def _pair_distinct_port(f: Flows, p: Grouped) -> dict[str, np.ndarray]:
     assert f.port is not None
-    p = g["pair"]
     return {f"pair_distinct_port_{k}": p.unsort(np.log1p(p.distinct(f.port, w))) for k, w in WINDOWS.items()}
 
 
-def _pair_bytes_asym(f: Flows, g: dict[str, Grouped]) -> dict[str, np.ndarray]:
+def _pair_bytes_asym(f: Flows, p: Grouped) -> dict[str, np.ndarray]:
     assert f.src_bytes is not None and f.dst_bytes is not None
-    p, w = g["pair"], WINDOWS["10m"]
+    w = WINDOWS["10m"]
     out_b, in_b = p.total(f.src_bytes, w).astype(np.float64), p.total(f.dst_bytes, w).astype(np.float64)
     return {"pair_bytes_asym_10m": p.unsort((out_b - in_b) / (out_b + in_b + 1.0))}
 
 
-def _pair_periodicity(f: Flows, g: dict[str, Grouped]) -> dict[str, np.ndarray]:
+def _pair_periodicity(f: Flows, p: Grouped) -> dict[str, np.ndarray]:
     k, w = PERIOD_WINDOW
-    jitter, regularity = _periodicity(g["pair"], w)
-    return {f"pair_gap_jitter_{k}": g["pair"].unsort(jitter), f"pair_regularity_{k}": g["pair"].unsort(regularity)}
+    jitter, regularity = _periodicity(p, w)
+    return {f"pair_gap_jitter_{k}": p.unsort(jitter), f"pair_regularity_{k}": p.unsort(regularity)}
 
 
-def _dst_fan_in(f: Flows, g: dict[str, Grouped]) -> dict[str, np.ndarray]:
+def _dst_fan_in(f: Flows, d: Grouped) -> dict[str, np.ndarray]:
     assert f.src is not None
-    d = g["dst"]
     out = {f"dst_distinct_src_{k}": d.unsort(np.log1p(d.distinct(f.src, w))) for k, w in WINDOWS.items()}
     out["dst_conns_1m"] = d.unsort(np.log1p(d.count(WINDOWS["1m"])))
     return out
 
 
-def _dst_failed_share(f: Flows, g: dict[str, Grouped]) -> dict[str, np.ndarray]:
+def _dst_failed_share(f: Flows, d: Grouped) -> dict[str, np.ndarray]:
     assert f.failed is not None
-    d, w = g["dst"], WINDOWS["1m"]
+    w = WINDOWS["1m"]
     return {"dst_failed_share_1m": d.unsort(_share(d.total(f.failed.astype(np.int64), w), d.count(w)))}
 
 
-GROUPS: dict[str, tuple[tuple[str, ...], Builder]] = {
-    "src_conns": (("src",), _src_conns),
-    "src_distinct_dst": (("src", "dst"), _src_distinct_dst),
-    "src_distinct_port": (("src", "port"), _src_distinct_port),
-    "src_failed_share": (("src", "failed"), _src_failed_share),
-    "pair_conns": (("src", "dst"), _pair_conns),
-    "pair_distinct_port": (("src", "dst", "port"), _pair_distinct_port),
-    "pair_bytes_asym": (("src", "dst", "src_bytes", "dst_bytes"), _pair_bytes_asym),
-    "pair_periodicity": (("src", "dst"), _pair_periodicity),
-    "dst_fan_in": (("src", "dst"), _dst_fan_in),
-    "dst_failed_share": (("dst", "failed"), _dst_failed_share),
+GROUPS: dict[str, tuple[tuple[str, ...], str, Builder]] = {
+    "src_conns": (("src",), "src", _src_conns),
+    "src_distinct_dst": (("src", "dst"), "src", _src_distinct_dst),
+    "src_distinct_port": (("src", "port"), "src", _src_distinct_port),
+    "src_failed_share": (("src", "failed"), "src", _src_failed_share),
+    "pair_conns": (("src", "dst"), "pair", _pair_conns),
+    "pair_distinct_port": (("src", "dst", "port"), "pair", _pair_distinct_port),
+    "pair_bytes_asym": (("src", "dst", "src_bytes", "dst_bytes"), "pair", _pair_bytes_asym),
+    "pair_periodicity": (("src", "dst"), "pair", _pair_periodicity),
+    "dst_fan_in": (("src", "dst"), "dst", _dst_fan_in),
+    "dst_failed_share": (("dst", "failed"), "dst", _dst_failed_share),
 }
+"""group → (Flows fields it needs, how rows are grouped, builder); this order is the feature order."""
 
 
 FIELD_COLUMNS = {
@@ -231,7 +248,7 @@ FIELD_COLUMNS = {
 def context_groups(available: set[str]) -> tuple[list[str], dict[str, str]]:
     """Which contextual groups the available ``Flows`` fields allow; the others with the reason."""
     built, skipped = [], {}
-    for name, (needs, _) in GROUPS.items():
+    for name, (needs, _, _) in GROUPS.items():
         missing = [FIELD_COLUMNS[n] for n in ("rel_ms", *needs) if n not in available]
         if missing:
             skipped[name] = "needs " + ", ".join(missing) + " (null in every row or absent)"
@@ -240,20 +257,32 @@ def context_groups(available: set[str]) -> tuple[list[str], dict[str, str]]:
     return built, skipped
 
 
+def _grouping(flows: Flows, by: str, span: int) -> Grouped:
+    if by == "pair":
+        assert flows.src is not None and flows.dst is not None
+        return Grouped(_pair_codes(flows.src, flows.dst), flows.rel_ms, span)
+    codes = flows.src if by == "src" else flows.dst
+    assert codes is not None
+    return Grouped(codes, flows.rel_ms, span)
+
+
 def context_features(flows: Flows, groups: list[str]) -> dict[str, np.ndarray]:
-    """Build the named contextual groups; values are float32 in the rows' (time) order."""
-    grouped: dict[str, Grouped] = {}
+    """Build the named contextual groups; values are float32 in the rows' (time) order.
+
+    One grouping (by source, destination, pair) is held in memory at a time.
+    """
     span = flows.span
     if span * (len(flows.rel_ms) + 1) >= 2**62:
         raise OverflowError(f"time range of {span} ms is too long for the window keys; split the input by time")
-    if flows.src is not None:
-        grouped["src"] = Grouped(flows.src, flows.rel_ms, span)
-    if flows.dst is not None:
-        grouped["dst"] = Grouped(flows.dst, flows.rel_ms, span)
-    if flows.src is not None and flows.dst is not None:
-        grouped["pair"] = Grouped(_pair_codes(flows.src, flows.dst), flows.rel_ms, span)
-    out: dict[str, np.ndarray] = {}
-    for name in groups:
-        for feature, values in GROUPS[name][1](flows, grouped).items():
-            out[feature] = values.astype(np.float32)
-    return out
+    built: dict[str, dict[str, np.ndarray]] = {}
+    for by in ("src", "dst", "pair"):
+        mine = [name for name in groups if GROUPS[name][1] == by]
+        if not mine:
+            continue
+        grouped = _grouping(flows, by, span)
+        for name in mine:
+            built[name] = {
+                feature: values.astype(np.float32) for feature, values in GROUPS[name][2](flows, grouped).items()
+            }
+        del grouped
+    return {feature: values for name in groups for feature, values in built[name].items()}
