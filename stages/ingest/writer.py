@@ -75,20 +75,22 @@ class Stats:
 def write_chunks(chunks: Iterable[Chunk], flows_path: Path, rejects_path: Path, count_duplicates: bool = True) -> Stats:
     """Write every chunk; log progress every few seconds; return the counts.
 
-    Each chunk is hashed and written in a background thread while the reader parses the
-    next one (Parquet encoding, zstd and numpy release the GIL), with at most one chunk
-    in flight so memory stays bounded. Raises InputError if a reader ever lost or
-    invented a row (a bug, but never silent).
+    Each chunk is written in one background thread and hashed (for duplicates) in
+    another while the reader parses the next one — Parquet encoding, zstd, Arrow compute
+    and numpy release the GIL — with at most one chunk in flight, so memory stays
+    bounded. Raises InputError if a reader ever lost or invented a row (a bug, but never
+    silent).
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
     stats, started, last = Stats(), time.monotonic(), time.monotonic()
-    hashes: list[np.ndarray] | None = [] if count_duplicates else None
-    pending: Future[None] | None = None
+    hashes: list[np.ndarray] = []
+    pending: list[Future[Any]] = []
     with (
         pq.ParquetWriter(flows_path, FLOW_SCHEMA, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS) as flows,
         pq.ParquetWriter(rejects_path, REJECT_SCHEMA, compression="zstd") as rejects,
-        ThreadPoolExecutor(1, thread_name_prefix="write") as pool,
+        ThreadPoolExecutor(1, thread_name_prefix="write") as write_pool,
+        ThreadPoolExecutor(1, thread_name_prefix="hash") as hash_pool,
     ):
         for chunk in chunks:
             if chunk.rows_in != chunk.flows.num_rows + chunk.rejects.num_rows:
@@ -97,15 +99,17 @@ def write_chunks(chunks: Iterable[Chunk], flows_path: Path, rejects_path: Path, 
                     f"{chunk.rejects.num_rows} rejects out; please report with the input file"
                 )
             _account(stats, chunk)
-            if pending is not None:
-                pending.result()
-            pending = pool.submit(_store, chunk, flows, rejects, hashes)
+            for done in pending:
+                done.result()
+            pending = [write_pool.submit(_store, chunk, flows, rejects)]
+            if count_duplicates and chunk.flows.num_rows:
+                pending.append(hash_pool.submit(_hash_into, hashes, chunk.flows))
             if time.monotonic() - last >= PROGRESS_SECONDS:
                 last = time.monotonic()
                 rate = stats.rows_in / max(last - started, 1e-9)
                 log.info("progress: %d rows read, %d rejected, %.0f rows/s", stats.rows_in, stats.rejected, rate)
-        if pending is not None:
-            pending.result()
+        for done in pending:
+            done.result()
     if hashes:
         everything = np.sort(np.concatenate(hashes))  # sorting beats np.unique's hash table ~50x here
         stats.duplicates = int(np.count_nonzero(everything[1:] == everything[:-1]))
@@ -113,11 +117,13 @@ def write_chunks(chunks: Iterable[Chunk], flows_path: Path, rejects_path: Path, 
     return stats
 
 
-def _store(chunk: Chunk, flows: pq.ParquetWriter, rejects: pq.ParquetWriter, hashes: list[np.ndarray] | None) -> None:
+def _hash_into(hashes: list[np.ndarray], flows: pa.Table) -> None:
+    hashes.append(row_hashes(flows))  # one hashing thread: chunks append in order
+
+
+def _store(chunk: Chunk, flows: pq.ParquetWriter, rejects: pq.ParquetWriter) -> None:
     if chunk.flows.num_rows:
         flows.write_table(chunk.flows, row_group_size=1 << 20)
-        if hashes is not None:
-            hashes.append(row_hashes(chunk.flows))
     if chunk.rejects.num_rows:
         rejects.write_table(chunk.rejects)
 
