@@ -160,11 +160,14 @@ def row_hashes(table: pa.Table) -> np.ndarray:
             col = _string_hashes(arr) if name in _UNIQUE_STRINGS else _dictionary_hashes(arr)
         else:
             wide = pa.float64() if pa.types.is_floating(arr.type) else pa.int64()
-            filled = pc.fill_null(arr.cast(wide), 0).to_numpy(zero_copy_only=False)
-            nulls = arr.is_null().to_numpy(zero_copy_only=False).astype(np.uint64) << np.uint64(63)
-            col = filled.view(np.uint64) ^ nulls
+            if not arr.null_count:  # same value as below with an all-zero null mask, without the copies
+                col = arr.cast(wide).to_numpy().view(np.uint64)
+            else:
+                filled = pc.fill_null(arr.cast(wide), 0).to_numpy(zero_copy_only=False)
+                nulls = arr.is_null().to_numpy(zero_copy_only=False).astype(np.uint64) << np.uint64(63)
+                col = filled.view(np.uint64) ^ nulls
         with np.errstate(over="ignore"):
-            h = _mix(h * np.uint64(0x100000001B3) ^ col.astype(np.uint64))
+            h = _mix(h * np.uint64(0x100000001B3) ^ col.astype(np.uint64, copy=False))
     return h
 
 
