@@ -30,10 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def body(ctx: StageContext) -> None:
+    import logging
+
     import pyarrow.compute as pc
 
     from stages.silver import dataset
 
+    log = logging.getLogger("stages.silver")
     args = ctx.args
     if not 0.0 <= args.holdout_fraction < 1.0:
         raise InputError(f"--holdout-fraction {args.holdout_fraction}: must be in [0, 1)")
@@ -56,6 +59,8 @@ def body(ctx: StageContext) -> None:
     with ctx.output("manifest", args.manifest, ".json") as out:
         out.path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     attacks = int(pc.sum(pc.fill_null(table.column("label"), 0)).as_py() or 0)
+    for group, reason in sorted(plan.skipped.items()):
+        log.info("feature group %s skipped: %s", group, reason)
     ctx.metrics.update(
         rows=n,
         train_rows=split.train_rows,
