@@ -163,7 +163,7 @@ def test_bad_input_exits_2(
     assert str(raw) in proc.stderr
     status, code, error = _attempt(audit_db, run_id)
     assert (status, code) == ("FAILED", 2)
-    assert re.search(message, error)
+    assert error is not None and re.search(message, error)
     assert not (out / "features.parquet").exists() and not (out / "manifest.json").exists()
 
 
