@@ -95,8 +95,7 @@ def load_bake(path: Path = BAKE_FILE) -> BakeFile:
         import hcl2
     except ModuleNotFoundError:
         raise BakeError(
-            f"{path}: reading the bake file needs python-hcl2 (pip install python-hcl2), "
-            "or submit with --from-template"
+            f"{path}: reading the bake file needs python-hcl2 (pip install python-hcl2), or submit with --from-template"
         ) from None
 
     try:

@@ -16,19 +16,23 @@ from workflows.executor.demo import EXPERIMENT, synthetic_source
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize(("default", "rows", "expected"), [
-    ("synthetic://?rows=100000&seed=7&attack_share=0.02", 5000, "synthetic://?rows=5000&seed=7&attack_share=0.02"),
-    ("synthetic://", 10, "synthetic://?rows=10"),
-    ("s3://bucket/flows.parquet", 10, "synthetic://?seed=7&rows=10"),
-    (None, 10, "synthetic://?rows=10"),
-])
+@pytest.mark.parametrize(
+    ("default", "rows", "expected"),
+    [
+        ("synthetic://?rows=100000&seed=7&attack_share=0.02", 5000, "synthetic://?rows=5000&seed=7&attack_share=0.02"),
+        ("synthetic://", 10, "synthetic://?rows=10"),
+        ("s3://bucket/flows.parquet", 10, "synthetic://?seed=7&rows=10"),
+        (None, 10, "synthetic://?rows=10"),
+    ],
+)
 def test_synthetic_source_keeps_the_manifests_defaults(default: str | None, rows: int, expected: str) -> None:
     assert synthetic_source(default, rows) == expected
 
 
 def python(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workflows", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "workflows", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.e2e
@@ -49,8 +53,9 @@ def test_demo_runs_the_pipeline_and_summarises_it() -> None:
         assert (state / "artifacts" / "eval" / run / "report.html").is_file()
         # MLflow's artifacts sit beside its sqlite store, not in its default ./mlruns (the repository)
         with sqlite3.connect(state / "mlflow" / "mlflow.db") as db:
-            (location,) = db.execute("SELECT artifact_location FROM experiments WHERE name = ?",
-                                     (EXPERIMENT,)).fetchone()
+            (location,) = db.execute(
+                "SELECT artifact_location FROM experiments WHERE name = ?", (EXPERIMENT,)
+            ).fetchone()
         assert location == (state / "mlflow" / "artifacts").resolve().as_uri()
         assert any((state / "mlflow" / "artifacts").iterdir())
         assert f"services stop --state {state.resolve()}" in out

@@ -57,8 +57,18 @@ def manifest_keys(name: str) -> dict[str, str]:
 
 def run_local(tmp: Path, env: dict[str, str], *args: str) -> Run:
     workdir = tmp / "runs"
-    cmd = [sys.executable, "-m", "workflows", "run-local", str(MANIFEST), "--workdir", str(workdir),
-           "-p", f"source=synthetic://?rows={ROWS}&seed=7&attack_share=0.02", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "workflows",
+        "run-local",
+        str(MANIFEST),
+        "--workdir",
+        str(workdir),
+        "-p",
+        f"source=synthetic://?rows={ROWS}&seed=7&attack_share=0.02",
+        *args,
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     runs = list(workdir.glob("*/status.json"))
     assert len(runs) == 1, f"no status.json; stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-3000:]}"
@@ -69,9 +79,18 @@ def run_local(tmp: Path, env: dict[str, str], *args: str) -> Run:
 def base_env(postgres: dict[str, str], proxy_port: int, mlflow_uri: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG_", "MINIO_", "MLFLOW_", "RUN_ID"))}
     env.update(postgres)
-    env.update({"PG_PORT": str(proxy_port), "MLFLOW_TRACKING_URI": mlflow_uri, "RUN_LOCAL_BACKOFF_SCALE": "0.01",
-                "PG_PASSWORD": "", "MINIO_ENDPOINT": "", "MINIO_SECURE": "", "MINIO_ACCESS_KEY": "",
-                "MINIO_SECRET_KEY": ""})
+    env.update(
+        {
+            "PG_PORT": str(proxy_port),
+            "MLFLOW_TRACKING_URI": mlflow_uri,
+            "RUN_LOCAL_BACKOFF_SCALE": "0.01",
+            "PG_PASSWORD": "",
+            "MINIO_ENDPOINT": "",
+            "MINIO_SECURE": "",
+            "MINIO_ACCESS_KEY": "",
+            "MINIO_SECRET_KEY": "",
+        }
+    )
     return env
 
 
@@ -96,13 +115,15 @@ def local_run(tmp_path_factory: pytest.TempPathFactory, postgres: dict[str, str]
 
 
 @pytest.fixture(scope="module")
-def s3_gate_run(tmp_path_factory: pytest.TempPathFactory, postgres: dict[str, str], s3_server: dict[str, str],
-                mlflow_store: str) -> Iterator[Run]:
+def s3_gate_run(
+    tmp_path_factory: pytest.TempPathFactory, postgres: dict[str, str], s3_server: dict[str, str], mlflow_store: str
+) -> Iterator[Run]:
     """The pipeline into S3 with a quality gate no model can pass."""
     tmp = tmp_path_factory.mktemp("s3")
     env = {**base_env(postgres, int(postgres["PG_PORT"]), mlflow_store), **s3_server}
-    yield run_local(tmp, env, "--artifacts", f"s3://{BUCKET}", "-p", "gate-min-pr-auc=0.999",
-                    "-p", "gate-min-recall=0.999")
+    yield run_local(
+        tmp, env, "--artifacts", f"s3://{BUCKET}", "-p", "gate-min-pr-auc=0.999", "-p", "gate-min-recall=0.999"
+    )
 
 
 def sha256(data: bytes) -> str:
@@ -111,12 +132,17 @@ def sha256(data: bytes) -> str:
 
 def audit_rows(audit_db: Any, run_id: str) -> tuple[list[tuple], list[tuple]]:
     with audit_db.cursor() as cur:
-        cur.execute("SELECT stage, attempt, status, exit_code FROM stage_attempts WHERE run_id = %s "
-                    "ORDER BY stage, attempt", (run_id,))
+        cur.execute(
+            "SELECT stage, attempt, status, exit_code FROM stage_attempts WHERE run_id = %s ORDER BY stage, attempt",
+            (run_id,),
+        )
         attempts = cur.fetchall()
-        cur.execute("SELECT a.stage, a.name, a.sha256, a.rows FROM stage_artifacts a JOIN stage_attempts s "
-                    "USING (run_id, stage, attempt) WHERE run_id = %s AND a.direction = 'output' "
-                    "AND s.status = 'SUCCEEDED'", (run_id,))
+        cur.execute(
+            "SELECT a.stage, a.name, a.sha256, a.rows FROM stage_artifacts a JOIN stage_attempts s "
+            "USING (run_id, stage, attempt) WHERE run_id = %s AND a.direction = 'output' "
+            "AND s.status = 'SUCCEEDED'",
+            (run_id,),
+        )
         return attempts, cur.fetchall()
 
 
@@ -124,10 +150,19 @@ def test_local_run_succeeds_with_artifacts_at_the_manifests_keys(local_run: Run)
     assert local_run.proc.returncode == 0, local_run.proc.stdout[-4000:]
     assert local_run.status["phase"] == "Succeeded"
     keys = manifest_keys(local_run.name)
-    assert sorted(keys.values()) == sorted(f"{layer}/{local_run.name}/{file}" for layer, file in [
-        ("raw", "flows.parquet"), ("raw", "rejects.parquet"), ("silver", "features.parquet"),
-        ("silver", "manifest.json"), ("models", "model.skops"), ("models", "model-card.json"),
-        ("eval", "metrics.json"), ("eval", "report.html")])
+    assert sorted(keys.values()) == sorted(
+        f"{layer}/{local_run.name}/{file}"
+        for layer, file in [
+            ("raw", "flows.parquet"),
+            ("raw", "rejects.parquet"),
+            ("silver", "features.parquet"),
+            ("silver", "manifest.json"),
+            ("models", "model.skops"),
+            ("models", "model-card.json"),
+            ("eval", "metrics.json"),
+            ("eval", "report.html"),
+        ]
+    )
     root = Path(local_run.status["artifacts_dir"])
     for key in keys.values():
         assert (root / key).is_file() and (root / key).stat().st_size > 0, key
@@ -153,18 +188,36 @@ def test_audit_holds_one_run_with_four_successful_stages_matching_the_files(loca
     for stage, name, digest, _ in outputs:
         assert digest == sha256((root / keys[f"{stage}/{name}"]).read_bytes()), f"{stage}/{name}"
     assert local_run.task("ingest")["outputs"]["parameters"]["sha256"] == sha256(
-        (root / keys["ingest/flows"]).read_bytes())
+        (root / keys["ingest/flows"]).read_bytes()
+    )
 
 
-def test_rerunning_a_stage_with_the_same_run_id_does_not_duplicate_rows(local_run: Run, audit_db: Any,
-                                                                        postgres: dict[str, str],
-                                                                        tmp_path: Path) -> None:
+def test_rerunning_a_stage_with_the_same_run_id_does_not_duplicate_rows(
+    local_run: Run, audit_db: Any, postgres: dict[str, str], tmp_path: Path
+) -> None:
     env = {**os.environ, **postgres, "RUN_ID": local_run.name, "PYTHONPATH": str(REPO)}
     env.pop("MLFLOW_TRACKING_URI", None)
     for _ in range(2):
-        proc = subprocess.run([sys.executable, "-m", "stages.ingest", "--source", "synthetic://?rows=500&seed=1",
-                               "--output", str(tmp_path / "f.parquet"), "--rejects", str(tmp_path / "r.parquet"),
-                               "--attempt", "1"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "stages.ingest",
+                "--source",
+                "synthetic://?rows=500&seed=1",
+                "--output",
+                str(tmp_path / "f.parquet"),
+                "--rejects",
+                str(tmp_path / "r.parquet"),
+                "--attempt",
+                "1",
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
     attempts, _ = audit_rows(audit_db, local_run.name)
     ingest = [a for a in attempts if a[0] == "ingest"]
@@ -175,8 +228,9 @@ def test_rerunning_a_stage_with_the_same_run_id_does_not_duplicate_rows(local_ru
         assert cur.fetchone()[0] == 1
 
 
-def test_gate_failure_fails_the_workflow_and_still_uploads_the_report(s3_gate_run: Run, s3_server: dict[str, str],
-                                                                      audit_db: Any) -> None:
+def test_gate_failure_fails_the_workflow_and_still_uploads_the_report(
+    s3_gate_run: Run, s3_server: dict[str, str], audit_db: Any
+) -> None:
     import boto3
 
     assert s3_gate_run.proc.returncode == 1
@@ -184,8 +238,13 @@ def test_gate_failure_fails_the_workflow_and_still_uploads_the_report(s3_gate_ru
     ev = s3_gate_run.task("eval")
     assert [a["exitCode"] for a in ev["children"]] == [3]  # a gate failure is not retried
     assert ev["outputs"]["parameters"]["verdict"] == "failed"
-    s3 = boto3.client("s3", endpoint_url=s3_server["MINIO_ENDPOINT"], aws_access_key_id=s3_server["MINIO_ACCESS_KEY"],
-                      aws_secret_access_key=s3_server["MINIO_SECRET_KEY"], region_name="us-east-1")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_server["MINIO_ENDPOINT"],
+        aws_access_key_id=s3_server["MINIO_ACCESS_KEY"],
+        aws_secret_access_key=s3_server["MINIO_SECRET_KEY"],
+        region_name="us-east-1",
+    )
     for key in manifest_keys(s3_gate_run.name).values():
         assert s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"] > 0, key
     report = s3.get_object(Bucket=BUCKET, Key=f"eval/{s3_gate_run.name}/report.html")["Body"].read()

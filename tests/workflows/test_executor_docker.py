@@ -44,18 +44,30 @@ def busybox_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             link = tarfile.TarInfo(f"bin/{applet}")
             link.type, link.linkname = tarfile.SYMTYPE, "busybox"
             tar.addfile(link)
-    subprocess.run(["docker", "import", "--change", "ENV PATH=/bin", "-", IMAGE], input=buf.getvalue(), check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["docker", "import", "--change", "ENV PATH=/bin", "-", IMAGE],
+        input=buf.getvalue(),
+        check=True,
+        capture_output=True,
+    )
     yield IMAGE
     subprocess.run(["docker", "image", "rm", "-f", IMAGE], capture_output=True)
 
 
-def test_docker_runtime_follows_the_pod_spec(tmp_path: Path, busybox_image: str,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_docker_runtime_follows_the_pod_spec(
+    tmp_path: Path, busybox_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RUN_LOCAL_BACKOFF_SCALE", "0")
-    outcome = run_workflow(RunOptions(manifest=FIXTURES / "docker-runtime.yaml", runtime="docker",
-                                      workdir=tmp_path / "runs", artifacts=str(tmp_path / "artifacts"),
-                                      parameters={"image": busybox_image}), out=io.StringIO())
+    outcome = run_workflow(
+        RunOptions(
+            manifest=FIXTURES / "docker-runtime.yaml",
+            runtime="docker",
+            workdir=tmp_path / "runs",
+            artifacts=str(tmp_path / "artifacts"),
+            parameters={"image": busybox_image},
+        ),
+        out=io.StringIO(),
+    )
     status = json.loads(outcome.status_path.read_text())
     t = {c["displayName"]: c for c in status["root"]["children"]}
     writer = t["writer"]
@@ -70,12 +82,16 @@ def test_docker_runtime_follows_the_pod_spec(tmp_path: Path, busybox_image: str,
     assert t["read-only"]["phase"] == "Failed"  # no writable /tmp without a volume, as on the cluster
     assert [c["exitCode"] for c in t["transient"]["children"]] == [75, 0]
     assert outcome.phase == "Failed"  # because of read-only
-    leftover = subprocess.run(["docker", "ps", "-a", "--filter", f"name={outcome.name}", "-q"],
-                              capture_output=True, text=True).stdout.strip()
+    leftover = subprocess.run(
+        ["docker", "ps", "-a", "--filter", f"name={outcome.name}", "-q"], capture_output=True, text=True
+    ).stdout.strip()
     assert leftover == ""  # every attempt's container was removed
 
 
 def test_missing_image_names_the_build_command(busybox_image: str) -> None:
-    with pytest.raises(RuntimeUnavailable, match=r"registry.local/cybersec-mlops-nothing:9.9.9.*"
-                                                 r"build with: docker buildx bake nothing"):
+    with pytest.raises(
+        RuntimeUnavailable,
+        match=r"registry.local/cybersec-mlops-nothing:9.9.9.*"
+        r"build with: docker buildx bake nothing",
+    ):
         DockerRuntime().check({busybox_image, "registry.local/cybersec-mlops-nothing:9.9.9"})

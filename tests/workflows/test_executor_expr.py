@@ -220,12 +220,15 @@ def test_expression_tags_are_refused() -> None:
 SANDBOX = {"/tmp": Path("/tmp/sb/vol"), "/tmp/outputs": Path("/tmp/sb/out"), "/tmp/inputs": Path("/tmp/sb/in")}
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("--output=/tmp/outputs/flows.parquet", "--output=/tmp/sb/out/flows.parquet"),  # longest prefix wins
-    ("/tmp/x /tmp/inputs/a", "/tmp/sb/vol/x /tmp/sb/in/a"),                         # rewritten once, not again
-    ("open('/tmp/outputs')", "open('/tmp/sb/out')"),
-    ("/tmpfoo /var/tmp/x /tmp.d", "/tmpfoo /var/tmp/x /tmp.d"),                       # whole components only
-    ("/tmp", "/tmp/sb/vol"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("--output=/tmp/outputs/flows.parquet", "--output=/tmp/sb/out/flows.parquet"),  # longest prefix wins
+        ("/tmp/x /tmp/inputs/a", "/tmp/sb/vol/x /tmp/sb/in/a"),  # rewritten once, not again
+        ("open('/tmp/outputs')", "open('/tmp/sb/out')"),
+        ("/tmpfoo /var/tmp/x /tmp.d", "/tmpfoo /var/tmp/x /tmp.d"),  # whole components only
+        ("/tmp", "/tmp/sb/vol"),
+    ],
+)
 def test_subprocess_path_remapping(text: str, expected: str) -> None:
     assert remap(text, SANDBOX) == expected

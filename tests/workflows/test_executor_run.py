@@ -24,8 +24,13 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def run(tmp_path: Path, fixture: str, params: dict[str, str] | None = None, **kw: Any) -> tuple[Outcome, dict, str]:
     out = io.StringIO()
-    opts = RunOptions(manifest=FIXTURES / f"{fixture}.yaml", parameters=params or {}, workdir=tmp_path / "runs",
-                      artifacts=str(tmp_path / "artifacts"), **kw)
+    opts = RunOptions(
+        manifest=FIXTURES / f"{fixture}.yaml",
+        parameters=params or {},
+        workdir=tmp_path / "runs",
+        artifacts=str(tmp_path / "artifacts"),
+        **kw,
+    )
     outcome = run_workflow(opts, out=out)
     return outcome, json.loads(outcome.status_path.read_text()), out.getvalue()
 
@@ -74,8 +79,13 @@ def test_depends_results_and_fail_fast(tmp_path: Path) -> None:
     outcome, status, text = run(tmp_path, "depends-failfast")
     assert outcome.phase == "Failed" and outcome.exit_code == 1
     phases = {name: node["phase"] for name, node in tasks(status).items()}
-    assert phases == {"boom": "Failed", "slow": "Succeeded", "after-boom": "Omitted", "on-failure": "Succeeded",
-                      "either": "Succeeded"}
+    assert phases == {
+        "boom": "Failed",
+        "slow": "Succeeded",
+        "after-boom": "Omitted",
+        "on-failure": "Succeeded",
+        "either": "Succeeded",
+    }
     assert status["root"]["notStarted"] == ["after-slow"]  # ready only after the DAG was already failing
     assert tasks(status)["boom"]["message"] == "Error (exit code 3)"
     assert status["root"]["message"] == "child 'depends-failfast.boom' failed"
@@ -144,20 +154,32 @@ def test_outputs_of_a_failed_step_are_saved_and_deadlines_kill(tmp_path: Path) -
 def test_nested_dag_script_env_and_errors(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     env = {"SECRET_TOKEN": "s3cr3t", "CONFIG_HOST": "db.local", "LEAKY": "should-not-leak"}
     (tmp_path / "secrets.env").write_text("# local stand-ins for Secrets\nexport SECRET_TOKEN='s3cr3t'\n")
-    outcome, status, text = run(tmp_path, "nested-script-env", env_file=tmp_path / "secrets.env",
-                                extra_env={k: v for k, v in env.items() if k != "SECRET_TOKEN"})
+    outcome, status, text = run(
+        tmp_path,
+        "nested-script-env",
+        env_file=tmp_path / "secrets.env",
+        extra_env={k: v for k, v in env.items() if k != "SECRET_TOKEN"},
+    )
     assert outcome.name.startswith("nested-")
     t = tasks(status)
     assert t["pair"]["type"] == "DAG" and t["pair"]["outputs"]["parameters"] == {"total": "41"}
     assert t["double"]["outputs"]["parameters"]["value"] == "40"
     assert t["show"]["outputs"]["result"] == "total=41 doubled=40"
     env_log = dict(line.split(" = ") for line in Path(t["env"]["log"]).read_text().splitlines())
-    assert env_log == {"PLAIN": f"plain-{outcome.name}", "SECRET_TOKEN": "s3cr3t", "CONFIG_HOST": "db.local",
-                       "MISSING_SECRET": "<unset>", "POD": t["env"]["podName"], "LEAKY": "<unset>"}
+    assert env_log == {
+        "PLAIN": f"plain-{outcome.name}",
+        "SECRET_TOKEN": "s3cr3t",
+        "CONFIG_HOST": "db.local",
+        "MISSING_SECRET": "<unset>",
+        "POD": t["env"]["podName"],
+        "LEAKY": "<unset>",
+    }
     assert "MISSING_SECRET is left unset" in caplog.text
     assert t["no-output"]["phase"] == "Error"
-    assert "failed to save outputs: output artifact result: /tmp/outputs/result.json does not exist" in \
-        t["no-output"]["message"]
+    assert (
+        "failed to save outputs: output artifact result: /tmp/outputs/result.json does not exist"
+        in t["no-output"]["message"]
+    )
     assert t["unmapped"]["phase"] == "Error" and "use --runtime docker" in t["unmapped"]["message"]
     assert outcome.phase in ("Failed", "Error") and outcome.exit_code == 1
     assert "s3cr3t" not in text  # secret values never reach the console
@@ -186,8 +208,9 @@ def test_reference_to_a_task_that_is_not_an_ancestor_errors(tmp_path: Path) -> N
     tasks_[2]["arguments"]["artifacts"][0]["from"] = "{{tasks.shout.outputs.artifacts.out}}"  # whisper ∦ shout
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(doc))
-    outcome = run_workflow(RunOptions(manifest=path, workdir=tmp_path / "runs", artifacts=str(tmp_path / "a")),
-                           out=io.StringIO())
+    outcome = run_workflow(
+        RunOptions(manifest=path, workdir=tmp_path / "runs", artifacts=str(tmp_path / "a")), out=io.StringIO()
+    )
     status = json.loads(outcome.status_path.read_text())
     whisper = tasks(status)["whisper"]
     assert whisper["phase"] == "Error"

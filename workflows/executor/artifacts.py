@@ -24,8 +24,15 @@ from urllib.parse import urlparse
 
 from .errors import ExecutorError
 
-__all__ = ["ArtifactNotFound", "Repository", "LocalRepository", "S3Repository", "open_repository",
-           "pack", "unpack_or_copy"]
+__all__ = [
+    "ArtifactNotFound",
+    "Repository",
+    "LocalRepository",
+    "S3Repository",
+    "open_repository",
+    "pack",
+    "unpack_or_copy",
+]
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +121,13 @@ class S3Repository:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in {"404", "NoSuchKey", "NotFound"}:
                 raise ArtifactNotFound(f"s3://{b}/{k}: not found") from exc
-            raise ExecutorError(f"s3://{b}/{k}: {what} failed ({code or exc}); check the bucket and "
-                                "MINIO_ACCESS_KEY/MINIO_SECRET_KEY") from exc
+            raise ExecutorError(
+                f"s3://{b}/{k}: {what} failed ({code or exc}); check the bucket and MINIO_ACCESS_KEY/MINIO_SECRET_KEY"
+            ) from exc
         except BotoCoreError as exc:
-            raise ExecutorError(f"s3://{b}/{k}: {what} failed at {self.endpoint} ({type(exc).__name__}); "
-                                "check MINIO_ENDPOINT") from exc
+            raise ExecutorError(
+                f"s3://{b}/{k}: {what} failed at {self.endpoint} ({type(exc).__name__}); check MINIO_ENDPOINT"
+            ) from exc
 
 
 def open_repository(spec: str, env: dict[str, str], endpoint: str | None = None) -> LocalRepository | S3Repository:
@@ -143,10 +152,17 @@ def open_repository(spec: str, env: dict[str, str], endpoint: str | None = None)
         secure = env.get("MINIO_SECURE", "false").lower() in {"1", "true", "yes", "on"}
         url = ("https://" if secure else "http://") + url
     client = boto3.client(
-        "s3", endpoint_url=url, aws_access_key_id=env.get("MINIO_ACCESS_KEY") or None,
-        aws_secret_access_key=env.get("MINIO_SECRET_KEY") or None, region_name=env.get("MINIO_REGION") or "us-east-1",
-        config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard", "max_attempts": 5},
-                      connect_timeout=5, read_timeout=60),
+        "s3",
+        endpoint_url=url,
+        aws_access_key_id=env.get("MINIO_ACCESS_KEY") or None,
+        aws_secret_access_key=env.get("MINIO_SECRET_KEY") or None,
+        region_name=env.get("MINIO_REGION") or "us-east-1",
+        config=Config(
+            s3={"addressing_style": "path"},
+            retries={"mode": "standard", "max_attempts": 5},
+            connect_timeout=5,
+            read_timeout=60,
+        ),
     )
     return S3Repository(parsed.netloc, client, url or "AWS default endpoint")
 

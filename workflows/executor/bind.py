@@ -23,8 +23,7 @@ from typing import Any
 from .errors import ResolveError
 from .status import ArtifactRef
 
-__all__ = ["RawData", "Source", "bind_parameters", "bind_artifacts", "template_scope", "resolve_env",
-           "artifact_source"]
+__all__ = ["RawData", "Source", "bind_parameters", "bind_artifacts", "template_scope", "resolve_env", "artifact_source"]
 
 log = logging.getLogger(__name__)
 _warned: set[str] = set()
@@ -68,8 +67,9 @@ def artifact_source(art: Mapping[str, Any]) -> Source | None:
     return None
 
 
-def bind_artifacts(template: Mapping[str, Any], args: Mapping[str, Source | None],
-                   where: str) -> dict[str, Source | None]:
+def bind_artifacts(
+    template: Mapping[str, Any], args: Mapping[str, Source | None], where: str
+) -> dict[str, Source | None]:
     """Source of each input artifact; None for a missing optional one."""
     bound: dict[str, Source | None] = {}
     for art in (template.get("inputs") or {}).get("artifacts") or []:
@@ -96,8 +96,9 @@ def template_scope(template: Mapping[str, Any], params: Mapping[str, str], node_
     return scope
 
 
-def resolve_env(entries: list[Mapping[str, Any]], env: Mapping[str, str], pod: str, namespace: str,
-                where: str) -> dict[str, str]:
+def resolve_env(
+    entries: list[Mapping[str, Any]], env: Mapping[str, str], pod: str, namespace: str, where: str
+) -> dict[str, str]:
     """The container environment; see the module docstring for valueFrom."""
     out: dict[str, str] = {}
     for i, e in enumerate(entries):
@@ -113,15 +114,23 @@ def resolve_env(entries: list[Mapping[str, Any]], env: Mapping[str, str], pod: s
                 out[name] = env[name]
             elif not ref.get("optional") and name not in _warned:
                 _warned.add(name)
-                log.warning("%s: %s %s/%s is taken from the executor's environment variable %s, which is not set; "
-                            "%s is left unset (set it, or put it in --env-file)",
-                            f"{where}.env[{name}]", ref_kind, ref.get("name"), ref.get("key"), name, name)
+                log.warning(
+                    "%s: %s %s/%s is taken from the executor's environment variable %s, which is not set; "
+                    "%s is left unset (set it, or put it in --env-file)",
+                    f"{where}.env[{name}]",
+                    ref_kind,
+                    ref.get("name"),
+                    ref.get("key"),
+                    name,
+                    name,
+                )
         elif ref_kind == "fieldRef":
             path = source["fieldRef"].get("fieldPath")
             known = {"metadata.name": pod, "metadata.namespace": namespace, "status.podIP": "127.0.0.1"}
             if path not in known:
-                raise ResolveError(f"{where}.env[{i}].valueFrom.fieldRef: {path!r} is not known locally "
-                                   f"(known: {', '.join(known)})")
+                raise ResolveError(
+                    f"{where}.env[{i}].valueFrom.fieldRef: {path!r} is not known locally (known: {', '.join(known)})"
+                )
             out[name] = known[path]
         else:
             raise ResolveError(f"{where}.env[{i}].valueFrom.{ref_kind} is not supported")

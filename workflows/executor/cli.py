@@ -48,27 +48,63 @@ RUN_LOCAL_BACKOFF_SCALE=0.01 shrinks retryStrategy backoff delays (for tests).
 
 
 def _run_local_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("manifest", nargs="?", type=Path, default=DEFAULT_MANIFEST,
-                   help="Workflow or WorkflowTemplate YAML (default: %(default)s)")
-    p.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a workflow parameter (repeatable), like argo submit -p")
-    p.add_argument("--runtime", choices=["subprocess", "docker"], default="subprocess",
-                   help="how containers run (default: %(default)s)")
-    p.add_argument("--artifacts", default=".local/artifacts", metavar="DIR|s3://BUCKET",
-                   help="artifact repository: a directory or an S3 bucket (default: %(default)s)")
-    p.add_argument("--s3-endpoint", default=None, metavar="URL",
-                   help="S3 endpoint for s3:// artifacts (default: $MINIO_ENDPOINT, else AWS)")
-    p.add_argument("--workdir", type=Path, default=Path(".local/runs"),
-                   help="where runs keep sandboxes, logs and status.json (default: %(default)s)")
-    p.add_argument("--env-file", type=Path, default=None,
-                   help="KEY=VALUE lines added to the executor's environment (values for secretKeyRef/"
-                        "configMapKeyRef entries, MINIO_* for s3:// artifacts)")
-    p.add_argument("--name", default=None,
-                   help="workflow name (default: metadata.name, or generateName + 5 random characters)")
+    p.add_argument(
+        "manifest",
+        nargs="?",
+        type=Path,
+        default=DEFAULT_MANIFEST,
+        help="Workflow or WorkflowTemplate YAML (default: %(default)s)",
+    )
+    p.add_argument(
+        "-p",
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a workflow parameter (repeatable), like argo submit -p",
+    )
+    p.add_argument(
+        "--runtime",
+        choices=["subprocess", "docker"],
+        default="subprocess",
+        help="how containers run (default: %(default)s)",
+    )
+    p.add_argument(
+        "--artifacts",
+        default=".local/artifacts",
+        metavar="DIR|s3://BUCKET",
+        help="artifact repository: a directory or an S3 bucket (default: %(default)s)",
+    )
+    p.add_argument(
+        "--s3-endpoint",
+        default=None,
+        metavar="URL",
+        help="S3 endpoint for s3:// artifacts (default: $MINIO_ENDPOINT, else AWS)",
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(".local/runs"),
+        help="where runs keep sandboxes, logs and status.json (default: %(default)s)",
+    )
+    p.add_argument(
+        "--env-file",
+        type=Path,
+        default=None,
+        help="KEY=VALUE lines added to the executor's environment (values for secretKeyRef/"
+        "configMapKeyRef entries, MINIO_* for s3:// artifacts)",
+    )
+    p.add_argument(
+        "--name", default=None, help="workflow name (default: metadata.name, or generateName + 5 random characters)"
+    )
     p.add_argument("--namespace", default=None, help="{{workflow.namespace}} (default: metadata.namespace or default)")
-    p.add_argument("-v", "--verbose", action="store_true",
-                   help="stream every task's output, prefixed by its name (default: tree only, and the "
-                        "end of a failed task's log)")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="stream every task's output, prefixed by its name (default: tree only, and the "
+        "end of a failed task's log)",
+    )
 
 
 def _run_local(args: argparse.Namespace) -> int:
@@ -77,10 +113,18 @@ def _run_local(args: argparse.Namespace) -> int:
     from .manifest import parse_overrides
 
     try:
-        opts = RunOptions(manifest=args.manifest, parameters=parse_overrides(args.parameter), runtime=args.runtime,
-                          artifacts=args.artifacts, workdir=args.workdir, env_file=args.env_file,
-                          verbose=args.verbose, name=args.name, namespace=args.namespace,
-                          s3_endpoint=args.s3_endpoint)
+        opts = RunOptions(
+            manifest=args.manifest,
+            parameters=parse_overrides(args.parameter),
+            runtime=args.runtime,
+            artifacts=args.artifacts,
+            workdir=args.workdir,
+            env_file=args.env_file,
+            verbose=args.verbose,
+            name=args.name,
+            namespace=args.namespace,
+            s3_endpoint=args.s3_endpoint,
+        )
         return run_workflow(opts).exit_code
     except ExecutorError as exc:
         log.error("%s", exc)
@@ -101,25 +145,45 @@ def _services(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: Any) -> None:
     """Register ``run-local``, ``demo`` and ``services`` on ``python -m workflows``."""
-    p = subparsers.add_parser("run-local", help="run a workflow manifest locally (subprocess or docker runtime)",
-                              description=RUN_LOCAL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "run-local",
+        help="run a workflow manifest locally (subprocess or docker runtime)",
+        description=RUN_LOCAL_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _run_local_args(p)
     p.set_defaults(handler=_run_local)
 
     d = subparsers.add_parser(
-        "demo", help="run the whole pipeline locally on synthetic data and summarise it",
+        "demo",
+        help="run the whole pipeline locally on synthetic data and summarise it",
         description="Start (or reuse) an embedded PostgreSQL (.local/pg) and a local MLflow store (.local/mlflow), "
-                    "run the compiled workflow with the subprocess runtime and a local artifact directory, "
-                    "then print rows per stage, metrics, the gate verdict, the audit rows and where everything is. "
-                    "Exit code: the workflow's.")
+        "run the compiled workflow with the subprocess runtime and a local artifact directory, "
+        "then print rows per stage, metrics, the gate verdict, the audit rows and where everything is. "
+        "Exit code: the workflow's.",
+    )
     d.add_argument("--rows", type=int, default=100_000, help="synthetic flows to generate (default: %(default)s)")
-    d.add_argument("--source", default=None, metavar="URI",
-                   help="ingest this instead of synthetic data (default: synthetic://?rows=ROWS)")
+    d.add_argument(
+        "--source",
+        default=None,
+        metavar="URI",
+        help="ingest this instead of synthetic data (default: synthetic://?rows=ROWS)",
+    )
     d.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST, help="workflow to run (default: %(default)s)")
-    d.add_argument("--state", type=Path, default=Path(".local"),
-                   help="state directory for pg/, mlflow/, artifacts/ and runs/ (default: %(default)s)")
-    d.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
-                   help="extra workflow parameter overrides")
+    d.add_argument(
+        "--state",
+        type=Path,
+        default=Path(".local"),
+        help="state directory for pg/, mlflow/, artifacts/ and runs/ (default: %(default)s)",
+    )
+    d.add_argument(
+        "-p",
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra workflow parameter overrides",
+    )
     d.add_argument("-v", "--verbose", action="store_true", help="stream the stages' output")
     d.set_defaults(handler=_demo)
 

@@ -43,19 +43,34 @@ _RANK = {Phase.SUCCEEDED: 0, Phase.FAILED: 1, Phase.ERROR: 2}
 class DagRun:
     """Runs one DAG template for ``node``; ``execute`` runs a task's template (container or nested DAG)."""
 
-    def __init__(self, ctx: RunContext, node: Node, template: dict[str, Any], scope: dict[str, str],
-                 inputs: dict[str, Source | None], execute: TemplateRunner) -> None:
+    def __init__(
+        self,
+        ctx: RunContext,
+        node: Node,
+        template: dict[str, Any],
+        scope: dict[str, str],
+        inputs: dict[str, Source | None],
+        execute: TemplateRunner,
+    ) -> None:
         self.ctx, self.node, self.template, self.scope, self.inputs, self.execute = (
-            ctx, node, template, scope, inputs, execute)
+            ctx,
+            node,
+            template,
+            scope,
+            inputs,
+            execute,
+        )
         self.where = f"spec.templates[{template['name']}].dag"
         dag = template["dag"]
         self.tasks: dict[str, dict[str, Any]] = {t["name"]: t for t in dag["tasks"]}
         self.fail_fast = dag.get("failFast", True) is not False
         self.parallelism = int(template["parallelism"]) if template.get("parallelism") else None
-        self.logic = {n: t.get("depends") or expand_dependencies(t.get("dependencies") or [])
-                      for n, t in self.tasks.items()}
-        self.deps = {n: depends_tasks(expr, f"{self.where}.tasks[{n}].depends") if expr else []
-                     for n, expr in self.logic.items()}
+        self.logic = {
+            n: t.get("depends") or expand_dependencies(t.get("dependencies") or []) for n, t in self.tasks.items()
+        }
+        self.deps = {
+            n: depends_tasks(expr, f"{self.where}.tasks[{n}].depends") if expr else [] for n, expr in self.logic.items()
+        }
         leaves = sorted(n for n in self.tasks if not any(n in d for d in self.deps.values()))
         self.targets = str(dag["target"]).split() if dag.get("target") else leaves
         self.order = self._order()
@@ -97,9 +112,16 @@ class DagRun:
     def _results(self, name: str) -> dict[str, bool]:
         node = self.nodes[name]
         phase = node.phase
-        return {"Succeeded": phase == Phase.SUCCEEDED, "Failed": phase == Phase.FAILED,
-                "Errored": phase == Phase.ERROR, "Skipped": phase == Phase.SKIPPED,
-                "Omitted": phase == Phase.OMITTED, "Daemoned": False, "AnySucceeded": False, "AllFailed": False}
+        return {
+            "Succeeded": phase == Phase.SUCCEEDED,
+            "Failed": phase == Phase.FAILED,
+            "Errored": phase == Phase.ERROR,
+            "Skipped": phase == Phase.SKIPPED,
+            "Omitted": phase == Phase.OMITTED,
+            "Daemoned": False,
+            "AnySucceeded": False,
+            "AllFailed": False,
+        }
 
     def _continue_on(self, name: str) -> tuple[bool, bool]:
         c = self.tasks[name].get("continueOn") or {}
@@ -146,8 +168,9 @@ class DagRun:
                     break
         if result == Phase.SUCCEEDED and not missing:
             return result, ""
-        culprit = next((n for n in self.order if n in self.nodes and self.nodes[n].phase in Phase.FAILED_OR_ERROR),
-                       None)
+        culprit = next(
+            (n for n in self.order if n in self.nodes and self.nodes[n].phase in Phase.FAILED_OR_ERROR), None
+        )
         if result == Phase.SUCCEEDED:
             result = Phase.FAILED
         return result, f"child '{self.nodes[culprit].name}' failed" if culprit else "not all targets ran"
@@ -184,8 +207,9 @@ class DagRun:
                 continue
             field = f"{self.where}.tasks[{name}]"
             try:
-                run = not self.logic[name] or eval_depends(self.logic[name], self._results, self._continue_on,
-                                                           f"{field}.depends")
+                run = not self.logic[name] or eval_depends(
+                    self.logic[name], self._results, self._continue_on, f"{field}.depends"
+                )
             except ExecutorError as exc:
                 self._final(name, "Skipped", Phase.ERROR, str(exc))
                 continue
@@ -198,8 +222,9 @@ class DagRun:
 
     def _final(self, name: str, node_type: str, phase: str, message: str) -> Node:
         task = self.tasks[name]
-        node = self.node.add_child(Node(f"{self.node.name}.{name}", name, node_type, task.get("template", ""),
-                                        self.ctx.workflow))
+        node = self.node.add_child(
+            Node(f"{self.node.name}.{name}", name, node_type, task.get("template", ""), self.ctx.workflow)
+        )
         node.finish(phase, message)
         self.nodes[name] = node
         self.ctx.changed(node)
@@ -214,8 +239,10 @@ class DagRun:
             args = substitute(task.get("arguments") or {}, scope, f"{field}.arguments")
             params = {p["name"]: str(p["value"]) for p in args.get("parameters") or [] if "value" in p}
             require_resolved(params, f"{field}.arguments.parameters", scope)
-            artifacts = {a["name"]: self._artifact(a, f"{field}.arguments.artifacts[{a['name']}]", allowed)
-                         for a in args.get("artifacts") or []}
+            artifacts = {
+                a["name"]: self._artifact(a, f"{field}.arguments.artifacts[{a['name']}]", allowed)
+                for a in args.get("artifacts") or []
+            }
             when = resolved.get("when")
             if when:
                 require_resolved(when, f"{field}.when", scope)
@@ -271,7 +298,8 @@ class DagRun:
                 scope[f"{prefix}.outputs.parameters.{k}"] = v
             if node.parameters:
                 scope[f"{prefix}.outputs.parameters"] = json.dumps(
-                    [{"name": k, "value": v} for k, v in node.parameters.items()])
+                    [{"name": k, "value": v} for k, v in node.parameters.items()]
+                )
         return scope
 
     def _artifact(self, art: dict[str, Any], field: str, allowed: set[str]) -> Source | None:
@@ -295,8 +323,9 @@ class DagRun:
         elif len(parts) == 3 and parts[:2] == ["inputs", "artifacts"]:
             found = self.inputs.get(parts[2])
         else:
-            raise ResolveError(f"{field}.from: {ref!r} is not {{{{tasks.X.outputs.artifacts.Y}}}} or "
-                               "{{inputs.artifacts.Y}}")
+            raise ResolveError(
+                f"{field}.from: {ref!r} is not {{{{tasks.X.outputs.artifacts.Y}}}} or {{{{inputs.artifacts.Y}}}}"
+            )
         if found is None and not art.get("optional"):
             raise ResolveError(f"{field}.from: Unable to resolve: {ref} (the task produced no such artifact)")
         if isinstance(found, ArtifactRef):
@@ -317,8 +346,9 @@ class DagRun:
             self.node.parameters[p["name"]] = str(value)
         for a in outputs.get("artifacts") or []:
             try:
-                found = self._artifact(a, f"spec.templates[{self.template['name']}].outputs.artifacts[{a['name']}]",
-                                       set(self.nodes))
+                found = self._artifact(
+                    a, f"spec.templates[{self.template['name']}].outputs.artifacts[{a['name']}]", set(self.nodes)
+                )
             except ExecutorError:
                 found = None
             if isinstance(found, ArtifactRef):

@@ -58,8 +58,10 @@ def _start_postgres(state: Path) -> Any:
         return _postgres(state).start()
     except subprocess.CalledProcessError as exc:
         detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()[-1:] or [str(exc)]
-        raise ExecutorError(f"PostgreSQL could not start in {state / 'pg'}: {detail[0]} (as root the server runs "
-                            "as the 'postgres' user, which needs access to that directory and its parents)") from exc
+        raise ExecutorError(
+            f"PostgreSQL could not start in {state / 'pg'}: {detail[0]} (as root the server runs "
+            "as the 'postgres' user, which needs access to that directory and its parents)"
+        ) from exc
     except OSError as exc:
         raise ExecutorError(f"PostgreSQL could not start in {state / 'pg'}: {exc}") from exc
 
@@ -110,9 +112,17 @@ def run_demo(args: argparse.Namespace) -> int:
         pg = _start_postgres(state)
         mlflow_uri = prepare_mlflow(state)
         env = {**pg.env, "MLFLOW_TRACKING_URI": mlflow_uri, **{k: "" for k in _EMPTY}}
-        outcome = run_workflow(RunOptions(manifest=args.manifest, parameters=overrides, runtime="subprocess",
-                                          artifacts=str(state / "artifacts"), workdir=state / "runs",
-                                          verbose=args.verbose, extra_env=env))
+        outcome = run_workflow(
+            RunOptions(
+                manifest=args.manifest,
+                parameters=overrides,
+                runtime="subprocess",
+                artifacts=str(state / "artifacts"),
+                workdir=state / "runs",
+                verbose=args.verbose,
+                extra_env=env,
+            )
+        )
     except ExecutorError as exc:
         log.error("%s", exc)
         return 2
@@ -129,14 +139,18 @@ def _summary(outcome: Outcome, state: Path, pg: Any, mlflow_uri: str, seconds: f
     p = {name: node.parameters for name, node in t.items()}
     out = sys.stdout
     out.write(f"\n== demo: {outcome.name} {outcome.phase} in {seconds:.0f}s ==\n")
-    rows = [("ingest", "rows", "rejected"), ("silver", "rows", "train-rows", "holdout-rows"),
-            ("train", "train-rows", "threshold", "model-version")]
+    rows = [
+        ("ingest", "rows", "rejected"),
+        ("silver", "rows", "train-rows", "holdout-rows"),
+        ("train", "train-rows", "threshold", "model-version"),
+    ]
     for stage, *keys in rows:
         values = "  ".join(f"{k}={p[stage][k]}" for k in keys if k in p.get(stage, {}))
         out.write(f"  {stage:<7}{t[stage].phase if stage in t else 'not run':<10}{values}\n")
     ev = p.get("eval", {})
-    metrics = "  ".join(f"{k}={ev[k]}" for k in ("pr-auc", "roc-auc", "precision", "recall", "fpr", "alert-rate")
-                        if k in ev)
+    metrics = "  ".join(
+        f"{k}={ev[k]}" for k in ("pr-auc", "roc-auc", "precision", "recall", "fpr", "alert-rate") if k in ev
+    )
     out.write(f"  {'eval':<7}{t['eval'].phase if 'eval' in t else 'not run':<10}{metrics}\n")
     if ev:
         out.write(f"  gate verdict: {ev.get('verdict', '?')}   promoted to champion: {ev.get('promoted', '?')}\n")
@@ -146,10 +160,15 @@ def _summary(outcome: Outcome, state: Path, pg: Any, mlflow_uri: str, seconds: f
     out.write(f"  run state:  {outcome.status_path.parent}\n")
     _audit(out, pg.env, outcome.name)
     mlflow_bin = Path(sys.executable).parent / "mlflow"
-    cmd = str(mlflow_bin.relative_to(REPO_ROOT)) if mlflow_bin.exists() and mlflow_bin.is_relative_to(REPO_ROOT) \
+    cmd = (
+        str(mlflow_bin.relative_to(REPO_ROOT))
+        if mlflow_bin.exists() and mlflow_bin.is_relative_to(REPO_ROOT)
         else "mlflow"
-    out.write(f"\n  MLflow UI:  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false {cmd} ui --backend-store-uri {mlflow_uri}"
-              " --port 5000\n")
+    )
+    out.write(
+        f"\n  MLflow UI:  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false {cmd} ui --backend-store-uri {mlflow_uri}"
+        " --port 5000\n"
+    )
     state_flag = "" if state == Path(".local").resolve() else f" --state {state}"
     out.write(f"  stop the embedded PostgreSQL:  python -m workflows services stop{state_flag}\n")
 
@@ -159,14 +178,22 @@ def _audit(out: Any, pg_env: dict[str, str], run_id: str) -> None:
     try:
         import psycopg2
 
-        conn = psycopg2.connect(host=pg_env["PG_HOST"], port=int(pg_env["PG_PORT"]), user=pg_env["PG_USER"],
-                                dbname=pg_env["PG_DATABASE"], connect_timeout=5)
+        conn = psycopg2.connect(
+            host=pg_env["PG_HOST"],
+            port=int(pg_env["PG_PORT"]),
+            user=pg_env["PG_USER"],
+            dbname=pg_env["PG_DATABASE"],
+            connect_timeout=5,
+        )
         with conn, conn.cursor() as cur:
             cur.execute("SELECT run_id, created_at FROM pipeline_runs WHERE run_id = %s", (run_id,))
             runs = cur.fetchall()
-            cur.execute("SELECT stage, attempt, status, exit_code, "
-                        "round(extract(epoch FROM finished_at - started_at)::numeric, 1) "
-                        "FROM stage_attempts WHERE run_id = %s ORDER BY started_at, attempt", (run_id,))
+            cur.execute(
+                "SELECT stage, attempt, status, exit_code, "
+                "round(extract(epoch FROM finished_at - started_at)::numeric, 1) "
+                "FROM stage_attempts WHERE run_id = %s ORDER BY started_at, attempt",
+                (run_id,),
+            )
             attempts = cur.fetchall()
         conn.close()
     except Exception as exc:  # noqa: BLE001 - the summary reports what it cannot read

@@ -89,8 +89,13 @@ def read_env_file(path: Path) -> dict[str, str]:
     return env
 
 
-def execute_template(ctx: RunContext, node: Node, template: dict[str, Any], arg_params: dict[str, str],
-                     arg_artifacts: dict[str, Source | None]) -> None:
+def execute_template(
+    ctx: RunContext,
+    node: Node,
+    template: dict[str, Any],
+    arg_params: dict[str, str],
+    arg_artifacts: dict[str, Source | None],
+) -> None:
     """Run ``template`` for ``node``: a container/script pod, or a (nested) DAG."""
     where = f"spec.templates[{template['name']}]"
     try:
@@ -109,11 +114,15 @@ def execute_template(ctx: RunContext, node: Node, template: dict[str, Any], arg_
 
 
 def _global_scope(m: Manifest) -> dict[str, str]:
-    scope = {"workflow.name": m.name, "workflow.namespace": m.namespace, "workflow.uid": str(uuid.uuid4()),
-             "workflow.serviceAccountName": str(m.spec.get("serviceAccountName", "default")),
-             "workflow.mainEntrypoint": str(m.spec["entrypoint"]),
-             "workflow.creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-             "workflow.priority": str(m.spec.get("priority", 0))}
+    scope = {
+        "workflow.name": m.name,
+        "workflow.namespace": m.namespace,
+        "workflow.uid": str(uuid.uuid4()),
+        "workflow.serviceAccountName": str(m.spec.get("serviceAccountName", "default")),
+        "workflow.mainEntrypoint": str(m.spec["entrypoint"]),
+        "workflow.creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "workflow.priority": str(m.spec.get("priority", 0)),
+    }
     scope.update({f"workflow.parameters.{k}": v for k, v in m.parameters.items()})
     scope.update({f"workflow.labels.{k}": str(v) for k, v in m.labels.items()})
     scope.update({f"workflow.annotations.{k}": str(v) for k, v in m.annotations.items()})
@@ -128,8 +137,12 @@ def _report_ignored(m: Manifest, repo: str) -> None:
     for (f, reason), count in sorted(grouped.items()):
         if f == "spec.artifactRepositoryRef":
             ref = m.spec["artifactRepositoryRef"]
-            log.info("artifactRepositoryRef %s/%s (a ConfigMap on the cluster) → %s", ref.get("configMap"),
-                     ref.get("key"), repo)
+            log.info(
+                "artifactRepositoryRef %s/%s (a ConfigMap on the cluster) → %s",
+                ref.get("configMap"),
+                ref.get("key"),
+                repo,
+            )
         else:
             log.info("ignored (cluster-only) %s%s: %s", f, f" ×{count}" if count > 1 else "", reason)
 
@@ -160,15 +173,32 @@ def run_workflow(opts: RunOptions, out: TextIO | None = None) -> Outcome:
         raise ManifestError(f"{run_dir} holds an earlier run named {m.name}; use another --name or remove it")
     entry = m.templates[m.spec["entrypoint"]]
     root = Node(m.name, m.name, "DAG" if "dag" in entry else "Pod", entry["name"], m.name)
-    header = {"Name": m.name, "Namespace": m.namespace, "Manifest": str(opts.manifest),
-              "Runtime": opts.runtime, "Artifacts": str(repo), "Workdir": str(run_dir)}
+    header = {
+        "Name": m.name,
+        "Namespace": m.namespace,
+        "Manifest": str(opts.manifest),
+        "Runtime": opts.runtime,
+        "Artifacts": str(repo),
+        "Workdir": str(run_dir),
+    }
     display = TreeDisplay(root, header, out, live=out.isatty() and not opts.verbose)
     slots = int(m.spec["parallelism"]) if m.spec.get("parallelism") else None
-    ctx = RunContext(workflow=m.name, namespace=m.namespace, templates=m.templates, spec=m.spec, global_scope=scope,
-                     repo=repo, runtime=runtime, runtime_name=opts.runtime, run_dir=run_dir, repo_root=REPO_ROOT,
-                     env=env, on_change=display.update,
-                     echo=(lambda task, line: print(f"{task} | {line}", file=out, flush=True)) if opts.verbose else None,
-                     pod_slots=threading.BoundedSemaphore(slots) if slots else None)
+    ctx = RunContext(
+        workflow=m.name,
+        namespace=m.namespace,
+        templates=m.templates,
+        spec=m.spec,
+        global_scope=scope,
+        repo=repo,
+        runtime=runtime,
+        runtime_name=opts.runtime,
+        run_dir=run_dir,
+        repo_root=REPO_ROOT,
+        env=env,
+        on_change=display.update,
+        echo=(lambda task, line: print(f"{task} | {line}", file=out, flush=True)) if opts.verbose else None,
+        pod_slots=threading.BoundedSemaphore(slots) if slots else None,
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     _cancel_on(ctx, m.spec.get("activeDeadlineSeconds"))
     display.start()
@@ -180,10 +210,21 @@ def run_workflow(opts: RunOptions, out: TextIO | None = None) -> Outcome:
         display.finish()
         if ctx.cancel.is_set() and ctx.cancel_reason and root.phase != Phase.SUCCEEDED:
             root.message = ctx.cancel_reason
-        write_json(run_dir / "status.json", {
-            "name": m.name, "namespace": m.namespace, "kind": m.kind, "manifest": str(opts.manifest),
-            "phase": root.phase, "message": root.message, "parameters": m.parameters, "runtime": opts.runtime,
-            "artifactRepository": str(repo), "root": root.as_json()})
+        write_json(
+            run_dir / "status.json",
+            {
+                "name": m.name,
+                "namespace": m.namespace,
+                "kind": m.kind,
+                "manifest": str(opts.manifest),
+                "phase": root.phase,
+                "message": root.message,
+                "parameters": m.parameters,
+                "runtime": opts.runtime,
+                "artifactRepository": str(repo),
+                "root": root.as_json(),
+            },
+        )
     _tails(root, out, opts.tail_lines, opts.verbose)
     out.write(f"\nstatus: {run_dir / 'status.json'}\n")
     return Outcome(m.name, root.phase, root.message, run_dir / "status.json", root)
@@ -192,6 +233,7 @@ def run_workflow(opts: RunOptions, out: TextIO | None = None) -> Outcome:
 def _cancel_on(ctx: RunContext, deadline: Any) -> None:
     """Stop the run on the workflow's activeDeadlineSeconds and on Ctrl-C (running tasks are terminated)."""
     if deadline:
+
         def expire() -> None:
             ctx.cancel_reason = f"Step exceeded its deadline (workflow activeDeadlineSeconds={deadline})"
             ctx.cancel.set()
@@ -200,6 +242,7 @@ def _cancel_on(ctx: RunContext, deadline: Any) -> None:
         timer.daemon = True
         timer.start()
     if threading.current_thread() is threading.main_thread():
+
         def interrupt(signum: int, frame: Any) -> None:
             ctx.cancel_reason = "Stopped: interrupted (Ctrl-C)"
             ctx.cancel.set()
@@ -226,4 +269,3 @@ def _tails(root: Node, out: TextIO, lines: int, verbose: bool) -> None:
                 continue
             out.write(f"\n--- {node.display_name}: last {len(text)} lines of {node.log_path} ---\n")
             out.write("\n".join(text) + "\n")
-

@@ -53,7 +53,7 @@ def _tokens(text: str, lang: str, field: str) -> list[_Tok]:
         m = pattern.match(text, pos)
         if m is None:
             hint = " (wrap values with '-' or spaces in quotes)" if lang == "when" else ""
-            raise Unsupported(field, f"cannot parse {text!r} at column {pos + 1} ({text[pos:pos + 12]!r}){hint}")
+            raise Unsupported(field, f"cannot parse {text!r} at column {pos + 1} ({text[pos : pos + 12]!r}){hint}")
         kind = m.lastgroup or ""
         if kind != "WS":
             word = m.group(0)
@@ -188,8 +188,12 @@ def depends_tasks(depends: str, field: str) -> list[str]:
     return names
 
 
-def eval_depends(depends: str, results: Callable[[str], Mapping[str, bool]],
-                 continue_on: Callable[[str], tuple[bool, bool]], field: str) -> bool:
+def eval_depends(
+    depends: str,
+    results: Callable[[str], Mapping[str, bool]],
+    continue_on: Callable[[str], tuple[bool, bool]],
+    field: str,
+) -> bool:
     """Evaluate ``depends`` given each task's results (``{"Succeeded": bool, ...}``).
 
     ``continue_on(task)`` is ``(error, failed)`` from the task's ``continueOn``, used to
@@ -210,8 +214,13 @@ def eval_depends(depends: str, results: Callable[[str], Mapping[str, bool]],
             if result:
                 return bool(res[result])
             error, failed = continue_on(task)
-            return bool(res["Succeeded"] or res["Skipped"] or res["Daemoned"]
-                        or (error and res["Errored"]) or (failed and res["Failed"]))
+            return bool(
+                res["Succeeded"]
+                or res["Skipped"]
+                or res["Daemoned"]
+                or (error and res["Errored"])
+                or (failed and res["Failed"])
+            )
         raise Unsupported(field, f"unsupported element {kind!r} in depends")
 
     return ev(_parse(depends, "depends", field))
@@ -232,7 +241,8 @@ def _compare(op: str, a: Any, b: Any, field: str) -> bool:
         return any(_compare("==", a, x, field) for x in b)
     if op in ("==", "!="):
         same_kind = isinstance(a, bool) == isinstance(b, bool) and (
-            isinstance(a, (int, float)) == isinstance(b, (int, float)))
+            isinstance(a, (int, float)) == isinstance(b, (int, float))
+        )
         equal = same_kind and a == b
         return equal if op == "==" else not equal
     if op in ("=~", "!~"):
@@ -304,7 +314,10 @@ def eval_retry(text: str, last_retry: Mapping[str, str], field: str) -> bool:
         head, _, attr = name.partition(".")
         if head == "lastRetry" and attr in last_retry:
             return last_retry[attr]
-        raise Unsupported(field, f"unknown variable {name!r} (known: lastRetry.exitCode, lastRetry.status, "
-                                 "lastRetry.duration, lastRetry.message)")
+        raise Unsupported(
+            field,
+            f"unknown variable {name!r} (known: lastRetry.exitCode, lastRetry.status, "
+            "lastRetry.duration, lastRetry.message)",
+        )
 
     return _boolean(_evaluate(_parse(text, "retry", field), lookup, field), text, field)

@@ -64,8 +64,9 @@ def _read(path: Path) -> dict[str, Any]:
     return flows[0]
 
 
-def load_manifest(path: Path, overrides: Mapping[str, str], name: str | None = None,
-                  namespace: str | None = None) -> Manifest:
+def load_manifest(
+    path: Path, overrides: Mapping[str, str], name: str | None = None, namespace: str | None = None
+) -> Manifest:
     """Read, check and bind ``path``; raise :class:`Unsupported` listing every refused field."""
     doc = _read(path)
     if doc.get("apiVersion") != "argoproj.io/v1alpha1":
@@ -79,16 +80,23 @@ def load_manifest(path: Path, overrides: Mapping[str, str], name: str | None = N
     templates = _templates(spec, path)
     _check_dags(templates, path)
     if doc["kind"] == "Workflow":
-        wf_name = name or meta.get("name") or (generated_name(meta["generateName"]) if meta.get("generateName")
-                                               else None)
+        wf_name = (
+            name or meta.get("name") or (generated_name(meta["generateName"]) if meta.get("generateName") else None)
+        )
     else:
         wf_name = name or (generated_name(f"{meta['name']}-") if meta.get("name") else None)
     if not wf_name:
         raise ManifestError(f"{path}: metadata.name or metadata.generateName is required")
     return Manifest(
-        source=path, kind=doc["kind"], name=wf_name, namespace=namespace or meta.get("namespace") or "default",
-        spec=spec, templates=templates, parameters=_parameters(spec, overrides, path),
-        labels=dict(meta.get("labels") or {}), annotations=dict(meta.get("annotations") or {}),
+        source=path,
+        kind=doc["kind"],
+        name=wf_name,
+        namespace=namespace or meta.get("namespace") or "default",
+        spec=spec,
+        templates=templates,
+        parameters=_parameters(spec, overrides, path),
+        labels=dict(meta.get("labels") or {}),
+        annotations=dict(meta.get("annotations") or {}),
         ignored=[(f, r) for v, f, r in verdicts if v == "ignore"],
     )
 
@@ -101,12 +109,16 @@ def _templates(spec: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:
             raise ManifestError(f"{path}: spec.templates[{i}]: missing or duplicate name {tname!r}")
         kinds = [k for k in ("container", "script", "dag") if k in t]
         if len(kinds) != 1:
-            raise ManifestError(f"{path}: spec.templates[{tname}]: needs exactly one of container, script, dag "
-                                f"(found {kinds or 'none'})")
+            raise ManifestError(
+                f"{path}: spec.templates[{tname}]: needs exactly one of container, script, dag "
+                f"(found {kinds or 'none'})"
+            )
         policy = (t.get("retryStrategy") or {}).get("retryPolicy")
         if policy not in (None, "Always", "OnFailure", "OnError"):
-            raise Unsupported(f"{path}: spec.templates[{tname}].retryStrategy.retryPolicy",
-                              f"{policy!r} is not supported locally (Always, OnFailure, OnError)")
+            raise Unsupported(
+                f"{path}: spec.templates[{tname}].retryStrategy.retryPolicy",
+                f"{policy!r} is not supported locally (Always, OnFailure, OnError)",
+            )
         templates[tname] = t
     entry = spec.get("entrypoint")
     if entry not in templates:
@@ -128,8 +140,11 @@ def _check_dags(templates: dict[str, dict[str, Any]], path: Path) -> None:
                 raise ManifestError(f"{where}.template: no template named {task.get('template')!r}")
             if task.get("depends") and task.get("dependencies"):
                 raise ManifestError(f"{where}: use either depends or dependencies, not both")
-            deps = (depends_tasks(task["depends"], f"{where}.depends") if task.get("depends")
-                    else list(task.get("dependencies") or []))
+            deps = (
+                depends_tasks(task["depends"], f"{where}.depends")
+                if task.get("depends")
+                else list(task.get("dependencies") or [])
+            )
             for dep in deps:
                 if dep not in names:
                     raise ManifestError(f"{where}: depends on {dep!r}, which is not a task of this dag")
@@ -164,4 +179,3 @@ def parse_overrides(pairs: list[str]) -> dict[str, str]:
             raise ManifestError(f"-p {pair}: expected name=value")
         out[key] = value
     return out
-

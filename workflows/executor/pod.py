@@ -36,8 +36,13 @@ SCRIPT_LANGS = ("python", "python3", "sh", "bash")
 SCRIPT_PATH = "/argo/staging/script"
 
 
-def run_pod(ctx: RunContext, node: Node, template: dict[str, Any], params: dict[str, str],
-            arg_artifacts: dict[str, Source | None]) -> None:
+def run_pod(
+    ctx: RunContext,
+    node: Node,
+    template: dict[str, Any],
+    params: dict[str, str],
+    arg_artifacts: dict[str, Source | None],
+) -> None:
     """Run ``template`` (container or script) for ``node`` until it succeeds or its retries end."""
     where = f"spec.templates[{template['name']}]"
     scope = {**ctx.global_scope, **template_scope(template, params, node.name)}
@@ -55,8 +60,15 @@ def run_pod(ctx: RunContext, node: Node, template: dict[str, Any], params: dict[
     while True:
         attempt = node
         if strategy is not None:
-            attempt = node.add_child(Node(f"{node.name}({attempts})", f"{node.display_name}({attempts})", "Pod",
-                                          template["name"], ctx.workflow))
+            attempt = node.add_child(
+                Node(
+                    f"{node.name}({attempts})",
+                    f"{node.display_name}({attempts})",
+                    "Pod",
+                    template["name"],
+                    ctx.workflow,
+                )
+            )
         _attempt(ctx, attempt, template, scope, arg_artifacts, attempts, last)
         attempts, last = attempts + 1, attempt
         if strategy is None or attempt.phase == Phase.SUCCEEDED or ctx.cancel.is_set():
@@ -76,15 +88,26 @@ def run_pod(ctx: RunContext, node: Node, template: dict[str, Any], params: dict[
         ctx.changed(node)
 
 
-def _attempt(ctx: RunContext, node: Node, template: dict[str, Any], scope: dict[str, str],
-             arg_artifacts: dict[str, Source | None], retries: int, last: Node | None) -> None:
+def _attempt(
+    ctx: RunContext,
+    node: Node,
+    template: dict[str, Any],
+    scope: dict[str, str],
+    arg_artifacts: dict[str, Source | None],
+    retries: int,
+    last: Node | None,
+) -> None:
     where = f"spec.templates[{template['name']}]"
     pod = pod_name(ctx.workflow, node.name, template["name"])
     node.pod_name = pod
     node.log_path = ctx.run_dir / "logs" / f"{pod}.log"
     node.log_path.unlink(missing_ok=True)
-    attempt_scope = {**scope, "pod.name": pod, "retries": str(retries),
-                     **{f"lastRetry.{k}": v for k, v in last_retry_vars(last).items()}}
+    attempt_scope = {
+        **scope,
+        "pod.name": pod,
+        "retries": str(retries),
+        **{f"lastRetry.{k}": v for k, v in last_retry_vars(last).items()},
+    }
     if ctx.pod_slots is not None:
         while not ctx.pod_slots.acquire(timeout=0.2):
             if ctx.cancel.is_set():
@@ -135,8 +158,15 @@ def _mkdir(path: Path) -> Path:
     return path
 
 
-def _prepare(ctx: RunContext, node: Node, spec: dict[str, Any], arg_artifacts: dict[str, Source | None],
-             pod: str, sandbox: Path, where: str) -> RuntimeTask:
+def _prepare(
+    ctx: RunContext,
+    node: Node,
+    spec: dict[str, Any],
+    arg_artifacts: dict[str, Source | None],
+    pod: str,
+    sandbox: Path,
+    where: str,
+) -> RuntimeTask:
     """Sandbox, volumes and staged inputs, then the RuntimeTask for this attempt."""
     kind = "script" if "script" in spec else "container"
     c = spec[kind]
@@ -145,8 +175,10 @@ def _prepare(ctx: RunContext, node: Node, spec: dict[str, Any], arg_artifacts: d
     command, args = list(c.get("command") or []), [str(a) for a in c.get("args") or []]
     if kind == "script":
         if not command or Path(command[0]).name not in SCRIPT_LANGS:
-            raise Unsupported(f"{where}.script.command", f"{command[:1]} is not a supported script language "
-                                                         f"({', '.join(SCRIPT_LANGS)})")
+            raise Unsupported(
+                f"{where}.script.command",
+                f"{command[:1]} is not a supported script language ({', '.join(SCRIPT_LANGS)})",
+            )
         script = sandbox / "script"
         code = str(c.get("source", ""))
         script.write_text(code if docker else remap(code, path_map))
@@ -155,21 +187,40 @@ def _prepare(ctx: RunContext, node: Node, spec: dict[str, Any], arg_artifacts: d
             mounts.append(Mount(script, SCRIPT_PATH, read_only=True))
         command.append(SCRIPT_PATH if docker else str(script))
     env = resolve_env(c.get("env") or [], ctx.env, pod, ctx.namespace, f"{where}.{kind}")
-    task = RuntimeTask(name=node.display_name, container_name=pod, image=str(c.get("image", "")),
-                       command=[str(x) for x in command], args=args, env=env, sandbox=sandbox, path_map=path_map,
-                       mounts=mounts, working_dir=c.get("workingDir") if docker else None,
-                       deadline=float(spec["activeDeadlineSeconds"]) if spec.get("activeDeadlineSeconds") else None,
-                       cancel=ctx.cancel, log_path=node.log_path or sandbox / "log",
-                       echo=(lambda line: ctx.echo(node.display_name, line)) if ctx.echo else None)  # type: ignore[misc]
-    _security(task, spec.get("securityContext") or ctx.spec.get("securityContext") or {}, c.get("securityContext") or {})
+    task = RuntimeTask(
+        name=node.display_name,
+        container_name=pod,
+        image=str(c.get("image", "")),
+        command=[str(x) for x in command],
+        args=args,
+        env=env,
+        sandbox=sandbox,
+        path_map=path_map,
+        mounts=mounts,
+        working_dir=c.get("workingDir") if docker else None,
+        deadline=float(spec["activeDeadlineSeconds"]) if spec.get("activeDeadlineSeconds") else None,
+        cancel=ctx.cancel,
+        log_path=node.log_path or sandbox / "log",
+        echo=(lambda line: ctx.echo(node.display_name, line)) if ctx.echo else None,
+    )  # type: ignore[misc]
+    _security(
+        task, spec.get("securityContext") or ctx.spec.get("securityContext") or {}, c.get("securityContext") or {}
+    )
     limits = (c.get("resources") or {}).get("limits") or {}
     task.cpus = str(limits["cpu"]) if "cpu" in limits else None
     task.memory = str(limits["memory"]) if "memory" in limits else None
     return task
 
 
-def _filesystem(ctx: RunContext, spec: dict[str, Any], c: dict[str, Any], arg_artifacts: dict[str, Source | None],
-                sandbox: Path, docker: bool, where: str) -> tuple[dict[str, Path], list[Mount]]:
+def _filesystem(
+    ctx: RunContext,
+    spec: dict[str, Any],
+    c: dict[str, Any],
+    arg_artifacts: dict[str, Source | None],
+    sandbox: Path,
+    docker: bool,
+    where: str,
+) -> tuple[dict[str, Path], list[Mount]]:
     """Container path → sandbox mapping (subprocess) or bind mounts (docker), with inputs staged in place.
 
     Subprocess: /tmp/inputs, /tmp/outputs and each emptyDir mountPath map to sandbox dirs, and
@@ -181,8 +232,10 @@ def _filesystem(ctx: RunContext, spec: dict[str, Any], c: dict[str, Any], arg_ar
     volumes = {v["name"]: v for v in (ctx.spec.get("volumes") or []) + (spec.get("volumes") or [])}
     for vm in c.get("volumeMounts") or []:
         if vm["name"] not in volumes:
-            raise ResolveError(f"{where}.volumeMounts[{vm['name']}]: no volume named {vm['name']!r} in the "
-                               "template's or the workflow's volumes")
+            raise ResolveError(
+                f"{where}.volumeMounts[{vm['name']}]: no volume named {vm['name']!r} in the "
+                "template's or the workflow's volumes"
+            )
         host = _mkdir(sandbox / "volumes" / vm["name"])
         path_map[vm["mountPath"]] = host
         mounts.append(Mount(host, vm["mountPath"], bool(vm.get("readOnly"))))
@@ -210,8 +263,10 @@ def _filesystem(ctx: RunContext, spec: dict[str, Any], c: dict[str, Any], arg_ar
 
 
 def _unmapped(where: str, field: str, path: str) -> Path:
-    raise ResolveError(f"{where}.{field}: {path} is outside /tmp/inputs, /tmp/outputs and the template's volume "
-                       "mounts, so the subprocess runtime cannot map it to the sandbox; use --runtime docker")
+    raise ResolveError(
+        f"{where}.{field}: {path} is outside /tmp/inputs, /tmp/outputs and the template's volume "
+        "mounts, so the subprocess runtime cannot map it to the sandbox; use --runtime docker"
+    )
 
 
 def _security(task: RuntimeTask, pod: dict[str, Any], ctr: dict[str, Any]) -> None:
@@ -219,7 +274,9 @@ def _security(task: RuntimeTask, pod: dict[str, Any], ctr: dict[str, Any]) -> No
     uid, gid = ctr.get("runAsUser", pod.get("runAsUser")), ctr.get("runAsGroup", pod.get("runAsGroup"))
     if uid is not None:
         task.user = f"{uid}:{gid}" if gid is not None else str(uid)
-    task.group_add = [str(g) for g in ([pod["fsGroup"]] if "fsGroup" in pod else []) + list(pod.get("supplementalGroups") or [])]
+    task.group_add = [
+        str(g) for g in ([pod["fsGroup"]] if "fsGroup" in pod else []) + list(pod.get("supplementalGroups") or [])
+    ]
     task.run_as_non_root = bool(ctr.get("runAsNonRoot", pod.get("runAsNonRoot", False)))
     task.read_only_root = bool(ctr.get("readOnlyRootFilesystem", False))
     task.no_new_privileges = ctr.get("allowPrivilegeEscalation") is False
@@ -247,8 +304,9 @@ def _stage(ctx: RunContext, source: Source, dest: Path, art: dict[str, Any]) -> 
             os.chmod(p, 0o755 if p.is_dir() else 0o644)
 
 
-def _collect(ctx: RunContext, node: Node, spec: dict[str, Any], result: Result, phase: str, message: str,
-             sandbox: Path) -> tuple[str, str]:
+def _collect(
+    ctx: RunContext, node: Node, spec: dict[str, Any], result: Result, phase: str, message: str, sandbox: Path
+) -> tuple[str, str]:
     """Read output parameters and upload output artifacts; a missing one fails only a successful attempt."""
     ok, problems = phase == Phase.SUCCEEDED, []
     out = sandbox / "collected"
@@ -271,8 +329,12 @@ def _collect(ctx: RunContext, node: Node, spec: dict[str, Any], result: Result, 
             if not a.get("optional") and ok:
                 problems.append(f"output artifact {a['name']}: {a['path']} does not exist")
             elif not a.get("optional"):
-                log.warning("%s: output artifact %s not found at %s (the task failed before writing it)",
-                            node.display_name, a["name"], a["path"])
+                log.warning(
+                    "%s: output artifact %s not found at %s (the task failed before writing it)",
+                    node.display_name,
+                    a["name"],
+                    a["path"],
+                )
             continue
         try:
             node.artifacts[a["name"]] = _upload(ctx, node, a, dest, out / "packed" / a["name"])
@@ -288,8 +350,10 @@ def _collect(ctx: RunContext, node: Node, spec: dict[str, Any], result: Result, 
 def _upload(ctx: RunContext, node: Node, art: dict[str, Any], local: Path, pack_dir: Path) -> ArtifactRef:
     none = "none" in (art.get("archive") or {})
     if none and local.is_dir():
-        raise ExecutorError(f"output artifact {art['name']}: {art['path']} is a directory; archive: none of a "
-                            "directory is not supported locally (drop archive: none to store a tar.gz)")
+        raise ExecutorError(
+            f"output artifact {art['name']}: {art['path']} is a directory; archive: none of a "
+            "directory is not supported locally (drop archive: none to store a tar.gz)"
+        )
     upload = local
     if not none:
         pack_dir.mkdir(parents=True, exist_ok=True)

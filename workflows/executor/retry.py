@@ -51,8 +51,12 @@ def last_retry_vars(node: Node | None) -> dict[str, str]:
     """``lastRetry.*`` as Argo exposes them (strings; exitCode ``-1`` when the attempt had none)."""
     if node is None:
         return {"exitCode": "0", "status": "", "duration": "0", "message": ""}
-    return {"exitCode": str(node.exit_code) if node.exit_code is not None else "-1", "status": node.phase,
-            "duration": str(round(node.duration() or 0.0, 3)), "message": node.message}
+    return {
+        "exitCode": str(node.exit_code) if node.exit_code is not None else "-1",
+        "status": node.phase,
+        "duration": str(round(node.duration() or 0.0, 3)),
+        "message": node.message,
+    }
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,9 @@ class RetrySpec:
             return None
         policy = raw.get("retryPolicy") or ("Always" if raw.get("expression") else "OnFailure")
         if policy not in ("Always", "OnFailure", "OnError"):
-            raise Unsupported(f"{field}.retryPolicy", f"{policy!r} is not supported locally (Always, OnFailure, OnError)")
+            raise Unsupported(
+                f"{field}.retryPolicy", f"{policy!r} is not supported locally (Always, OnFailure, OnError)"
+            )
         limit = raw.get("limit")
         backoff = raw.get("backoff") or {}
         scale = float(os.environ.get("RUN_LOCAL_BACKOFF_SCALE", "1") or 1)
@@ -103,8 +109,7 @@ class RetrySpec:
         """``(retry?, why not)`` after ``attempts`` attempts, the last one being ``last``."""
         if self.limit is not None and attempts > self.limit:
             return False, "No more retries left"
-        allowed = {"Always": Phase.FAILED_OR_ERROR, "OnFailure": {Phase.FAILED},
-                   "OnError": {Phase.ERROR}}[self.policy]
+        allowed = {"Always": Phase.FAILED_OR_ERROR, "OnFailure": {Phase.FAILED}, "OnError": {Phase.ERROR}}[self.policy]
         if last.phase not in allowed:
             return False, last.message
         if self.expression and not eval_retry(self.expression, last_retry_vars(last), f"{self.field}.expression"):

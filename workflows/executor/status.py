@@ -44,8 +44,13 @@ class ArtifactRef:
     uri: str = ""
 
     def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "key": self.key, "bucket": self.bucket,
-                "archive": {True: "tgz", False: "none", None: "auto"}[self.archived], "uri": self.uri}
+        return {
+            "name": self.name,
+            "key": self.key,
+            "bucket": self.bucket,
+            "archive": {True: "tgz", False: "none", None: "auto"}[self.archived],
+            "uri": self.uri,
+        }
 
 
 def fnv32a(text: str) -> int:
@@ -125,14 +130,24 @@ class Node:
     def as_json(self) -> dict[str, Any]:
         with self.lock:
             return {
-                "id": self.id, "name": self.name, "displayName": self.display_name, "type": self.type,
-                "templateName": self.template, "phase": self.phase, "message": self.message,
-                "startedAt": _iso(self.started_at), "finishedAt": _iso(self.finished_at),
+                "id": self.id,
+                "name": self.name,
+                "displayName": self.display_name,
+                "type": self.type,
+                "templateName": self.template,
+                "phase": self.phase,
+                "message": self.message,
+                "startedAt": _iso(self.started_at),
+                "finishedAt": _iso(self.finished_at),
                 "durationSeconds": None if self.duration() is None else round(self.duration() or 0.0, 3),
-                "exitCode": self.exit_code, "podName": self.pod_name,
+                "exitCode": self.exit_code,
+                "podName": self.pod_name,
                 "log": str(self.log_path) if self.log_path else None,
-                "outputs": {"parameters": dict(self.parameters), "result": self.result,
-                            "artifacts": {k: v.as_json() for k, v in self.artifacts.items()}},
+                "outputs": {
+                    "parameters": dict(self.parameters),
+                    "result": self.result,
+                    "artifacts": {k: v.as_json() for k, v in self.artifacts.items()},
+                },
                 "children": [c.as_json() for c in list(self.children)],
                 "notStarted": list(self.not_started),
             }

@@ -23,8 +23,11 @@ def _replace(text: str, scope: Mapping[str, str], where: str) -> str:
     def one(match: re.Match[str]) -> str:
         tag = match.group(1).strip()
         if tag.startswith("="):
-            raise Unsupported(where, f"expression tag {match.group(0)!r} is not supported by the local executor "
-                                     "(only simple tags such as {{inputs.parameters.x}})")
+            raise Unsupported(
+                where,
+                f"expression tag {match.group(0)!r} is not supported by the local executor "
+                "(only simple tags such as {{inputs.parameters.x}})",
+            )
         value = scope.get(tag)
         return match.group(0) if value is None else value
 

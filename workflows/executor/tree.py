@@ -17,8 +17,15 @@ from .status import Node, Phase
 
 __all__ = ["SYMBOLS", "TreeDisplay", "render", "human_duration"]
 
-SYMBOLS = {Phase.SUCCEEDED: "✔", Phase.FAILED: "✖", Phase.ERROR: "⚠", Phase.RUNNING: "●",
-           Phase.PENDING: "◷", Phase.SKIPPED: "○", Phase.OMITTED: "○"}
+SYMBOLS = {
+    Phase.SUCCEEDED: "✔",
+    Phase.FAILED: "✖",
+    Phase.ERROR: "⚠",
+    Phase.RUNNING: "●",
+    Phase.PENDING: "◷",
+    Phase.SKIPPED: "○",
+    Phase.OMITTED: "○",
+}
 RETRYING = "↻"
 _COLORS = {Phase.SUCCEEDED: "32", Phase.FAILED: "31", Phase.ERROR: "31", Phase.RUNNING: "36"}
 
@@ -45,7 +52,7 @@ def _params(node: Node, width: int = 28) -> str:
     items = []
     for k, v in node.parameters.items():
         v = v.replace("\n", " ")
-        items.append(f"{k}={v if len(v) <= width else v[:width - 1] + '…'}")
+        items.append(f"{k}={v if len(v) <= width else v[: width - 1] + '…'}")
     return "  ".join(items)
 
 
@@ -66,8 +73,10 @@ def _rows(node: Node, prefix: str, last: bool, root: bool, color: bool) -> Itera
     for i, child in enumerate(children):
         yield from _rows(child, child_prefix, i == len(children) - 1 and not node.not_started, False, color)
     for i, name in enumerate(node.not_started):
-        yield (f" {child_prefix}{'└─' if i == len(node.not_started) - 1 else '├─'}· {name}  (not started: "
-               f"{'failFast' if node.phase in Phase.FAILED_OR_ERROR else 'stopped'})",)
+        yield (
+            f" {child_prefix}{'└─' if i == len(node.not_started) - 1 else '├─'}· {name}  (not started: "
+            f"{'failFast' if node.phase in Phase.FAILED_OR_ERROR else 'stopped'})",
+        )
 
 
 def render(root: Node, header: dict[str, str], color: bool = False) -> str:
@@ -78,8 +87,10 @@ def render(root: Node, header: dict[str, str], color: bool = False) -> str:
         lines.append(f"{'Message:':<15}{root.message}")
     rows = list(_rows(root, "", True, True, color))
     full = [r for r in rows if len(r) == 6]
-    w = [max([len(r[i]) for r in full] + [len(h)]) for i, h in ((0, "STEP"), (2, "TEMPLATE"), (3, "PODNAME"),
-                                                                   (4, "DURATION"))]
+    w = [
+        max([len(r[i]) for r in full] + [len(h)])
+        for i, h in ((0, "STEP"), (2, "TEMPLATE"), (3, "PODNAME"), (4, "DURATION"))
+    ]
     lines += ["", f"{'STEP':<{w[0]}}  {'TEMPLATE':<{w[1]}}  {'PODNAME':<{w[2]}}  {'DURATION':<{w[3]}}  MESSAGE"]
     for r in rows:
         if len(r) == 1:
@@ -130,8 +141,9 @@ class TreeDisplay:
                 params = _params(node) if node.type != "DAG" else ""
                 extra += f"  {params}" if params and node.phase == Phase.SUCCEEDED else ""
             stamp = time.strftime("%H:%M:%S")
-            self.out.write(f"{stamp} {_symbol(node, False)} {node.display_name} ({node.template}) "
-                           f"{node.phase.lower()}{extra}\n")
+            self.out.write(
+                f"{stamp} {_symbol(node, False)} {node.display_name} ({node.template}) {node.phase.lower()}{extra}\n"
+            )
             self.out.flush()
 
     def _redraw(self) -> None:

@@ -85,8 +85,9 @@ class Runtime(Protocol):
     def run(self, task: RuntimeTask) -> Result: ...
 
 
-def stream_process(proc: subprocess.Popen[bytes], task: RuntimeTask,
-                   kill: Callable[[], None]) -> tuple[bool, bool, str]:
+def stream_process(
+    proc: subprocess.Popen[bytes], task: RuntimeTask, kill: Callable[[], None]
+) -> tuple[bool, bool, str]:
     """Pump the child's stdout and stderr line by line into the log (and ``echo``); enforce deadline/cancel.
 
     Returns ``(timed_out, cancelled, stdout_text)``. The log file gets both streams
@@ -111,8 +112,10 @@ def stream_process(proc: subprocess.Popen[bytes], task: RuntimeTask,
             pipe.close()
 
         assert proc.stdout is not None and proc.stderr is not None
-        threads = [threading.Thread(target=pump, args=(proc.stdout, True), daemon=True),
-                   threading.Thread(target=pump, args=(proc.stderr, False), daemon=True)]
+        threads = [
+            threading.Thread(target=pump, args=(proc.stdout, True), daemon=True),
+            threading.Thread(target=pump, args=(proc.stderr, False), daemon=True),
+        ]
         for t in threads:
             t.start()
         started = time.monotonic()

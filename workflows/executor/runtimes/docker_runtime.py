@@ -57,17 +57,25 @@ class DockerRuntime:
         """Fail early, naming the build command, when docker or an image is missing."""
         if shutil.which(self.docker) is None:
             raise RuntimeUnavailable("docker CLI not found; install docker or use --runtime subprocess")
-        ping = subprocess.run([self.docker, "version", "--format", "{{.Server.Version}}"],
-                              capture_output=True, text=True)
+        ping = subprocess.run(
+            [self.docker, "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True
+        )
         if ping.returncode != 0:
-            raise RuntimeUnavailable(f"docker daemon not reachable ({ping.stderr.strip()[:200]}); start dockerd "
-                                     "or use --runtime subprocess")
-        missing = [i for i in sorted(images) if subprocess.run(
-            [self.docker, "image", "inspect", i], capture_output=True).returncode != 0]
+            raise RuntimeUnavailable(
+                f"docker daemon not reachable ({ping.stderr.strip()[:200]}); start dockerd or use --runtime subprocess"
+            )
+        missing = [
+            i
+            for i in sorted(images)
+            if subprocess.run([self.docker, "image", "inspect", i], capture_output=True).returncode != 0
+        ]
         if missing:
             targets = sorted({t for t in map(bake_target, missing) if t})
-            how = (f"build with: docker buildx bake {' '.join(targets)}" if targets
-                   else "build or load it (docker build -t IMAGE ...)")
+            how = (
+                f"build with: docker buildx bake {' '.join(targets)}"
+                if targets
+                else "build or load it (docker build -t IMAGE ...)"
+            )
             raise RuntimeUnavailable(f"image(s) not found locally: {', '.join(missing)}; {how}")
 
     def _argv(self, task: RuntimeTask) -> list[str]:
@@ -88,7 +96,10 @@ class DockerRuntime:
         if task.working_dir:
             argv += ["--workdir", task.working_dir]
         for m in task.mounts:
-            argv += ["--mount", f"type=bind,source={m.host},target={m.container}" + (",readonly" if m.read_only else "")]
+            argv += [
+                "--mount",
+                f"type=bind,source={m.host},target={m.container}" + (",readonly" if m.read_only else ""),
+            ]
         for name in task.env:
             argv += ["--env", name]  # value passed through the CLI's environment, never on the command line
         if task.command:
@@ -102,8 +113,11 @@ class DockerRuntime:
             return None
         user = task.user
         if user is None:
-            out = subprocess.run([self.docker, "image", "inspect", "--format", "{{.Config.User}}", task.image],
-                                 capture_output=True, text=True)
+            out = subprocess.run(
+                [self.docker, "image", "inspect", "--format", "{{.Config.User}}", task.image],
+                capture_output=True,
+                text=True,
+            )
             user = out.stdout.strip() or "0"
         if user.split(":")[0] in ("0", "root"):
             return "container has runAsNonRoot and image will run as root"
@@ -116,8 +130,9 @@ class DockerRuntime:
             return Result(None, 0.0, task.log_path, error=refused)
         subprocess.run([self.docker, "rm", "-f", task.container_name], capture_output=True)
         env = {**os.environ, **task.env}  # only the names given with --env reach the container
-        proc = subprocess.Popen(self._argv(task), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            self._argv(task), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
 
         def kill() -> None:
             subprocess.run([self.docker, "kill", "--signal", "TERM", task.container_name], capture_output=True)
@@ -139,7 +154,7 @@ class DockerRuntime:
             for m in sorted(task.mounts, key=lambda m: len(m.container), reverse=True):
                 root = m.container.rstrip("/")
                 if m.host.is_dir() and (container_path == root or container_path.startswith(root + "/")):
-                    src = m.host / container_path[len(root):].lstrip("/")
+                    src = m.host / container_path[len(root) :].lstrip("/")
                     if not src.exists():
                         return False
                     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -149,17 +164,28 @@ class DockerRuntime:
                         shutil.copyfile(src, dest)
                     return True
             dest.parent.mkdir(parents=True, exist_ok=True)
-            cp = subprocess.run([self.docker, "cp", f"{task.container_name}:{container_path}", str(dest)],
-                                capture_output=True)
+            cp = subprocess.run(
+                [self.docker, "cp", f"{task.container_name}:{container_path}", str(dest)], capture_output=True
+            )
             return cp.returncode == 0
 
         def cleanup() -> None:
             subprocess.run([self.docker, "rm", "-f", task.container_name], capture_output=True)
 
-        return Result(code, time.monotonic() - started, task.log_path, stdout=stdout, timed_out=timed_out,
-                      cancelled=cancelled, error=error, copy_out=copy_out, cleanup=cleanup)
+        return Result(
+            code,
+            time.monotonic() - started,
+            task.log_path,
+            stdout=stdout,
+            timed_out=timed_out,
+            cancelled=cancelled,
+            error=error,
+            copy_out=copy_out,
+            cleanup=cleanup,
+        )
 
     def _container_ran(self, name: str) -> bool:
-        out = subprocess.run([self.docker, "inspect", "--format", "{{.State.StartedAt}}", name],
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            [self.docker, "inspect", "--format", "{{.State.StartedAt}}", name], capture_output=True, text=True
+        )
         return out.returncode == 0 and not out.stdout.strip().startswith("0001-")

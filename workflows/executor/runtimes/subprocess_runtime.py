@@ -45,7 +45,7 @@ def host_path(container_path: str, path_map: dict[str, Path]) -> Path | None:
     for prefix in sorted(path_map, key=len, reverse=True):
         p = prefix.rstrip("/")
         if container_path == p or container_path.startswith(p + "/"):
-            return path_map[prefix] / container_path[len(p):].lstrip("/")
+            return path_map[prefix] / container_path[len(p) :].lstrip("/")
     return None
 
 
@@ -64,8 +64,13 @@ class SubprocessRuntime:
         argv = [remap(a, task.path_map) for a in [*task.command, *task.args]]
         started = time.monotonic()
         if not task.command:
-            return Result(None, 0.0, task.log_path, error="the subprocess runtime needs the template's "
-                          "container.command (an image's entrypoint is unknown here); use --runtime docker")
+            return Result(
+                None,
+                0.0,
+                task.log_path,
+                error="the subprocess runtime needs the template's "
+                "container.command (an image's entrypoint is unknown here); use --runtime docker",
+            )
         if argv[0] in ("python", "python3"):
             argv[0] = sys.executable
         elif shutil.which(argv[0]) is None:
@@ -75,8 +80,15 @@ class SubprocessRuntime:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.repo_root), task.env.get("PYTHONPATH")]))
         env.setdefault("PYTHONUNBUFFERED", "1")
         try:
-            proc = subprocess.Popen(argv, cwd=self.repo_root, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                cwd=self.repo_root,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
         except OSError as exc:
             return Result(None, time.monotonic() - started, task.log_path, error=f"{argv[0]}: {exc.strerror}")
 
@@ -108,5 +120,12 @@ class SubprocessRuntime:
                 shutil.copyfile(src, dest)
             return True
 
-        return Result(code, time.monotonic() - started, task.log_path, stdout=stdout, timed_out=timed_out,
-                      cancelled=cancelled, copy_out=copy_out)
+        return Result(
+            code,
+            time.monotonic() - started,
+            task.log_path,
+            stdout=stdout,
+            timed_out=timed_out,
+            cancelled=cancelled,
+            copy_out=copy_out,
+        )
