@@ -131,32 +131,44 @@ def _holdout_mask(pf: Any, uri: str) -> np.ndarray:
 
 
 def _read_rows(
-    pf: Any, holdout: np.ndarray, features: list[str], passthrough: list[str], batch_rows: int = 65536
+    pf: Any, holdout: np.ndarray, features: list[str], passthrough: list[str], batch_rows: int = 65536, group: int = 16
 ) -> tuple[np.ndarray, np.ndarray, Any]:
     """(train matrix, holdout matrix, holdout passthrough table), filled batch by batch.
 
-    The matrices are allocated once at their final size and the file is read in
-    ``batch_rows`` slices, so peak memory is the two float32 matrices plus one batch —
-    not a whole Arrow table plus its filtered copies (3x less at 10M rows).
+    The matrices are allocated once at their final size; the file is read ``group``
+    feature columns at a time in ``batch_rows`` slices (then the passthrough columns),
+    so beyond the two float32 matrices only a slice of a few columns is in memory —
+    not a whole Arrow table plus filtered copies (at 3M rows: 1.5 GB -> 1.1 GB peak).
     """
     import pyarrow as pa
 
     train_X = np.empty((int((~holdout).sum()), len(features)), dtype=np.float32)
     holdout_X = np.empty((int(holdout.sum()), len(features)), dtype=np.float32)
-    kept: list[Any] = []
-    at, t, h = 0, 0, 0
-    for batch in pf.iter_batches(batch_size=batch_rows, columns=list(dict.fromkeys([*passthrough, *features]))):
-        m = holdout[at : at + batch.num_rows]
-        block = np.empty((batch.num_rows, len(features)), dtype=np.float32)
-        for j, name in enumerate(features):
-            block[:, j] = batch.column(name).to_numpy(zero_copy_only=False)
-        nh = int(m.sum())
-        holdout_X[h : h + nh], train_X[t : t + batch.num_rows - nh] = block[m], block[~m]
-        kept.append(batch.select(passthrough).filter(pa.array(m)))
-        at, t, h = at + batch.num_rows, t + batch.num_rows - nh, h + nh
-    schema = pf.schema_arrow
-    table = pa.Table.from_batches(kept, schema=pa.schema([schema.field(c) for c in passthrough]))
-    return train_X, holdout_X, table
+    for first in range(0, len(features), group):
+        names = features[first : first + group]
+        at, t, h = 0, 0, 0
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=names):
+            m = holdout[at : at + batch.num_rows]
+            nh = int(m.sum())
+            for j, name in enumerate(names, start=first):
+                values = batch.column(name).to_numpy(zero_copy_only=False)
+                holdout_X[h : h + nh, j], train_X[t : t + batch.num_rows - nh, j] = values[m], values[~m]
+            at, t, h = at + batch.num_rows, t + batch.num_rows - nh, h + nh
+    kept, at = [], 0
+    schema = pa.schema([pf.schema_arrow.field(c) for c in passthrough])
+    if passthrough:
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=passthrough):
+            kept.append(batch.filter(pa.array(holdout[at : at + batch.num_rows])))
+            at += batch.num_rows
+    return train_X, holdout_X, pa.Table.from_batches(kept, schema=schema)
+
+
+def _release_arrow_memory() -> None:
+    """Hand the Arrow pool's freed pages back to the OS: mimalloc keeps them (~400 MB after reading
+    3M rows), and the numpy work that follows cannot reuse them — at 10M rows that is the pod's margin."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
 
 
 def load_features(path: Path, manifest: dict[str, Any], uri: str) -> EvalData:
@@ -167,6 +179,8 @@ def load_features(path: Path, manifest: dict[str, Any], uri: str) -> EvalData:
     if not mask.any():
         raise InputError(f"{uri}: no holdout rows (split == 'holdout'); rerun silver with --holdout-fraction > 0")
     train_X, holdout_X, holdout = _read_rows(pf, mask, features, passthrough)
+    del pf  # the reader keeps its last row group (~250 MB) until it goes
+    _release_arrow_memory()
     n = holdout_X.shape[0]
     y = np.full(n, np.nan)
     if "label" in holdout.column_names:
