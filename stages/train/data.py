@@ -45,6 +45,29 @@ def read_manifest(path: Path, where: str) -> dict[str, Any]:
     return manifest
 
 
+def _train_matrix(pf: Any, features: list[str], expected: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Fill a float32 matrix batch by batch with the train rows (peak: the matrix + one batch)."""
+    import pyarrow.compute as pc
+
+    X = np.empty((expected, len(features)), dtype=np.float32)
+    labels = np.empty(expected, dtype=np.int8)
+    n = 0
+    for batch in pf.iter_batches(batch_size=262_144, columns=[*features, "label", "split"]):
+        train = pc.equal(batch.column("split"), "train")
+        if not pc.any(train).as_py():
+            continue
+        rows = batch.filter(train)
+        if n + rows.num_rows > expected:
+            raise InputError(f"{where}: more split == 'train' rows than the manifest's {expected}; re-run silver")
+        for j, name in enumerate(features):
+            X[n : n + rows.num_rows, j] = rows.column(name).to_numpy(zero_copy_only=False)
+        labels[n : n + rows.num_rows] = pc.fill_null(rows.column("label"), -1).to_numpy(zero_copy_only=False)
+        n += rows.num_rows
+    if n != expected or n == 0:
+        raise InputError(f"{where}: {n} rows with split == 'train', the manifest says {expected}; re-run silver")
+    return X, labels
+
+
 def read_train_rows(path: Path, where: str, manifest: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
     """The ``split == "train"`` rows as float32 X (manifest feature order) and labels.
 
@@ -52,7 +75,6 @@ def read_train_rows(path: Path, where: str, manifest: dict[str, Any]) -> tuple[n
     keep the file's (time) order, which the validation split relies on.
     """
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     try:
@@ -74,12 +96,8 @@ def read_train_rows(path: Path, where: str, manifest: dict[str, Any]) -> tuple[n
             f"{where}: does not match the manifest ({'; '.join(problems[:10])}); "
             "use the manifest written with these features"
         )
-    table = pq.read_table(path, columns=[*features, "label", "split"], filters=[("split", "==", "train")])
-    if table.num_rows == 0:
-        raise InputError(f"{where}: no rows with split == 'train'")
-    X = np.column_stack([table.column(f).to_numpy() for f in features]).astype(np.float32, copy=False)
+    X, labels = _train_matrix(pq.ParquetFile(path), features, int(manifest["split"].get("train_rows") or 0), where)
     if not np.isfinite(X).all():
         bad = [f for f, col in zip(features, X.T, strict=True) if not np.isfinite(col).all()]
         raise InputError(f"{where}: non-finite values in {bad[:5]}; re-run silver")
-    labels = pc.fill_null(table.column("label"), -1).to_numpy().astype(np.int8) if manifest["has_labels"] else None
-    return X, labels
+    return X, (labels if manifest["has_labels"] else None)

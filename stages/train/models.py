@@ -198,6 +198,36 @@ def _resolve_train_on(opts: Options, has_labels: bool) -> str:
     return opts.train_on
 
 
+MAX_FIT_ROWS = 2_000_000
+"""Rows a model is fitted on at most: a forest draws only max_samples rows per tree and the
+scaler's quantiles are settled long before; capping keeps 10M-row inputs at ~3 GB."""
+
+
+def _fit_rows(candidates: np.ndarray, seed: int) -> np.ndarray:
+    """``candidates`` (row indexes, increasing), or a seeded random subset of MAX_FIT_ROWS in order."""
+    if len(candidates) <= MAX_FIT_ROWS:
+        return candidates
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(candidates, MAX_FIT_ROWS, replace=False))
+
+
+def _fit(opts: Options, features: list[str], X_fit: np.ndarray, y_fit: np.ndarray | None) -> tuple[Any, str, dict]:
+    """Fit the chosen model; returns (estimator, score method, model params for the card)."""
+    if opts.model == "hgb":
+        assert y_fit is not None
+        if len(np.unique(y_fit)) < 2:
+            raise ValueError("the hgb model needs labelled benign and malicious rows in the train split")
+        est = build_hgb(opts.seed).fit(X_fit, y_fit)
+        return est, "predict_proba", {"n_iter": int(est.n_iter_), "class_weight": "balanced"}
+    est = build_iforest(features, opts.n_estimators, opts.max_samples, opts.seed, len(X_fit)).fit(X_fit)
+    params = {
+        "n_estimators": opts.n_estimators,
+        "max_samples": int(est.named_steps["iforest"].max_samples_),
+        "model_features": [features[i] for i in iforest_columns(features)],
+    }
+    return est, "neg_score_samples", params
+
+
 def train(X: np.ndarray, labels: np.ndarray | None, features: list[str], opts: Options) -> Trained:
     """Fit on the earliest part of the train rows, calibrate on the latest part.
 
@@ -221,35 +251,22 @@ def train(X: np.ndarray, labels: np.ndarray | None, features: list[str], opts: O
     if trained_on == "benign" or opts.model == "hgb":
         assert y_fit is not None
         keep = y_fit == 0 if trained_on == "benign" else y_fit >= 0
-    X_fit = X[:n_fit][keep]
-    if len(X_fit) < 2:
-        raise ValueError(f"only {len(X_fit)} {trained_on} rows in the fitting part of the train split")
+    rows = _fit_rows(np.flatnonzero(keep), opts.seed)
+    if len(rows) < 2:
+        raise ValueError(f"only {len(rows)} {trained_on} rows in the fitting part of the train split")
     started = time.monotonic()
-    if opts.model == "hgb":
-        assert y_fit is not None
-        if len(np.unique(y_fit[keep])) < 2:
-            raise ValueError("the hgb model needs labelled benign and malicious rows in the train split")
-        est, method = build_hgb(opts.seed).fit(X_fit, y_fit[keep]), "predict_proba"
-        params: dict[str, Any] = {"n_iter": int(est.n_iter_), "class_weight": "balanced"}
-    else:
-        est = build_iforest(features, opts.n_estimators, opts.max_samples, opts.seed, len(X_fit)).fit(X_fit)
-        method = "neg_score_samples"
-        forest = est.named_steps["iforest"]
-        params = {
-            "n_estimators": opts.n_estimators,
-            "max_samples": int(forest.max_samples_),
-            "model_features": [features[i] for i in iforest_columns(features)],
-        }
+    est, method, params = _fit(opts, features, X[rows], y_fit[rows] if y_fit is not None else None)
     fit_seconds = time.monotonic() - started
     val_scores = -est.score_samples(X[n_fit:]) if method == "neg_score_samples" else est.predict_proba(X[n_fit:])[:, 1]
     y_val = labels[n_fit:] if has_labels and labels is not None else None
     cal = calibrate(val_scores, y_val, opts.target_fpr, opts.alert_rate)
     metrics = validation_metrics(val_scores, y_val, cal.threshold)
-    metrics.update(fit_rows=float(len(X_fit)), fit_seconds=round(fit_seconds, 3))
+    metrics.update(fit_rows=float(len(rows)), fit_seconds=round(fit_seconds, 3))
     params.update(
         seed=opts.seed,
         validation_fraction=opts.validation_fraction,
-        fit_on="earliest train rows",
+        fit_on=f"earliest {1 - opts.validation_fraction:.0%} of the train rows",
         validation_rows=n_val,
     )
-    return Trained(est, method, trained_on, len(X_fit), cal, metrics, params)
+    params["fit_pool_rows"] = int(keep.sum())
+    return Trained(est, method, trained_on, len(rows), cal, metrics, params)
