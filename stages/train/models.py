@@ -20,6 +20,7 @@ HistGradientBoosting is the supervised option when labels exist.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,8 @@ IFOREST_FEATURES = (
     "dst_failed_share_1m",
 )
 """Features the Isolation Forest uses when the manifest has them (in manifest order)."""
+log = logging.getLogger(__name__)
+
 INDICATOR_PREFIXES = ("proto_", "service_", "cs_", "hist_", "port_")
 MIN_IFOREST_FEATURES = 3
 
@@ -253,13 +256,18 @@ def train(X: np.ndarray, labels: np.ndarray | None, features: list[str], opts: O
         keep = y_fit == 0 if trained_on == "benign" else y_fit >= 0
     rows = _fit_rows(np.flatnonzero(keep), opts.seed)
     if len(rows) < 2:
-        raise ValueError(f"only {len(rows)} {trained_on} rows in the fitting part of the train split")
+        hint = " (try --train-on all)" if trained_on == "benign" else ""
+        raise ValueError(f"only {len(rows)} {trained_on} rows in the fitting part of the train split{hint}")
     started = time.monotonic()
     est, method, params = _fit(opts, features, X[rows], y_fit[rows] if y_fit is not None else None)
     fit_seconds = time.monotonic() - started
     val_scores = -est.score_samples(X[n_fit:]) if method == "neg_score_samples" else est.predict_proba(X[n_fit:])[:, 1]
     y_val = labels[n_fit:] if has_labels and labels is not None else None
-    cal = calibrate(val_scores, y_val, opts.target_fpr, opts.alert_rate)
+    if y_val is not None and not (y_val == 0).any():
+        log.warning("no benign rows among the %d validation rows: threshold set by --alert-rate instead", n_val)
+        cal = calibrate(val_scores, None, opts.target_fpr, opts.alert_rate)
+    else:
+        cal = calibrate(val_scores, y_val, opts.target_fpr, opts.alert_rate)
     metrics = validation_metrics(val_scores, y_val, cal.threshold)
     metrics.update(fit_rows=float(len(rows)), fit_seconds=round(fit_seconds, 3))
     params.update(

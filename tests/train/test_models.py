@@ -123,3 +123,17 @@ def test_fit_rows_are_capped_by_a_seeded_ordered_sample(
     assert len(rows) == expected and len(set(rows.tolist())) == expected
     assert set(rows.tolist()) <= set(candidates.tolist()) and (np.diff(rows) > 0).all()
     np.testing.assert_array_equal(rows, models._fit_rows(candidates, seed=4))
+
+
+def test_validation_without_benign_rows_falls_back_to_alert_rate() -> None:
+    X, labels, features = _data()
+    labels[-400:] = 1  # the latest rows (validation) are all attacks, as in some IoT-23 captures
+    trained = models.train(X, labels, features, Options("iforest", "auto", 20, 256, 0.01, 0.05, 1))
+    assert trained.trained_on == "benign"
+    assert (trained.calibration.method, trained.calibration.target) == ("alert_rate", 0.05)
+
+
+def test_no_benign_rows_to_fit_on() -> None:
+    X, labels, features = _data()
+    with pytest.raises(ValueError, match=r"only 0 benign rows .* \(try --train-on all\)"):
+        models.train(X, np.ones_like(labels), features, Options("iforest", "benign", 20, 256, 0.01, 0.05, 1))
