@@ -9,11 +9,13 @@ Three ways to read the same file:
 - ``ours``: the ingest stage's own functions (``read_source`` + ``write_chunks``):
   parse, validate every row, quarantine bad ones, count duplicates and write RAW Parquet
   plus rejects — everything ``python -m stages.ingest`` does except the audit and sha256.
+- ``ours-read``: the same reader without the writer — parse, validate and quarantine only,
+  chunks dropped — to show what writing Parquet and counting duplicates cost.
 - ``ours-cli``: ``python -m stages.ingest`` as a subprocess (interpreter start, imports,
   audit off, sha256 of the output included) — for reference.
 
 The timer in the child covers the call only (imports and interpreter start-up are
-outside it, for every peer alike); CPU seconds and peak RSS come from ``os.wait4`` on
+outside it, for every peer alike, including the pandas import pyarrow makes lazily); CPU seconds and peak RSS come from ``os.wait4`` on
 the child, so they are exact. Run as ``python -m benchmarks.perf.peers NAME FILE DIR``
 (prints one JSON line).
 """
@@ -30,7 +32,7 @@ from pathlib import Path
 
 __all__ = ["PEERS", "PeerRun", "run_peer", "zeek_fields"]
 
-PEERS = ("zat", "pyarrow", "ours", "ours-cli")
+PEERS = ("zat", "pyarrow", "ours", "ours-read", "ours-cli")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -86,13 +88,34 @@ def _pyarrow(path: Path, workdir: Path) -> int:
     return _done(started, table.num_rows)
 
 
+def _warm_imports() -> None:
+    """Import what pyarrow imports lazily on its first Python→Arrow conversion: pandas, when installed.
+
+    The ingest image has no pandas, but this venv has; without this the first chunk of
+    ours would pay ~0.4 s of pandas import inside the timer (zat's import is outside it).
+    """
+    import pyarrow as pa
+
+    pa.scalar(0.0)
+
+
 def _ours(path: Path, workdir: Path) -> int:
     from stages.ingest.readers import read_source
     from stages.ingest.writer import write_chunks
 
+    _warm_imports()
     started = time.perf_counter()
     stats = write_chunks(read_source(path, str(path)), workdir / "flows.parquet", workdir / "rejects.parquet")
     return _done(started, stats.rows_in)
+
+
+def _ours_read(path: Path, workdir: Path) -> int:
+    from stages.ingest.readers import read_source
+
+    _warm_imports()
+    started = time.perf_counter()
+    rows = sum(chunk.rows_in for chunk in read_source(path, str(path)))
+    return _done(started, rows)
 
 
 def _done(started: float, rows: int) -> int:
@@ -160,7 +183,7 @@ def as_dict(run: PeerRun) -> dict[str, object]:
 def main(argv: list[str]) -> int:
     """Child entry: ``NAME FILE WORKDIR`` → one JSON line ``{"rows": n, "seconds": s}`` on stdout."""
     peer, path, workdir = argv[0], Path(argv[1]), Path(argv[2])
-    runner = {"zat": _zat, "pyarrow": _pyarrow, "ours": _ours}[peer]
+    runner = {"zat": _zat, "pyarrow": _pyarrow, "ours": _ours, "ours-read": _ours_read}[peer]
     runner(path, workdir)
     return 0
 
