@@ -88,7 +88,7 @@ class StageSpec:
 WORKFLOW_PARAMETERS: tuple[WorkflowParam, ...] = (
     WorkflowParam(
         "source",
-        "synthetic://?rows=100000&seed=7&attack_share=0.02",
+        "synthetic://?rows=100000&seed=7&attack_share=0.02&days=4",
         "flows to ingest: s3://bucket/key, a path inside the image, or synthetic://?rows=N&seed=S",
     ),
     WorkflowParam("source-format", "auto", "format of the source", ("auto", "zeek", "zeek-json", "csv", "parquet")),
@@ -102,8 +102,8 @@ WORKFLOW_PARAMETERS: tuple[WorkflowParam, ...] = (
     WorkflowParam(
         "train-on", "auto", "rows to fit on (auto: benign rows when labels exist)", ("auto", "all", "benign")
     ),
-    WorkflowParam("n-estimators", "200", "number of trees"),
-    WorkflowParam("max-samples", "256", "rows per tree (Isolation Forest)"),
+    WorkflowParam("n-estimators", "100", "number of trees"),
+    WorkflowParam("max-samples", "65536", "rows per tree (Isolation Forest), capped at the rows available"),
     WorkflowParam("target-fpr", "0.01", "false-positive rate on benign validation rows the threshold aims for"),
     WorkflowParam("gate-min-pr-auc", "0.3", "quality gate: minimum PR-AUC on the holdout"),
     WorkflowParam("gate-min-recall", "0.5", "quality gate: minimum recall at the threshold"),

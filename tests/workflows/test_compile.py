@@ -153,7 +153,7 @@ def test_image_parameters_default_to_the_bake_file(compiled: dict[str, dict[str,
     params = {p["name"]: p["value"] for p in compiled["Workflow"]["spec"]["arguments"]["parameters"]}
     assert params["image-registry"] == bake.registry
     assert params["image-tag"] == bake.tag != "latest"
-    assert params["source"] == "synthetic://?rows=100000&seed=7&attack_share=0.02"
+    assert params["source"] == "synthetic://?rows=100000&seed=7&attack_share=0.02&days=4"
     assert compiled["Workflow"]["metadata"]["labels"]["app.kubernetes.io/version"] == bake.tag
 
 
