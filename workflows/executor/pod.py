@@ -201,8 +201,8 @@ def _prepare(
         deadline=float(spec["activeDeadlineSeconds"]) if spec.get("activeDeadlineSeconds") else None,
         cancel=ctx.cancel,
         log_path=node.log_path or sandbox / "log",
-        echo=(lambda line: ctx.echo(node.display_name, line)) if ctx.echo else None,
-    )  # type: ignore[misc]
+        echo=(lambda line: ctx.echo(node.display_name, line)) if ctx.echo else None,  # type: ignore[misc]
+    )
     _security(
         task, spec.get("securityContext") or ctx.spec.get("securityContext") or {}, c.get("securityContext") or {}
     )
