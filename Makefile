@@ -34,7 +34,7 @@ images: $(VENV)/.installed  ## build every image of docker-bake.hcl (plain docke
 	else $(PY) -m tests.images.bake $(if $(BASE_IMAGE),--set BASE_IMAGE=$(BASE_IMAGE)); fi
 
 bench: $(VENV)/.installed  ## performance and detection benchmarks → BENCHMARKS.md
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks all
 
 services-stop:
 	$(PY) -m workflows services stop
