@@ -148,17 +148,24 @@ def score_summary(scores: np.ndarray, bins: int = 30) -> dict[str, Any]:
 
 def _bin_edges(expected: np.ndarray, bins: int) -> np.ndarray:
     """Inner cut points: the distinct interior quantiles of ``expected`` (ties collapse)."""
-    finite = expected[np.isfinite(expected)]
+    finite = expected[np.isfinite(expected)]  # a copy, so the quantile may partition it in place
     if finite.size == 0:
         return np.array([])
-    return np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1]))
+    return np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1], overwrite_input=True))
 
 
 def _shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Share of values per bin (-inf, e1], (e1, e2], ..., (ek, inf), plus one bin for NaN."""
+    """Share of values per bin (-inf, e1], (e1, e2], ..., (ek, inf), plus one bin for NaN.
+
+    Counted as #(v <= e) per cut point (a few vectorised passes; same counts as a
+    searchsorted of every value, which was the drift's main cost on millions of rows).
+    """
     finite = np.isfinite(values)
-    counts = np.bincount(np.searchsorted(edges, values[finite], side="left"), minlength=edges.size + 1)
-    counts = np.append(counts, (~finite).sum())
+    n_finite = int(np.count_nonzero(finite))
+    v = values if n_finite == values.size else values[finite]
+    below = [np.count_nonzero(v <= e) for e in edges.astype(np.float64)]
+    counts = np.diff(np.array([0, *below, n_finite], dtype=np.int64))
+    counts = np.append(counts, values.size - n_finite)
     return counts / max(values.size, 1)
 
 
@@ -183,7 +190,13 @@ def drift(
     train: np.ndarray, holdout: np.ndarray, names: list[str], threshold: float = PSI_DRIFT_THRESHOLD, bins: int = 10
 ) -> dict[str, Any]:
     """PSI per feature (columns of the 2-D arrays), the maximum, and the features above ``threshold``."""
-    values = {name: psi(train[:, j], holdout[:, j], bins=bins) for j, name in enumerate(names)}
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Features are independent and numpy releases the GIL: two at a time (each holds ~3 float64
+    # copies of its train column, so more threads would cost memory on 10M-row inputs).
+    with ThreadPoolExecutor(2, thread_name_prefix="psi") as pool:
+        results = list(pool.map(lambda j: psi(train[:, j], holdout[:, j], bins=bins), range(len(names))))
+    values = dict(zip(names, results, strict=True))
     known = [v for v in values.values() if v is not None]
     return {
         "psi": values,
