@@ -72,6 +72,64 @@ def s3_server() -> Iterator[dict[str, str]]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``mlflow server`` on 127.0.0.1 (sqlite store, proxied artifacts); yields its URL.
+
+    Stage images carry mlflow-skinny, which speaks HTTP only, and the fault tests need a
+    server to put a proxy in front of: both use this one.
+    """
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from workflows.localservices import free_port
+
+    state = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    cmd = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{state / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(state / "artifacts"),
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PG_", "MINIO_"))}
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # job workers starve 2 cores
+    log = state / "server.log"
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"mlflow server did not start ({' '.join(cmd)}):\n{log.read_text()[-3000:]}", pytrace=False)
+        time.sleep(0.3)
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 @pytest.fixture
 def mlflow_uri(tmp_path: Path) -> str:
     """A sqlite MLflow store whose default experiment keeps its artifacts in ``tmp_path``."""

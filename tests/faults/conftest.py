@@ -4,14 +4,6 @@ real ``mlflow server`` over HTTP (the sqlite-URI fixture cannot be made unreacha
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,59 +43,6 @@ def s3_proxy(s3_server: dict[str, str]) -> Iterator[FaultProxy]:
     port = int(s3_server["MINIO_ENDPOINT"].rsplit(":", 1)[1])
     with FaultProxy(("127.0.0.1", port)) as proxy:
         yield proxy
-
-
-@pytest.fixture(scope="session")
-def mlflow_server() -> Iterator[str]:
-    """A real ``mlflow server`` on 127.0.0.1 (sqlite store, proxied artifacts); yields its URL."""
-    from workflows.localservices import free_port
-
-    state = Path(tempfile.mkdtemp(prefix="mlflow-server-"))
-    port = free_port()
-    env = {**base_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    log = open(state / "server.log", "wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{state / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(state / "artifacts"),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"mlflow server did not start: {(state / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.3)
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    log.close()
-    shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture
