@@ -186,10 +186,20 @@ def main(argv: list[str] | None = None) -> int:
         ensure_zat()
         path = conn_log(data, args.rows, args.seed)
         res["ingest"] = bench_ingest(path, data, args.repeat, args.rows, args.seed)
-    if "e2e" not in skip:
-        res["e2e_small"] = bench_e2e(args.rows, args.repeat, data, args.seed)
+    pipeline_runs = [("e2e_small", args.rows, args.repeat)] if "e2e" not in skip else []
     if "big" not in skip and args.big_rows > 0:
-        res["e2e_big"] = bench_e2e(args.big_rows, args.big_repeat, data, args.seed)
+        pipeline_runs.append(("e2e_big", args.big_rows, args.big_repeat))
+    if pipeline_runs:
+        from workflows.localservices import EmbeddedPostgres
+
+        pg = EmbeddedPostgres(data / "state" / "pg")
+        already_running = pg.is_running()
+        try:
+            for key, rows, repeat in pipeline_runs:
+                res[key] = bench_e2e(rows, repeat, data, args.seed)
+        finally:
+            if not already_running:  # the runs started it: leave nothing running behind
+                pg.stop()
     res["seconds"] = time.monotonic() - started
     res["load_average_end"] = list(os.getloadavg())
     args.out.parent.mkdir(parents=True, exist_ok=True)
