@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "redact_uri"]
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -62,3 +63,15 @@ class Settings:
             pg_database=get("PG_DATABASE") or "mlops_audit",
             mlflow_tracking_uri=get("MLFLOW_TRACKING_URI"),
         )
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def redact_uri(text: str) -> str:
+    """``text`` (a URI, or a message quoting URIs) without any ``user:password@``.
+
+    MLflow's own exceptions quote the full tracking URI, so messages that include them
+    go through this too before they reach a log or the audit.
+    """
+    return _USERINFO.sub("", text)

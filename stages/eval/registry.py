@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from stages.common.config import redact_uri
 from stages.common.errors import InputError, TransientError
 from stages.common.retry import retry
 
@@ -81,7 +82,7 @@ class Registry:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
         from mlflow import MlflowClient
 
-        self.uri = tracking_uri
+        self.uri = redact_uri(tracking_uri)  # for messages: the client keeps the real URI
         self.model_name = model_name
         self.retries = retries if retries is not None else int(os.environ.get("MLFLOW_RETRIES", "5"))
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -94,7 +95,8 @@ class Registry:
                 return fn()
             except Exception as exc:  # noqa: BLE001 - classified just below
                 if _transient(exc):
-                    raise _Retryable(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                    first_line = str(exc).splitlines()[0] if str(exc) else ""
+                    raise _Retryable(f"{type(exc).__name__}: {redact_uri(first_line)}") from exc
                 raise
 
         try:

@@ -14,13 +14,13 @@ import logging
 import os
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+from stages.common.config import redact_uri
 from stages.common.errors import TransientError
 from stages.common.model_io import TRUSTED_TYPES
 from stages.common.retry import retry
 
-__all__ = ["Tracked", "check_reachable", "redact", "track"]
+__all__ = ["Tracked", "check_reachable", "track"]
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +45,6 @@ class Tracked:
     model_version: str | None
 
 
-def redact(uri: str) -> str:
-    """The URI without user:password, safe for logs and error messages."""
-    parts = urlsplit(uri)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        netloc = host + (f":{parts.port}" if parts.port else "")
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return uri
-
-
 def _is_transient(exc: BaseException) -> bool:
     import requests
     from mlflow.exceptions import MlflowException
@@ -74,7 +64,7 @@ def _call(fn: Any) -> Any:
         return fn()
     except Exception as exc:
         if _is_transient(exc):
-            raise _Unreachable(f"{type(exc).__name__}: {exc}") from exc
+            raise _Unreachable(redact_uri(f"{type(exc).__name__}: {exc}")) from exc
         raise
 
 
@@ -93,12 +83,12 @@ def check_reachable(uri: str) -> None:
         retry(
             lambda: _call(lambda: client.search_experiments(max_results=1)),
             transient=(_Unreachable,),
-            what=f"MLflow at {redact(uri)}",
+            what=f"MLflow at {redact_uri(uri)}",
             attempts=PROBE_ATTEMPTS,
         )
     except _Unreachable as exc:
         raise TransientError(
-            f"MLflow at MLFLOW_TRACKING_URI={redact(uri)} unreachable after {PROBE_ATTEMPTS} attempts ({exc}); "
+            f"MLflow at MLFLOW_TRACKING_URI={redact_uri(uri)} unreachable after {PROBE_ATTEMPTS} attempts ({exc}); "
             "check the server and MLFLOW_TRACKING_URI"
         ) from exc
 
@@ -167,7 +157,7 @@ def track(
     except Exception as exc:
         if _is_transient(exc):
             raise TransientError(
-                f"MLflow at MLFLOW_TRACKING_URI={redact(uri)} failed during the run ({type(exc).__name__}: {exc}); "
+                f"MLflow at MLFLOW_TRACKING_URI={redact_uri(uri)} failed during the run ({type(exc).__name__}: {redact_uri(str(exc))}); "
                 "the stage can be retried"
             ) from exc
         raise

@@ -95,3 +95,18 @@ def test_settings_never_show_secrets() -> None:
     s = Settings.from_env({"MINIO_SECRET_KEY": "hunter2-secret", "PG_PASSWORD": "pg-pass-123"})
     assert "hunter2-secret" not in repr(s) and "pg-pass-123" not in repr(s)
     assert s.minio_secret_key == "hunter2-secret"
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("http://user:secret@mlflow:5000/path?x=1", "http://mlflow:5000/path?x=1"),
+        ("https://token@mlflow.example", "https://mlflow.example"),
+        ("http://mlflow:5000", "http://mlflow:5000"),
+        ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
+    ],
+)
+def test_redact_uri_drops_credentials(uri: str, shown: str) -> None:
+    from stages.common.config import redact_uri
+
+    assert redact_uri(uri) == shown

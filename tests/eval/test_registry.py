@@ -150,3 +150,13 @@ def test_record_without_a_train_run_creates_one(
         "eval/metrics.json",
         "eval/report.html",
     ]
+
+
+def test_credentials_in_the_tracking_uri_never_reach_the_message() -> None:
+    from workflows.localservices import free_port
+
+    port = free_port()
+    reg = Registry(f"http://analyst:pw-9f3k2@127.0.0.1:{port}", "m", retries=1)
+    with pytest.raises(TransientError, match=rf"MLFLOW_TRACKING_URI=http://127\.0\.0\.1:{port} failed") as err:
+        reg.champion()
+    assert "pw-9f3k2" not in str(err.value) and "analyst" not in str(err.value)

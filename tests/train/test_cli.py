@@ -279,3 +279,23 @@ def test_mlflow_unreachable_exits_75_and_publishes_nothing(
     with audit_db.cursor() as cur:
         cur.execute("SELECT status, exit_code FROM stage_attempts WHERE run_id = %s", (run_id,))
         assert cur.fetchone() == ("FAILED", 75)
+
+
+def test_credentials_in_an_unreachable_tracking_uri_stay_out_of_logs_and_audit(
+    stage_env: dict[str, str], audit_db: Any, silver: dict[str, Path], tmp_path: Path
+) -> None:
+    from workflows.localservices import free_port
+
+    port = free_port()
+    env = stage_env | {
+        "MLFLOW_TRACKING_URI": f"http://analyst:pw-7q2x9@127.0.0.1:{port}",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    }
+    proc, run_id = _train(env, silver, tmp_path / "out", *FAST)
+    assert proc.returncode == 75, proc.stderr
+    assert f"MLFLOW_TRACKING_URI=http://127.0.0.1:{port} unreachable" in proc.stderr
+    with audit_db.cursor() as cur:
+        cur.execute("SELECT error FROM stage_attempts WHERE run_id = %s", (run_id,))
+        (error,) = cur.fetchone()
+    for text in (proc.stderr, proc.stdout, error):
+        assert "pw-7q2x9" not in text and "analyst" not in text
