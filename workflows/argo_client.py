@@ -3,19 +3,23 @@
 Plain ``requests`` rather than Hera's service, so that retries, status codes and the
 messages a person sees are ours: connection errors, timeouts, 429 and 5xx are retried
 with exponential backoff; 401/403 raise :class:`AuthError` saying which token and RBAC
-to check; other 4xx raise :class:`RejectedError` with the server's message. The bearer
-token never appears in a log line, an exception or a ``repr``.
+to check; other 4xx raise :class:`RejectedError` with the server's message; a server
+certificate that does not verify raises :class:`TLSConfigError` at once (no retry can fix
+it) naming the trust option that is missing. The bearer token never appears in a log
+line, an exception or a ``repr``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = [
     "SA_TOKEN_FILE",
@@ -24,6 +28,7 @@ __all__ = [
     "AuthError",
     "RejectedError",
     "UnreachableError",
+    "TLSConfigError",
     "ServerConfig",
     "ArgoClient",
 ]
@@ -59,6 +64,14 @@ class UnreachableError(ArgoError):
     """Connection failures, timeouts or 5xx that outlasted the retries."""
 
 
+class TLSConfigError(ArgoError):
+    """The server's certificate failed verification: a trust configuration problem, never retried."""
+
+
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH.
+_NAME_MISMATCH = {62, 64}
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """Where the Argo Server is and how to authenticate; built from flags and the environment."""
@@ -70,7 +83,9 @@ class ServerConfig:
     token_source: str = "none"
     """Where the token came from (``ARGO_TOKEN``, a file path, none) — safe to log."""
     verify: bool | str = True
-    """TLS verification: True, False (insecure) or a CA bundle path."""
+    """TLS verification: True (system trust), False (insecure) or a CA bundle path."""
+    ca_file: str | None = None
+    """The CA bundle asked for (``ARGO_CA_FILE``/``--ca-file``), even when missing: for the TLS hint."""
     request_timeout: float = 30.0
 
     @classmethod
@@ -106,8 +121,15 @@ class ServerConfig:
         if insecure is None:
             insecure = e.get("ARGO_INSECURE_SKIP_VERIFY", "false").strip().lower() in _TRUE
         ca = ca_file or e.get("ARGO_CA_FILE", "").strip() or None
-        verify: bool | str = False if insecure else (ca or True)
-        return cls(url=url, namespace=ns, token=token, token_source=source, verify=verify)
+        # The Job mounts the CA from an optional ConfigMap: a missing file means "not
+        # configured", so fall back to the system trust (a publicly trusted certificate).
+        verify: bool | str = False if insecure else (ca if ca and Path(ca).is_file() else True)
+        if isinstance(verify, str):
+            try:
+                ssl.create_default_context(cafile=verify)
+            except ssl.SSLError as exc:
+                raise ValueError(f"ARGO_CA_FILE={verify} holds no usable PEM certificate ({exc})") from None
+        return cls(url=url, namespace=ns, token=token, token_source=source, verify=verify, ca_file=ca)
 
 
 def _token(env: Mapping[str, str], token_file: Path) -> tuple[str | None, str]:
@@ -118,6 +140,50 @@ def _token(env: Mapping[str, str], token_file: Path) -> tuple[str | None, str]:
     if not raw:
         return None, "none"
     return (raw if raw.lower().startswith("bearer ") else f"Bearer {raw}"), source
+
+
+def _cert_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification error wrapped inside a requests/urllib3 error, if any."""
+    stack, seen = [exc], set()
+    while stack:
+        error = stack.pop()
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return error
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        linked = (error.__cause__, error.__context__, getattr(error, "reason", None), *error.args)
+        stack.extend(e for e in linked if isinstance(e, BaseException))
+    return None
+
+
+def tls_hint(config: ServerConfig, failure: ssl.SSLCertVerificationError) -> str:
+    """What to configure so that the server's certificate verifies; the missing option comes first."""
+    host = urlsplit(config.url).hostname or config.url
+    reason = failure.verify_message or str(failure)
+    insecure = "or set ARGO_INSECURE_SKIP_VERIFY=true (test clusters only)"
+    server_cert = (
+        f"give the Argo Server a certificate for {host} (Secret argo-server-tls; its default self-signed "
+        "one names only localhost)"
+    )
+    if failure.verify_code in _NAME_MISMATCH:
+        return f"the Argo Server's certificate is not valid for {host} ({reason}): {server_cert}, {insecure}"
+    if config.ca_file and not Path(config.ca_file).is_file():
+        first = (
+            f"ARGO_CA_FILE={config.ca_file} does not exist: create ConfigMap argo-server-ca (key ca.crt) "
+            "with the CA of the Argo Server's certificate"
+        )
+    elif config.ca_file:
+        first = (
+            f"the Argo Server's certificate does not chain to the CA in ARGO_CA_FILE={config.ca_file} "
+            f"({reason}): put the CA that signed it in ConfigMap argo-server-ca (key ca.crt)"
+        )
+    else:
+        first = (
+            f"ARGO_CA_FILE is not set and the system trust does not know the server's CA ({reason}): "
+            "set ARGO_CA_FILE to the CA of the Argo Server's certificate"
+        )
+    return f"{first}, or {server_cert} from a CA the image trusts, {insecure}"
 
 
 def _server_message(response: Any) -> str:
@@ -158,7 +224,12 @@ class ArgoClient:
         self.config = config
         self.attempts, self.backoff, self.max_backoff, self.sleep = attempts, backoff, max_backoff, sleep
         self.session = requests.Session()
-        self.session.verify = config.verify
+        if config.verify is False:
+            import urllib3
+
+            # One warning for the whole run instead of urllib3's on every request.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+            log.warning("TLS verification of %s is off (ARGO_INSECURE_SKIP_VERIFY)", config.url)
         self.session.headers["Accept"] = "application/json"
         if config.token:
             self.session.headers["Authorization"] = config.token
@@ -186,11 +257,18 @@ class ArgoClient:
         last = ""
         for attempt in range(1, self.attempts + 1):
             try:
-                response = self.session.request(method, url, json=body, timeout=self.config.request_timeout)
+                # verify per request: requests lets REQUESTS_CA_BUNDLE override session.verify.
+                response = self.session.request(
+                    method, url, json=body, timeout=self.config.request_timeout, verify=self.config.verify
+                )
             except (requests.ConnectionError, requests.Timeout) as exc:
+                failure = _cert_failure(exc)
+                if failure is not None:
+                    raise TLSConfigError(
+                        f"{method} {path}: TLS verification of {self.config.url} failed: "
+                        + tls_hint(self.config, failure)
+                    ) from None
                 last = f"cannot reach {self.config.url}: {type(exc).__name__}"
-                if isinstance(exc, requests.exceptions.SSLError):
-                    last += " (TLS: set ARGO_CA_FILE to the server's CA, or ARGO_INSECURE_SKIP_VERIFY=true on test clusters)"
             else:
                 status = response.status_code
                 if status < 300:

@@ -32,7 +32,7 @@ class SubmitExit(IntEnum):
     FAILED = 1
     """The workflow ended Failed (a stage failed)."""
     USAGE = 2
-    """Bad flags or environment (unknown parameter, no server, no namespace)."""
+    """Bad flags or environment (unknown parameter, no server, no namespace, server certificate not trusted)."""
     GATE_FAILED = 3
     """The workflow failed only because eval's quality gate rejected the model (eval exit 3)."""
     ERROR = 4
@@ -191,7 +191,7 @@ def follow(
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .argo_client import ArgoClient, AuthError, RejectedError, ServerConfig, UnreachableError
+    from .argo_client import ArgoClient, AuthError, RejectedError, ServerConfig, TLSConfigError, UnreachableError
 
     try:
         params = parse_params(args.param, _parameter_names())
@@ -233,6 +233,9 @@ def _run(args: argparse.Namespace) -> int:
     except RejectedError as exc:
         log.error("the Argo Server refused the request: %s", exc)
         return SubmitExit.REJECTED
+    except TLSConfigError as exc:
+        log.error("%s", exc)
+        return SubmitExit.USAGE
     except UnreachableError as exc:
         log.error("%s", exc)
         return SubmitExit.UNREACHABLE

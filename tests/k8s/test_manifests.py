@@ -127,6 +127,21 @@ def test_job_is_a_one_shot_hardened_submitter() -> None:
     assert {e["name"] for e in container["env"]} >= {"ARGO_SERVER", "ARGO_NAMESPACE"}
 
 
+def test_submitter_trusts_the_argo_server_ca_from_an_optional_config_map() -> None:
+    """ConfigMap argo-server-ca (key ca.crt) is mounted if it exists, and ARGO_CA_FILE points at it."""
+    pod = by_kind("Job")["cybersec-mlops-submit"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    volume = next(v for v in pod["volumes"] if v.get("configMap", {}).get("name") == "argo-server-ca")
+    assert volume["configMap"]["optional"] is True, "the Job must start without the ConfigMap"
+    (item,) = volume["configMap"]["items"]
+    assert item["key"] == "ca.crt"
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount["readOnly"] is True
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["ARGO_CA_FILE"] == f"{mount['mountPath']}/{item['path']}" == "/etc/argo-server-ca/ca.crt"
+    assert by_kind("ConfigMap")["cybersec-mlops-config"]["data"]["ARGO_INSECURE_SKIP_VERIFY"] == "false"
+
+
 def references(kind: str) -> set[tuple[str, str]]:
     """(name, key) of every configMapKeyRef/secretKeyRef in k8s/ and the compiled workflow."""
     found = set()

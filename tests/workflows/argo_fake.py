@@ -3,16 +3,21 @@
 Routes map (method, path regex) to a queue of responses; the last response repeats. A
 response is ``(status, body)`` (bytes are sent as they are, anything else as JSON) or a function of the request giving one. Every request is
 recorded (method, path, headers, JSON body) so tests can assert what the client sent.
+``start(tls=...)`` serves HTTPS with a certificate from :func:`issue_certificate`.
 """
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import json
 import re
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 Response = tuple[int, Any]
@@ -37,10 +42,12 @@ class FakeArgo:
         self.routes.append((method, re.compile(pattern + "$"), list(responses)))
         return self
 
+    scheme: str = "http"
+
     @property
     def url(self) -> str:
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}"
 
     def calls(self, method: str) -> list[Request]:
         return [r for r in self.requests if r.method == method]
@@ -53,7 +60,8 @@ class FakeArgo:
                 return responder(request) if callable(responder) else responder
         return 404, {"code": 5, "message": f"no route for {request.method} {request.path}"}
 
-    def start(self) -> FakeArgo:
+    def start(self, tls: tuple[Path, Path] | None = None) -> FakeArgo:
+        """Serve on a free port; ``tls=(cert_file, key_file)`` serves HTTPS."""
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -75,6 +83,11 @@ class FakeArgo:
                 return
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         return self
 
@@ -82,6 +95,54 @@ class FakeArgo:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+
+
+def issue_certificate(directory: Path, hosts: list[str]) -> tuple[Path, Path, Path]:
+    """A fresh CA and a server certificate it signs for ``hosts``: (ca.crt, server.crt, server.key)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def build(subject: str, key: Any, issuer: str, signer: Any, ca: bool) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if ca:
+            builder = builder.add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+            )
+        else:
+            names: list[x509.GeneralName] = []
+            for host in hosts:
+                try:
+                    names.append(x509.IPAddress(ipaddress.ip_address(host)))
+                except ValueError:
+                    names.append(x509.DNSName(host))
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_cert = build("test CA", ca_key, "test CA", ca_key, ca=True)
+    server_cert = build(hosts[0], server_key, "test CA", ca_key, ca=False)
+    paths = directory / "ca.crt", directory / "server.crt", directory / "server.key"
+    paths[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return paths
 
 
 def echo_created(request: Request) -> Response:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.workflows.argo_fake import FakeArgo, echo_created, node, workflow_status
+from tests.workflows.argo_fake import FakeArgo, echo_created, issue_certificate, node, workflow_status
 from workflows.__main__ import main
 from workflows.localservices import free_port
 from workflows.submit import SubmitExit
@@ -309,3 +309,85 @@ def test_unreachable_server(capsys: pytest.CaptureFixture[str]) -> None:
     result = run_process(closed, "--from-template", "--attempts", "2")
     assert result.returncode == SubmitExit.UNREACHABLE
     assert f"cannot reach {closed}: ConnectionError" in result.stderr and "check ARGO_SERVER" in result.stderr
+
+
+@pytest.fixture
+def tls_argo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeArgo, Path]]:
+    """An HTTPS fake Argo Server whose certificate names 127.0.0.1, and the CA that signed it.
+
+    REQUESTS_CA_BUNDLE names another CA: requests would let it override the client's choice.
+    """
+    ca, cert, key = issue_certificate(tmp_path, ["127.0.0.1"])
+    (tmp_path / "other").mkdir()
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(issue_certificate(tmp_path / "other", ["127.0.0.1"])[0]))
+    fake = FakeArgo().start(tls=(cert, key))
+    fake.on("POST", CREATE, echo_created).on("GET", GET, workflow_status("Succeeded", *ALL_OK))
+    yield fake, ca
+    fake.stop()
+
+
+def test_tls_verifies_against_the_mounted_ca(
+    tls_argo: tuple[FakeArgo, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argo, ca = tls_argo
+    monkeypatch.setenv("ARGO_CA_FILE", str(ca))
+    code, log = submit(argo, capsys, "--from-template")
+    assert code == 0, log
+    assert argo.url.startswith("https://") and len(argo.calls("POST")) == 1
+
+
+def test_tls_insecure_skip_verify_is_an_explicit_opt_in(
+    tls_argo: tuple[FakeArgo, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argo, _ = tls_argo
+    monkeypatch.setenv("ARGO_INSECURE_SKIP_VERIFY", "true")
+    code, log = submit(argo, capsys, "--from-template")
+    assert code == 0, log
+    assert "TLS verification of https://127.0.0.1" in log and "is off" in log
+
+
+@pytest.mark.parametrize(
+    ("ca_file", "server_names", "expected"),
+    [
+        # The Job's default: ConfigMap argo-server-ca not created, so the mounted file is absent.
+        ("missing", ["127.0.0.1"], "ARGO_CA_FILE={ca} does not exist: create ConfigMap argo-server-ca (key ca.crt)"),
+        ("unset", ["127.0.0.1"], "ARGO_CA_FILE is not set and the system trust does not know the server's CA"),
+        ("other-ca", ["127.0.0.1"], "the Argo Server's certificate does not chain to the CA in ARGO_CA_FILE={ca}"),
+        # Argo's default self-signed certificate names localhost, not the Service.
+        ("server-ca", ["localhost"], "the Argo Server's certificate is not valid for 127.0.0.1"),
+    ],
+)
+def test_tls_failure_is_a_configuration_error_reported_at_once(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    ca_file: str,
+    server_names: list[str],
+    expected: str,
+) -> None:
+    server_ca, cert, key = issue_certificate(tmp_path, server_names)
+    (tmp_path / "other").mkdir()
+    other_ca, _, _ = issue_certificate(tmp_path / "other", ["127.0.0.1"])
+    ca = {"missing": tmp_path / "absent" / "ca.crt", "other-ca": other_ca, "server-ca": server_ca}.get(ca_file)
+    if ca is not None:
+        monkeypatch.setenv("ARGO_CA_FILE", str(ca))
+    argo = FakeArgo().start(tls=(cert, key)).on("POST", CREATE, echo_created)
+    try:
+        code, log = submit(argo, capsys, "--from-template", "--attempts", "3")
+    finally:
+        argo.stop()
+    assert code == SubmitExit.USAGE == 2, log
+    assert f"TLS verification of {argo.url} failed: " + expected.format(ca=ca) in log
+    assert "ARGO_INSECURE_SKIP_VERIFY=true (test clusters only)" in log and "argo-server-tls" in log
+    assert "retry" not in log and "giving up" not in log, "a certificate that does not verify is not retried"
+
+
+def test_a_ca_file_without_a_certificate_is_a_usage_error(
+    argo: FakeArgo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "ca.crt").write_text("")
+    monkeypatch.setenv("ARGO_CA_FILE", str(tmp_path / "ca.crt"))
+    code, log = submit(argo, capsys, "--from-template")
+    assert code == SubmitExit.USAGE
+    assert f"ARGO_CA_FILE={tmp_path / 'ca.crt'} holds no usable PEM certificate" in log
+    assert argo.requests == []
