@@ -34,7 +34,9 @@ class SubmitExit(IntEnum):
     USAGE = 2
     """Bad flags or environment (unknown parameter, no server, no namespace, server certificate not trusted)."""
     GATE_FAILED = 3
-    """The workflow failed only because eval's quality gate rejected the model (eval exit 3)."""
+    """The workflow failed only because eval's quality gate rejected the model: every failed node's
+    final attempt is eval exiting 3. Earlier (retried) attempts do not count; if another node's
+    final attempt failed too, the exit code is FAILED (a broken stage outranks a rejected model)."""
     ERROR = 4
     """The workflow ended Error, vanished, or reported a phase this code does not know."""
     TIMEOUT = 5
@@ -118,10 +120,17 @@ def _log_changes(wf: dict[str, Any], seen: dict[str, str]) -> None:
             log.info("node %s", _node_line(node))
 
 
-def _failed_pods(wf: dict[str, Any]) -> list[dict[str, Any]]:
-    nodes = ((wf.get("status") or {}).get("nodes") or {}).values()
-    pods = [n for n in nodes if n.get("type") == "Pod" and n.get("phase") in ("Failed", "Error")]
-    return pods or [n for n in nodes if n.get("phase") in ("Failed", "Error") and n.get("type") != "DAG"]
+def _final_failures(wf: dict[str, Any]) -> list[dict[str, Any]]:
+    """The failed nodes that decided the outcome, i.e. the final attempt of each failed step.
+
+    A Retry node lists its attempts in order in ``children``; all but the last were
+    superseded by a retry (e.g. an exit 75 before eval's gate exit 3) and do not count.
+    """
+    nodes: dict[str, dict[str, Any]] = (wf.get("status") or {}).get("nodes") or {}
+    superseded = {child for n in nodes.values() if n.get("type") == "Retry" for child in (n.get("children") or [])[:-1]}
+    failed = [n for i, n in nodes.items() if i not in superseded and n.get("phase") in ("Failed", "Error")]
+    pods = [n for n in failed if n.get("type") == "Pod"]
+    return pods or [n for n in failed if n.get("type") != "DAG"]
 
 
 def _final(wf: dict[str, Any]) -> SubmitExit:
@@ -131,7 +140,7 @@ def _final(wf: dict[str, Any]) -> SubmitExit:
     if phase == "Succeeded":
         log.info("workflow %s Succeeded", name)
         return SubmitExit.SUCCEEDED
-    failed = _failed_pods(wf)
+    failed = _final_failures(wf)
     for node in failed:
         log.error("failed node %s", _node_line(node))
     summary = "; ".join(_node_line(n) for n in failed) or "no failed node reported"

@@ -161,10 +161,12 @@ def node(
     message: str | None = None,
     params: dict[str, str] | None = None,
     started: str = "",
+    node_id: str | None = None,
+    children: list[str] | None = None,
 ) -> dict[str, Any]:
-    """One entry of status.nodes as the Argo Server reports it."""
+    """One entry of status.nodes as the Argo Server reports it (a Retry node lists its attempts in ``children``)."""
     entry: dict[str, Any] = {
-        "id": f"wf-{name}-{node_type}",
+        "id": node_id or f"wf-{name}-{node_type}",
         "name": f"wf.{name}",
         "displayName": name,
         "type": node_type,
@@ -181,6 +183,8 @@ def node(
         entry["outputs"] = outputs
     if message:
         entry["message"] = message
+    if children:
+        entry["children"] = children
     return entry
 
 

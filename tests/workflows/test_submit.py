@@ -142,6 +142,36 @@ def test_gate_failure_has_its_own_exit_code(argo: FakeArgo, capsys: pytest.Captu
     assert "quality gate rejected the model" in log and "eval [Pod]: Failed — gate (exit code 3)" in log
 
 
+@pytest.mark.parametrize(
+    ("attempts", "other_failure", "expected"),
+    [
+        (["75", "3"], False, SubmitExit.GATE_FAILED),  # a flaky service retried, then the gate rejected
+        (["75", "75"], False, SubmitExit.FAILED),
+        (["75", "3"], True, SubmitExit.FAILED),  # another stage's final attempt failed too: 1 outranks 3
+    ],
+)
+def test_only_the_final_attempt_of_a_retried_node_decides_the_exit_code(
+    argo: FakeArgo,
+    capsys: pytest.CaptureFixture[str],
+    attempts: list[str],
+    other_failure: bool,
+    expected: SubmitExit,
+) -> None:
+    ids = [f"eval-{i}" for i in range(len(attempts))]
+    tries = [
+        node(f"eval({i})", "Failed", template="eval", exit_code=code, node_id=ids[i], started=f"4{i}")
+        for i, code in enumerate(attempts)
+    ]
+    retry = node("eval", "Failed", node_type="Retry", children=ids, message="No more retries left", started="4")
+    train = node("train", "Failed", exit_code="1", started="3") if other_failure else TRAIN_OK
+    argo.on("POST", CREATE, echo_created)
+    argo.on("GET", GET, workflow_status("Failed", INGEST_OK, SILVER_OK, train, retry, *tries))
+    code, log = submit(argo, capsys, "--from-template")
+    assert code == expected, log
+    assert f"failed node eval({len(attempts) - 1}) [Pod]" in log
+    assert "failed node eval(0) [Pod]" not in log, "a superseded attempt is not what failed the workflow"
+
+
 def test_error_phase(argo: FakeArgo, capsys: pytest.CaptureFixture[str]) -> None:
     broken = node("ingest", "Error", message="pod deleted", started="1")
     argo.on("POST", CREATE, echo_created)
