@@ -1,11 +1,13 @@
 """Schema checks of one manifest document: Argo kinds and Kubernetes core kinds.
 
-Argo kinds (Workflow, WorkflowTemplate, CronWorkflow) are checked three ways against the
-vendored Argo v4.1.2 files (``../shared/argo``): the JSON schema, one kind at a time; the
-CRD's structural ``openAPIV3Schema`` (what the API server enforces); and an unknown-field
-walk, because the JSON schema has no ``additionalProperties: false`` and would let a
-misspelled field pass. Core kinds go through ``kubernetes-validate --strict`` (offline, it
-ships the schemas).
+Argo kinds (Workflow, WorkflowTemplate, CronWorkflow) are always checked against what the
+project installs: the JSON schema of Hera's generated Argo models (their header names the
+Argo release they were generated from: v4.0.5 for hera 7.1.0, the release the cluster runs),
+plus an unknown-field walk, because neither schema sets ``additionalProperties: false`` and
+a misspelled field would pass. Where the vendored Argo v4.1.2 files are present
+(``../shared/argo``, ``--schemas`` or ``ARGO_SCHEMAS_DIR``) they are an extra check: their JSON
+schema and the CRD's structural ``openAPIV3Schema`` (what the API server enforces). Core
+kinds go through ``kubernetes-validate --strict`` (offline, it ships the schemas).
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ __all__ = [
     "Finding",
     "SchemaDirError",
     "default_schemas_dir",
+    "vendored_schemas",
     "json_path",
     "ArgoSchemas",
+    "check_argo",
+    "hera_argo_version",
     "check_core",
     "unknown_fields",
 ]
@@ -70,6 +75,18 @@ def default_schemas_dir() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parents[1].parent / "shared" / "argo"
+
+
+def vendored_schemas(explicit: Path | None = None) -> ArgoSchemas | None:
+    """The vendored schemas: ``explicit`` must be complete; the default location is optional.
+
+    A fresh clone has no ``../shared/argo``; validation then rests on Hera's models alone
+    (None here), but a directory named on the command line that lacks the files is an error.
+    """
+    directory = explicit or default_schemas_dir()
+    if explicit is None and not (directory / "schema.json").is_file():
+        return None
+    return ArgoSchemas(directory)
 
 
 def _type_hint(error: Any) -> str:
@@ -140,6 +157,75 @@ class ArgoSchemas:
         for path, message in unknown_fields(doc, self.kind_schema(kind), self.definitions):
             findings.append(Finding(path, message, "unknown-field"))
         return findings
+
+
+def hera_argo_version() -> str:
+    """The Argo release Hera's models were generated from (their header: ``argo-workflows-X.Y.Z.json``)."""
+    import re
+
+    from hera.workflows.models.io.argoproj.workflow import v1alpha1
+
+    head = Path(str(v1alpha1.__file__)).read_text()[:500]
+    found = re.search(r"argo-workflows-(v?[\d.]+?)\.json", head)
+    return f"v{found.group(1).lstrip('v')}" if found else "unknown"
+
+
+def _without_null(node: Any) -> Any:
+    """Pydantic writes an optional field as ``anyOf: [X, {type: null}]``: keep X, so errors name X's type."""
+    if isinstance(node, list):
+        return [_without_null(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _without_null(v) for k, v in node.items()}
+    members = [m for m in out.get("anyOf", []) if m != {"type": "null"}]
+    if "anyOf" in out and len(members) == 1:
+        del out["anyOf"]
+        out.update(members[0])
+    return out
+
+
+@lru_cache(maxsize=4)
+def _hera_schema(kind: str) -> dict[str, Any]:
+    from hera.workflows.models.io.argoproj.workflow import v1alpha1
+
+    model = getattr(v1alpha1, kind)
+    return dict(_without_null(model.model_json_schema(by_alias=True, mode="validation")))
+
+
+def _drop_nulls(node: Any) -> Any:
+    """``field: null`` means unset to the API server (it prunes it), so the checks ignore it too."""
+    if isinstance(node, dict):
+        return {k: _drop_nulls(v) for k, v in node.items() if v is not None}
+    if isinstance(node, list):
+        return [_drop_nulls(item) for item in node]
+    return node
+
+
+def _check_hera(doc: dict[str, Any]) -> list[Finding]:
+    """JSON schema of Hera's model of the kind, then the unknown-field walk over the same schema."""
+    import jsonschema
+
+    schema = _hera_schema(str(doc["kind"]))
+    doc = _drop_nulls(doc)
+    label = f"hera models (Argo {hera_argo_version()})"
+    findings = []
+    validator = jsonschema.Draft202012Validator(schema)
+    for error in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
+        findings.append(Finding(json_path(error.absolute_path), error.message + _type_hint(error), label))
+    for path, message in unknown_fields(doc, schema, schema["$defs"]):
+        findings.append(Finding(path, message, "unknown-field"))
+    return findings
+
+
+def check_argo(doc: dict[str, Any], vendored: ArgoSchemas | None) -> list[Finding]:
+    """Hera-model findings, plus the vendored schema's when present; a finding both report is listed once."""
+    merged: dict[tuple[str, str], Finding] = {}
+    for finding in _check_hera(doc) + (vendored.check(doc) if vendored else []):
+        key = (finding.path, finding.message)
+        if key in merged and finding.check not in merged[key].check:
+            finding = Finding(finding.path, finding.message, f"{merged[key].check}, {finding.check}")
+        merged[key] = finding
+    return list(merged.values())
 
 
 def _resolve(schema: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:

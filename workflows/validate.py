@@ -1,8 +1,9 @@
 """``python -m workflows validate FILE...``: schema and project-rule checks of manifests.
 
-Every document of every (multi-document) YAML file is checked: Argo kinds against the
-vendored Argo schemas and CRDs plus an unknown-field walk and a check that every
-``{{...}}`` reference and task/template name resolves, core kinds with
+Every document of every (multi-document) YAML file is checked: Argo kinds against Hera's
+generated Argo models (and the vendored Argo schema and CRDs where present) plus an
+unknown-field walk and a check that every ``{{...}}`` reference and task/template name
+resolves, core kinds with
 ``kubernetes-validate --strict``, a ``Kustomization`` for its resource files, and all of
 them against the project rules (``rules.py``). Each problem names the file, the document
 index and the JSON path. Exit 0 when everything is valid, 2 otherwise.
@@ -15,7 +16,10 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .schemas import ArgoSchemas
 
 __all__ = ["Problem", "validate_files", "validate_document", "add_parser"]
 
@@ -64,12 +68,12 @@ def _kustomization(doc: dict[str, Any], base: Path) -> list[tuple[str, str, str]
 
 
 def validate_document(
-    doc: Any, schemas: Any, base: Path, kubernetes_version: str | None = None
+    doc: Any, schemas: ArgoSchemas | None, base: Path, kubernetes_version: str | None = None
 ) -> list[tuple[str, str, str]]:
-    """``(json path, message, check)`` findings of one parsed document."""
+    """``(json path, message, check)`` findings of one parsed document (``schemas``: the vendored ones, if any)."""
     from .references import check_references
     from .rules import check_rules
-    from .schemas import ARGO_KINDS, check_core
+    from .schemas import ARGO_KINDS, check_argo, check_core
 
     if not isinstance(doc, dict) or not doc.get("kind") or not doc.get("apiVersion"):
         return [("$", "not a Kubernetes object: needs apiVersion and kind", "structure")]
@@ -79,7 +83,7 @@ def validate_document(
     if kind in ARGO_KINDS and api.startswith("argoproj.io/"):
         spec_path = ("spec", "workflowSpec") if kind == "CronWorkflow" else ("spec",)
         spec = (doc.get("spec") or {}).get("workflowSpec") if kind == "CronWorkflow" else doc.get("spec")
-        findings = schemas.check(doc) + check_rules(doc, argo=True)
+        findings = check_argo(doc, schemas) + check_rules(doc, argo=True)
         if isinstance(spec, dict):
             findings += check_references(spec, spec_path)
     elif api.startswith("argoproj.io/"):
@@ -92,12 +96,12 @@ def validate_document(
 def validate_files(
     paths: list[Path], schemas_dir: Path | None = None, kubernetes_version: str | None = None
 ) -> list[Problem]:
-    """Every problem in ``paths``; raises SchemaDirError when the Argo schemas are not found."""
+    """Every problem in ``paths``; raises SchemaDirError when an explicit ``schemas_dir`` is incomplete."""
     import yaml
 
-    from .schemas import ArgoSchemas, default_schemas_dir
+    from .schemas import vendored_schemas
 
-    schemas = ArgoSchemas(schemas_dir or default_schemas_dir())
+    schemas = vendored_schemas(schemas_dir)
     problems: list[Problem] = []
     for path in paths:
         try:
@@ -121,10 +125,15 @@ def validate_files(
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .schemas import SchemaDirError
+    from .schemas import SchemaDirError, default_schemas_dir, hera_argo_version, vendored_schemas
 
     try:
         problems = validate_files(args.files, args.schemas, args.kubernetes_version)
+        if vendored_schemas(args.schemas) is None:
+            sys.stderr.write(
+                f"note: no vendored Argo schema at {default_schemas_dir()}; Argo kinds were checked against "
+                f"Hera's models of Argo {hera_argo_version()} only\n"
+            )
     except SchemaDirError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
@@ -151,7 +160,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="vendored Argo schema directory (default: $ARGO_SCHEMAS_DIR, else <repo>/../shared/argo)",
+        help="vendored Argo schema directory, an extra check besides Hera's models (default: $ARGO_SCHEMAS_DIR, "
+        "else <repo>/../shared/argo, skipped when absent)",
     )
     p.add_argument(
         "--kubernetes-version",
