@@ -5,8 +5,9 @@ messages a person sees are ours: connection errors, timeouts, 429 and 5xx are re
 with exponential backoff; 401/403 raise :class:`AuthError` saying which token and RBAC
 to check; other 4xx raise :class:`RejectedError` with the server's message; a server
 certificate that does not verify raises :class:`TLSConfigError` at once (no retry can fix
-it) naming the trust option that is missing. The bearer token never appears in a log
-line, an exception or a ``repr``.
+it) naming the trust option that is missing. A token file is read again for every request
+(the kubelet rotates projected ServiceAccount tokens about hourly), and a 401 reads it once
+more and retries once. The bearer token never appears in a log line, an exception or a ``repr``.
 """
 
 from __future__ import annotations
@@ -80,8 +81,11 @@ class ServerConfig:
     """Base URL, e.g. ``https://argo-server.argo.svc:2746`` (a path prefix is kept)."""
     namespace: str
     token: str | None = field(default=None, repr=False)
+    """The ``Authorization`` value from ``ARGO_TOKEN``; None when it comes from ``token_file`` or is absent."""
+    token_file: Path | None = None
+    """A token file to read on every request (the pod's ServiceAccount token, which rotates)."""
     token_source: str = "none"
-    """Where the token came from (``ARGO_TOKEN``, a file path, none) — safe to log."""
+    """Where the token comes from (``ARGO_TOKEN``, a file path, none) — safe to log."""
     verify: bool | str = True
     """TLS verification: True (system trust), False (insecure) or a CA bundle path."""
     ca_file: str | None = None
@@ -117,7 +121,9 @@ class ServerConfig:
             ns = namespace_file.read_text().strip()
         if not ns:
             raise ValueError(f"no namespace: set ARGO_NAMESPACE or --namespace (no {namespace_file} either)")
-        token, source = _token(e, token_file)
+        token = _bearer(e.get("ARGO_TOKEN", ""))
+        file = token_file if token is None and token_file.is_file() else None
+        source = "ARGO_TOKEN" if token else str(file) if file else "none"
         if insecure is None:
             insecure = e.get("ARGO_INSECURE_SKIP_VERIFY", "false").strip().lower() in _TRUE
         ca = ca_file or e.get("ARGO_CA_FILE", "").strip() or None
@@ -129,17 +135,23 @@ class ServerConfig:
                 ssl.create_default_context(cafile=verify)
             except ssl.SSLError as exc:
                 raise ValueError(f"ARGO_CA_FILE={verify} holds no usable PEM certificate ({exc})") from None
-        return cls(url=url, namespace=ns, token=token, token_source=source, verify=verify, ca_file=ca)
+        return cls(url=url, namespace=ns, token=token, token_file=file, token_source=source, verify=verify, ca_file=ca)
+
+    def authorization(self) -> str | None:
+        """The ``Authorization`` header value now: the token file is read on every call, as client-go does."""
+        if self.token_file is None:
+            return self.token
+        try:
+            return _bearer(self.token_file.read_text())
+        except OSError:
+            return None  # the server answers 401, which names the token source
 
 
-def _token(env: Mapping[str, str], token_file: Path) -> tuple[str | None, str]:
-    raw = env.get("ARGO_TOKEN", "").strip()
-    source = "ARGO_TOKEN"
-    if not raw and token_file.is_file():
-        raw, source = token_file.read_text().strip(), str(token_file)
+def _bearer(raw: str) -> str | None:
+    raw = raw.strip()
     if not raw:
-        return None, "none"
-    return (raw if raw.lower().startswith("bearer ") else f"Bearer {raw}"), source
+        return None
+    return raw if raw.lower().startswith("bearer ") else f"Bearer {raw}"
 
 
 def _cert_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
@@ -231,8 +243,6 @@ class ArgoClient:
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
             log.warning("TLS verification of %s is off (ARGO_INSECURE_SKIP_VERIFY)", config.url)
         self.session.headers["Accept"] = "application/json"
-        if config.token:
-            self.session.headers["Authorization"] = config.token
 
     def _auth_message(self, method: str, path: str, status: int, detail: str) -> str:
         verb = {"POST": "create", "GET": "get", "PUT": "update"}.get(method, method)
@@ -249,6 +259,17 @@ class ArgoClient:
             )
         return f"{method} {path}: HTTP {status} {detail}: {hint}"
 
+    def _send(self, method: str, url: str, body: Any) -> Any:
+        authorization = self.config.authorization()
+        return self.session.request(
+            method,
+            url,
+            json=body,
+            headers={"Authorization": authorization} if authorization else None,
+            timeout=self.config.request_timeout,
+            verify=self.config.verify,  # per request: requests lets REQUESTS_CA_BUNDLE override session.verify
+        )
+
     def request(self, method: str, path: str, body: Any = None, retry_conflict: bool = False) -> Any:
         """Send one API call; return the decoded JSON. ``retry_conflict``: see :meth:`create`."""
         import requests
@@ -257,10 +278,13 @@ class ArgoClient:
         last = ""
         for attempt in range(1, self.attempts + 1):
             try:
-                # verify per request: requests lets REQUESTS_CA_BUNDLE override session.verify.
-                response = self.session.request(
-                    method, url, json=body, timeout=self.config.request_timeout, verify=self.config.verify
-                )
+                response = self._send(method, url, body)
+                if response.status_code == 401 and self.config.token_file is not None:
+                    # The kubelet may have rotated the token since it was read: read it again, once.
+                    log.warning(
+                        "%s %s: HTTP 401; reading %s again and retrying once", method, path, self.config.token_source
+                    )
+                    response = self._send(method, url, body)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 failure = _cert_failure(exc)
                 if failure is not None:

@@ -214,7 +214,7 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         log.error("%s", exc)
         return SubmitExit.USAGE
-    if config.token is None:
+    if config.token is None and config.token_file is None:
         log.warning("no token (ARGO_TOKEN unset, %s missing): submitting without Authorization", args.token_file)
     client = ArgoClient(config, attempts=args.attempts, backoff=args.backoff)
     body = workflow_body(params, args.from_template, config.namespace)

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.workflows.argo_fake import FakeArgo, echo_created, issue_certificate, node, workflow_status
+from tests.workflows.argo_fake import (
+    FakeArgo,
+    Request,
+    Response,
+    echo_created,
+    issue_certificate,
+    node,
+    workflow_status,
+)
 from workflows.__main__ import main
 from workflows.localservices import free_port
 from workflows.submit import SubmitExit
@@ -296,6 +304,66 @@ def test_token_and_namespace_from_the_service_account_files(
     assert code == 0
     assert argo.calls("POST")[0].headers["Authorization"] == f"Bearer {TOKEN}"
     assert f"token from {token_file}" in log
+
+
+def test_the_token_file_is_read_again_for_every_request(
+    argo: FakeArgo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A projected ServiceAccount token expires (~1 h) and the kubelet rewrites the file: use the new one."""
+    monkeypatch.delenv("ARGO_TOKEN")
+    token_file = tmp_path / "token"
+    token_file.write_text("first-token-7d2a")
+
+    def create_then_rotate(request: Request) -> Response:
+        token_file.write_text("second-token-91be")
+        return echo_created(request)
+
+    def only_the_current_token(request: Request) -> Response:
+        if request.headers.get("Authorization") != "Bearer second-token-91be":
+            return 401, {"message": "token has expired"}
+        return workflow_status("Succeeded", *ALL_OK)(request)
+
+    argo.on("POST", CREATE, create_then_rotate).on("GET", GET, only_the_current_token)
+    code, log = submit(argo, capsys, "--from-template", token_file=token_file)
+    assert code == 0, log
+    assert [r.headers["Authorization"] for r in argo.requests] == [
+        "Bearer first-token-7d2a",
+        "Bearer second-token-91be",
+    ]
+    assert "first-token" not in log and "second-token" not in log
+
+
+@pytest.mark.parametrize("rotated", [True, False])
+def test_a_401_reads_the_token_file_again_and_retries_once(
+    argo: FakeArgo,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    rotated: bool,
+) -> None:
+    """The token expired between the read and the request: the kubelet has already written a new one."""
+    monkeypatch.delenv("ARGO_TOKEN")
+    token_file = tmp_path / "token"
+    token_file.write_text("old-token-3c5d")
+
+    def create(request: Request) -> Response:
+        if request.headers.get("Authorization") == "Bearer new-token-8e0f":
+            return echo_created(request)
+        if rotated:
+            token_file.write_text("new-token-8e0f")
+        return 401, {"message": "token has expired"}
+
+    argo.on("POST", CREATE, create).on("GET", GET, workflow_status("Succeeded", *ALL_OK))
+    code, log = submit(argo, capsys, "--from-template", token_file=token_file)
+    posts = [r.headers["Authorization"] for r in argo.calls("POST")]
+    assert f"HTTP 401; reading {token_file} again and retrying once" in log
+    if rotated:
+        assert code == 0, log
+        assert posts == ["Bearer old-token-3c5d", "Bearer new-token-8e0f"]
+    else:
+        assert code == SubmitExit.AUTH, log
+        assert posts == ["Bearer old-token-3c5d"] * 2, "one re-read and one retry, no more"
+    assert "old-token" not in log and "new-token" not in log
 
 
 def test_missing_server_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
