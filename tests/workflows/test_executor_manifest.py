@@ -114,6 +114,7 @@ def test_lists_every_refused_field_at_once(tmp_path: Path) -> None:
         ("templates.0.dag.tasks.1.template", "missing", r"no template named 'missing'"),
         ("entrypoint", "nowhere", r"spec.entrypoint 'nowhere' is not a template"),
         ("templates.1.script", {"image": "x", "source": "pass", "command": ["python"]}, r"needs exactly one of"),
+        ("templates.0.dag.target", "b nope", r"dag.target: no task named 'nope'"),
     ],
 )
 def test_invalid_manifests(tmp_path: Path, path: str, value: Any, message: str) -> None:

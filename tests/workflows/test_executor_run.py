@@ -194,6 +194,14 @@ def test_parallelism_serialises_pods(tmp_path: Path) -> None:
     assert total >= 3 * 0.3  # 3 naps of 0.3 s one after another
 
 
+@pytest.mark.parametrize(("targets", "ran"), [("b", {"a", "b"}), ("a c", {"a", "c"})])
+def test_dag_target_is_templated_then_split_on_spaces(tmp_path: Path, targets: str, ran: set[str]) -> None:
+    outcome, status, _ = run(tmp_path, "dag-target", {"targets": targets})
+    assert outcome.phase == "Succeeded", status["root"]["message"]
+    assert {name for name, node in tasks(status).items() if node["phase"] == "Succeeded"} == ran
+    assert set(tasks(status)) == ran  # the others are not targets nor their ancestors
+
+
 def test_a_name_cannot_be_reused_in_the_same_workdir(tmp_path: Path) -> None:
     run(tmp_path, "handled-failure")
     with pytest.raises(ManifestError, match="holds an earlier run named handled-failure"):

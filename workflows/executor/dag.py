@@ -5,7 +5,9 @@ pass over the tasks in dependency order (a reconcile): a task whose dependencies
 fulfilled is evaluated — its ``depends`` (or legacy ``dependencies``) false → ``Omitted``;
 its ``when`` false → ``Skipped``; an unresolvable reference → ``Error``; otherwise it
 starts. Omitted/Skipped nodes are final at once, so their dependants are decided in the
-same pass. Only ``dag.target`` (default: the leaf tasks) and their ancestors run.
+same pass. Only ``dag.target`` (default: the leaf tasks) and their ancestors run; like
+Argo, the target is templated (``{{inputs.parameters.x}}``, ``{{workflow.parameters.x}}``)
+before it is split on spaces.
 
 failFast (default true): once the DAG's outcome is already Failed — a target task, or a task
 omitted below a failure, has a failed branch without ``continueOn`` — no new task starts;
@@ -72,7 +74,10 @@ class DagRun:
             n: depends_tasks(expr, f"{self.where}.tasks[{n}].depends") if expr else [] for n, expr in self.logic.items()
         }
         leaves = sorted(n for n in self.tasks if not any(n in d for d in self.deps.values()))
-        self.targets = str(dag["target"]).split() if dag.get("target") else leaves
+        # Argo substitutes the template's parameters first, then splits the target on single spaces
+        target = str(substitute(str(dag.get("target") or ""), scope, f"{self.where}.target"))
+        require_resolved(target, f"{self.where}.target", scope)
+        self.targets = target.split(" ") if target else leaves
         self.order = self._order()
         self.nodes: dict[str, Node] = {}
         self.not_started: list[str] = []

@@ -19,6 +19,7 @@ from typing import Any
 from .errors import ManifestError, Unsupported
 from .expr import depends_tasks
 from .policy import check
+from .templating import TAG
 
 __all__ = ["Manifest", "load_manifest", "generated_name"]
 
@@ -132,6 +133,9 @@ def _check_dags(templates: dict[str, dict[str, Any]], path: Path) -> None:
             continue
         tasks = t["dag"].get("tasks") or []
         names = [task.get("name") for task in tasks]
+        for target in str(t["dag"].get("target") or "").split(" "):
+            if target and target not in names and not TAG.search(target):  # a tag is checked once substituted
+                raise ManifestError(f"{path}: spec.templates[{tname}].dag.target: no task named {target!r}")
         for task in tasks:
             where = f"{path}: spec.templates[{tname}].dag.tasks[{task.get('name')}]"
             if names.count(task.get("name")) != 1:
