@@ -270,13 +270,17 @@ class ArgoClient:
             verify=self.config.verify,  # per request: requests lets REQUESTS_CA_BUNDLE override session.verify
         )
 
-    def request(self, method: str, path: str, body: Any = None, retry_conflict: bool = False) -> Any:
-        """Send one API call; return the decoded JSON. ``retry_conflict``: see :meth:`create`."""
+    def request(
+        self, method: str, path: str, body: Any = None, retry_conflict: bool = False, attempts: int | None = None
+    ) -> Any:
+        """Send one API call; return the decoded JSON. ``retry_conflict``: see :meth:`create`;
+        ``attempts`` overrides the client's number of tries."""
         import requests
 
         url = self.config.url + path
         last = ""
-        for attempt in range(1, self.attempts + 1):
+        attempts = attempts or self.attempts
+        for attempt in range(1, attempts + 1):
             try:
                 response = self._send(method, url, body)
                 if response.status_code == 401 and self.config.token_file is not None:
@@ -305,14 +309,12 @@ class ArgoClient:
                 if status < 500 and status != 429:
                     raise RejectedError(f"{method} {path}: HTTP {status}: {detail}", status)
                 last = f"HTTP {status}: {detail}"
-            if attempt < self.attempts:
+            if attempt < attempts:
                 delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-                log.warning(
-                    "%s %s failed (%s); retry %d/%d in %.1fs", method, path, last, attempt, self.attempts - 1, delay
-                )
+                log.warning("%s %s failed (%s); retry %d/%d in %.1fs", method, path, last, attempt, attempts - 1, delay)
                 self.sleep(delay)
         raise UnreachableError(
-            f"{method} {path}: giving up after {self.attempts} attempts: {last}; "
+            f"{method} {path}: giving up after {attempts} attempts: {last}; "
             f"check ARGO_SERVER ({self.config.url}) and that the Argo Server is running"
         )
 
@@ -329,10 +331,7 @@ class ArgoClient:
     def get(self, name: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/api/v1/workflows/{self.config.namespace}/{name}"))
 
-    def stop(self, name: str, message: str) -> dict[str, Any]:
+    def stop(self, name: str, message: str, attempts: int | None = None) -> dict[str, Any]:
         ns = self.config.namespace
-        return dict(
-            self.request(
-                "PUT", f"/api/v1/workflows/{ns}/{name}/stop", {"name": name, "namespace": ns, "message": message}
-            )
-        )
+        body = {"name": name, "namespace": ns, "message": message}
+        return dict(self.request("PUT", f"/api/v1/workflows/{ns}/{name}/stop", body, attempts=attempts))

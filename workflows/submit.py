@@ -160,6 +160,28 @@ def _final(wf: dict[str, Any]) -> SubmitExit:
     return SubmitExit.ERROR
 
 
+def _stop(client: Any, name: str, message: str) -> dict[str, Any] | None:
+    """Stop the workflow; return it instead when it ended before the stop request arrived.
+
+    Argo refuses to stop a finished workflow (HTTP 500 "cannot shutdown a completed
+    workflow"), so a failed stop is not retried blindly: the workflow is read again and, if
+    it has ended, its real phase decides the exit code. Still running: stop with retries.
+    """
+    from .argo_client import RejectedError, UnreachableError
+
+    try:
+        client.stop(name, message, attempts=1)
+    except (RejectedError, UnreachableError) as exc:
+        wf: dict[str, Any] = client.get(name)
+        if ((wf.get("status") or {}).get("phase") or "") not in _RUNNING:
+            log.info("workflow %s ended before the stop request arrived (%s)", name, exc)
+            return wf
+        log.warning("stop of workflow %s failed (%s); retrying", name, exc)
+        client.stop(name, message)
+    log.error("requested stop of workflow %s", name)
+    return None
+
+
 def follow(
     client: Any,
     name: str,
@@ -192,9 +214,10 @@ def follow(
             return _final(wf)
         if deadline is not None and clock() >= deadline:
             log.error("workflow %s still %s after %.0fs (--timeout)", name, phase or "Pending", timeout)
-            if stop_on_timeout:
-                client.stop(name, f"stopped by the submitter after {timeout:.0f}s")
-                log.error("requested stop of workflow %s", name)
+            ended = _stop(client, name, f"stopped by the submitter after {timeout:.0f}s") if stop_on_timeout else None
+            if ended is not None:
+                _log_changes(ended, seen)
+                return _final(ended)
             return SubmitExit.TIMEOUT
         sleep(poll_interval)
 

@@ -215,6 +215,32 @@ def test_timeout_optionally_stops_the_workflow(argo: FakeArgo, capsys: pytest.Ca
         assert stops == []
 
 
+def test_a_workflow_that_ends_before_the_stop_request_reports_its_real_phase(
+    argo: FakeArgo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Running at the timeout, finished (gate failed) by the time the stop arrives: Argo answers 500."""
+    running = workflow_status("Running", INGEST_OK, SILVER_OK, TRAIN_OK, node("eval", "Running", started="4"))
+    gate = workflow_status("Failed", INGEST_OK, SILVER_OK, TRAIN_OK, node("eval", "Failed", exit_code="3", started="4"))
+    argo.on("POST", CREATE, echo_created)
+    argo.on("GET", GET, lambda request: (gate if argo.calls("PUT") else running)(request))
+    refused = 'cannot shutdown a completed workflow: workflow: "x", namespace: "mlops"'
+    argo.on("PUT", STOP, (500, {"code": 2, "message": refused}))
+    code, log = submit(argo, capsys, "--from-template", "--timeout", "0.2", "--stop-on-timeout")
+    assert code == SubmitExit.GATE_FAILED, log
+    assert len(argo.calls("PUT")) == 1, "a refused stop is followed by a read, not by retries"
+    assert "ended before the stop request arrived" in log and "cannot shutdown a completed workflow" in log
+    assert "node eval [Pod]: Failed (exit code 3)" in log
+
+
+def test_a_failed_stop_of_a_running_workflow_is_retried(argo: FakeArgo, capsys: pytest.CaptureFixture[str]) -> None:
+    argo.on("POST", CREATE, echo_created)
+    argo.on("GET", GET, workflow_status("Running", node("ingest", "Running")))
+    argo.on("PUT", STOP, (503, {"message": "unavailable"}), (200, {"metadata": {"name": "x"}}))
+    code, log = submit(argo, capsys, "--from-template", "--timeout", "0.2", "--stop-on-timeout")
+    assert code == SubmitExit.TIMEOUT, log
+    assert len(argo.calls("PUT")) == 2 and "requested stop" in log
+
+
 @pytest.mark.parametrize(
     ("status", "hint"),
     [
