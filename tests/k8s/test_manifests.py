@@ -71,12 +71,10 @@ def rules(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
 
 def test_roles_grant_only_what_each_identity_uses() -> None:
     roles = by_kind("Role")
-    # submit --wait --from-template --stop-on-timeout: POST workflow (create), GET it while following (get),
-    # PUT .../stop (the Argo Server patches spec.shutdown); the server resolves the template ref (get).
-    assert rules(roles["cybersec-mlops-submitter"]) == {
-        ("argoproj.io", "workflows"): {"create", "get", "patch"},
-        ("argoproj.io", "workflowtemplates"): {"get"},
-    }
+    # submit (any mode, see tests/workflows/test_submit.py): POST workflow (create), GET it while following
+    # (get), PUT .../stop (the Argo Server gets it and patches spec.shutdown). No workflowtemplates: the
+    # Argo Server resolves a workflowTemplateRef through its own informer and ServiceAccount.
+    assert rules(roles["cybersec-mlops-submitter"]) == {("argoproj.io", "workflows"): {"create", "get", "patch"}}
     # The Argo executor in each workflow pod reports outputs as WorkflowTaskResults.
     assert rules(roles["cybersec-mlops-workflow"]) == {("argoproj.io", "workflowtaskresults"): {"create", "patch"}}
     assert not by_kind("ClusterRole") and not by_kind("ClusterRoleBinding")

@@ -213,6 +213,12 @@ def test_timeout_optionally_stops_the_workflow(argo: FakeArgo, capsys: pytest.Ca
         assert "requested stop" in log
     else:
         assert stops == []
+    # The submitter's Role (k8s/job-submitter.yaml) grants workflows create/get/patch and nothing else.
+    assert {(r.method, r.path.split("/")[3]) for r in argo.requests} <= {
+        ("POST", "workflows"),
+        ("GET", "workflows"),
+        ("PUT", "workflows"),
+    }
 
 
 def test_a_workflow_that_ends_before_the_stop_request_reports_its_real_phase(
