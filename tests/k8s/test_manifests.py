@@ -96,6 +96,16 @@ def test_role_bindings_tie_each_role_to_the_service_account_that_runs() -> None:
     assert workflow["spec"]["serviceAccountName"] == "cybersec-mlops-workflow"
 
 
+def test_both_service_accounts_pull_with_the_optional_registry_secret() -> None:
+    """A private registry needs only `kubectl create secret docker-registry cybersec-mlops-registry`."""
+    accounts = by_kind("ServiceAccount")
+    assert set(accounts) == {"cybersec-mlops-submitter", "cybersec-mlops-workflow"}
+    for name, account in accounts.items():
+        assert account.get("imagePullSecrets") == [{"name": "cybersec-mlops-registry"}], name
+    pod = by_kind("Job")["cybersec-mlops-submit"]["spec"]["template"]["spec"]
+    assert "imagePullSecrets" not in pod, "the ServiceAccount carries it, so it is named in one place"
+
+
 def test_image_tags_agree_with_the_bake_file() -> None:
     bake = load_bake()
     job = by_kind("Job")["cybersec-mlops-submit"]
