@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from workflows.executor.errors import ResolveError, Unsupported
+from workflows.executor.errors import ManifestError, ResolveError, Unsupported
 from workflows.executor.expr import depends_tasks, eval_depends, eval_retry, eval_when
 from workflows.executor.retry import RetrySpec, parse_duration
 from workflows.executor.runtimes.subprocess_runtime import remap
@@ -185,17 +185,61 @@ def _attempt(phase: str, code: int | None) -> Node:
         ({"limit": 2, "retryPolicy": "OnError"}, Phase.ERROR, None, 1, True, ""),
         ({"limit": 0}, Phase.FAILED, 1, 1, False, "No more retries"),
         ({}, Phase.FAILED, 1, 50, True, ""),  # no limit: until it succeeds
-        ({"limit": 5, "backoff": {"duration": "1m", "maxDuration": "30s"}}, Phase.FAILED, 1, 1, False, "Max duration"),
+        ({"limit": 5, "backoff": {"duration": "1m", "maxDuration": "30s"}}, Phase.FAILED, 1, 1, False, "would exceed"),
     ],
 )
 def test_retry_decisions(raw: dict, phase: str, code: int | None, attempts: int, retry: bool, why: str) -> None:
-    import time
-
     spec = RetrySpec.parse(raw, "retryStrategy")
     assert spec is not None
-    decided, reason = spec.decide(_attempt(phase, code), attempts, time.time())
-    assert decided is retry
-    assert why in reason
+    last = _attempt(phase, code)
+    assert last.started_at is not None and last.finished_at is not None
+    step = spec.decide(last, last.started_at, attempts, last.finished_at)
+    assert step.wait == 0 and (step.stop is None) is retry
+    assert why in (step.stop or "")
+
+
+BACKOFF = {"duration": "30s"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "attempts", "later", "wait", "stop"),
+    [
+        # the backoff comes first: exit 3 waits, then the expression ends it (operator.go order)
+        ({"limit": 3, "expression": "asInt(lastRetry.exitCode) == 75", "backoff": BACKOFF}, 3, 1, 0, 30, None),
+        (
+            {"limit": 3, "expression": "asInt(lastRetry.exitCode) == 75", "backoff": BACKOFF},
+            3,
+            1,
+            30,
+            0,
+            "retryStrategy.expression evaluated to false",
+        ),
+        ({"limit": 3, "backoff": BACKOFF}, 1, 4, 0, 0, "No more retries left"),  # none left: no wait
+        ({"expression": "asInt(lastRetry.exitCode) == 75", "backoff": BACKOFF}, 75, 1, 0, 0, None),  # no limit: at once
+        (
+            {"limit": 3, "backoff": {"duration": "30s", "maxDuration": "10m"}},
+            1,
+            1,
+            601,
+            0,
+            "Max duration limit exceeded",
+        ),
+    ],
+)
+def test_backoff_comes_before_policy_limit_and_expression(
+    raw: dict, code: int, attempts: int, later: float, wait: float, stop: str | None
+) -> None:
+    spec = RetrySpec.parse(raw, "retryStrategy")
+    assert spec is not None
+    last = _attempt(Phase.FAILED, code)
+    assert last.started_at is not None and last.finished_at is not None
+    step = spec.decide(last, last.started_at, attempts, last.finished_at + later)
+    assert step.wait == pytest.approx(wait) and step.stop == stop
+
+
+def test_backoff_factor_must_be_an_integer_as_in_argo() -> None:
+    with pytest.raises(ManifestError, match="value '1.5' cannot be resolved to an int"):
+        RetrySpec.parse({"backoff": {"duration": "1s", "factor": "1.5"}}, "retryStrategy")
 
 
 def test_backoff_grows_by_factor_and_is_capped() -> None:

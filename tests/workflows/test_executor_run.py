@@ -125,6 +125,21 @@ def test_retries_exit_75_only(tmp_path: Path) -> None:
     assert outcome.phase == "Failed"
 
 
+def test_backoff_is_waited_where_argo_waits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUN_LOCAL_BACKOFF_SCALE", "0.5")  # gate: 1 s of backoff; unlimited: 2 s if it waited
+    _, status, _ = run(tmp_path, "retry-backoff")
+    t = tasks(status)
+
+    def waited(node: dict) -> float:
+        return float(node["durationSeconds"]) - sum(float(c["durationSeconds"]) for c in node["children"])
+
+    assert [c["exitCode"] for c in t["gate"]["children"]] == [3]
+    assert t["gate"]["message"] == "retryStrategy.expression evaluated to false"
+    assert waited(t["gate"]) >= 0.9  # the backoff comes before the expression, as in Argo
+    assert [c["exitCode"] for c in t["unlimited"]["children"]] == [75, 0]
+    assert waited(t["unlimited"]) < 0.8  # no limit: Argo skips the backoff
+
+
 @pytest.mark.parametrize(("side", "ran", "skipped"), [("heads", "heads", "tails"), ("tails", "tails", "heads")])
 def test_when_skips_and_plain_depends_accepts_skipped(tmp_path: Path, side: str, ran: str, skipped: str) -> None:
     outcome, status, _ = run(tmp_path, "when-skipped", {"side": side})

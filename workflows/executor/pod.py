@@ -56,7 +56,8 @@ def run_pod(
         return
     node.type = "Retry" if strategy else "Pod"
     ctx.changed(node)
-    first_started, attempts, last, why = time.time(), 0, None, ""
+    first_started, attempts, last, error = 0.0, 0, None, ""
+    why: str | None = ""
     while True:
         attempt = node
         if strategy is not None:
@@ -70,22 +71,42 @@ def run_pod(
                 )
             )
         _attempt(ctx, attempt, template, scope, arg_artifacts, attempts, last)
+        first_started = first_started or attempt.started_at or time.time()
         attempts, last = attempts + 1, attempt
-        if strategy is None or attempt.phase == Phase.SUCCEEDED or ctx.cancel.is_set():
+        if strategy is None or attempt.phase == Phase.SUCCEEDED:
             break
-        retry, why = strategy.decide(attempt, attempts, first_started)
-        if not retry:
+        try:
+            why = _next_step(ctx, node, strategy, attempt, first_started, attempts)
+        except ExecutorError as exc:  # Argo marks the Retry node Error (e.g. a backoff without duration)
+            error = str(exc)
             break
-        delay = strategy.delay(attempts)
-        log.info("%s: retrying in %.1fs (attempt %d failed: %s)", node.display_name, delay, attempts, attempt.message)
-        if ctx.cancel.wait(delay):
+        if why is not None:
             break
     if strategy is not None and last is not None:
         with node.lock:
             node.parameters, node.artifacts = dict(last.parameters), dict(last.artifacts)
             node.result, node.exit_code, node.pod_name = last.result, last.exit_code, last.pod_name
-        node.finish(last.phase, why if last.phase != Phase.SUCCEEDED else "")
+        if error:
+            node.finish(Phase.ERROR, error)
+        else:
+            node.finish(last.phase, (why or "") if last.phase != Phase.SUCCEEDED else "")
         ctx.changed(node)
+
+
+def _next_step(
+    ctx: RunContext, node: Node, strategy: RetrySpec, last: Node, first_started: float, attempts: int
+) -> str | None:
+    """Wait out the backoff where Argo would, then decide: None retries, a string is the node's final message."""
+    while not ctx.cancel.is_set():
+        step = strategy.decide(last, first_started, attempts, time.time())
+        if not step.wait:
+            if step.stop is None:
+                log.info("%s: retrying (attempt %d: %s)", node.display_name, attempts, last.message)
+            return step.stop
+        node.message = f"Backoff for {step.wait:.1f}s"  # what argo get shows while it waits
+        ctx.changed(node)
+        ctx.cancel.wait(step.wait)
+    return ctx.cancel_reason
 
 
 def _attempt(

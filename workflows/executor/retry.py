@@ -1,11 +1,20 @@
 """``retryStrategy``: limit, retryPolicy, expression and backoff, decided as Argo's controller does.
 
-- ``limit`` counts retries (attempts = limit + 1); no limit means retry until success.
-- ``retryPolicy``: ``OnFailure`` retries Failed attempts, ``OnError`` Error ones, ``Always`` both;
-  unset, it is ``OnFailure``, or ``Always`` when an ``expression`` is given (Argo's RetryPolicyActual).
-- ``expression`` must also be true (see :func:`expr.eval_retry`), e.g. ``asInt(lastRetry.exitCode) == 75``.
-- backoff: wait ``duration * factor**(attempts-1)`` (capped by ``cap``), and stop retrying once the time
-  since the first attempt plus the wait would pass ``maxDuration``.
+After each failed attempt, :meth:`RetrySpec.decide` follows ``processNodeRetries`` (operator.go)
+step by step, in its order:
+
+1. with a ``backoff``: past ``maxDuration`` since the first attempt started → stop ("Max duration
+   limit exceeded"); the next wait (``duration * factor**(attempts-1)``, capped by ``cap``) would end
+   past it → stop ("Backoff would exceed max duration limit"); else, **only when ``limit`` is set**
+   and retries remain, wait until the last attempt's finish + that wait.
+2. ``retryPolicy``: ``OnFailure`` retries Failed attempts, ``OnError`` Error ones, ``Always`` both;
+   unset, it is ``OnFailure``, or ``Always`` when an ``expression`` is given (RetryPolicyActual).
+3. ``limit`` counts retries (attempts = limit + 1); no limit means retry until success.
+4. ``expression`` must be true (see :func:`expr.eval_retry`), e.g. ``asInt(lastRetry.exitCode) == 75``.
+
+So, as on the cluster, an attempt that will not be retried (exit 3 under the pipeline's
+expression) still waits its backoff before the node fails, and without ``limit`` retries
+start at once whatever the backoff says.
 
 ``RUN_LOCAL_BACKOFF_SCALE`` (a float, default 1) multiplies every backoff duration, cap and maxDuration,
 so tests can exercise a 30 s backoff in 0.3 s.
@@ -15,7 +24,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +32,7 @@ from .errors import ManifestError, Unsupported
 from .expr import eval_retry
 from .status import Node, Phase
 
-__all__ = ["RetrySpec", "parse_duration", "last_retry_vars"]
+__all__ = ["RetrySpec", "Step", "parse_duration", "last_retry_vars"]
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -40,13 +48,6 @@ def parse_duration(value: Any, field: str) -> float:
     return sum(float(n) * _UNITS[u] for n, u in parts)
 
 
-def _number(value: Any, field: str) -> float:
-    try:
-        return float(str(value))
-    except ValueError:
-        raise ManifestError(f"{field}: {value!r} is not a number") from None
-
-
 def last_retry_vars(node: Node | None) -> dict[str, str]:
     """``lastRetry.*`` as Argo exposes them (strings; exitCode ``-1`` when the attempt had none)."""
     if node is None:
@@ -60,12 +61,29 @@ def last_retry_vars(node: Node | None) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class Step:
+    """What follows a failed attempt: wait and decide again, stop (with the node's message), or retry."""
+
+    wait: float = 0.0
+    stop: str | None = None
+
+
+def _int_or_string(value: Any, field: str) -> int:
+    """Argo's intstr.Int: an int, or a string holding one (``"1.5"`` is an error there too)."""
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ManifestError(f"{field}: value '{value}' cannot be resolved to an int") from None
+
+
+@dataclass(frozen=True)
 class RetrySpec:
     limit: int | None
     policy: str
     expression: str | None
-    duration: float
-    factor: float | None
+    backoff: bool
+    duration: float | None
+    factor: int | None
     cap: float | None
     max_duration: float | None
     field: str
@@ -81,18 +99,21 @@ class RetrySpec:
                 f"{field}.retryPolicy", f"{policy!r} is not supported locally (Always, OnFailure, OnError)"
             )
         limit = raw.get("limit")
-        backoff = raw.get("backoff") or {}
+        backoff = raw.get("backoff")
         scale = float(os.environ.get("RUN_LOCAL_BACKOFF_SCALE", "1") or 1)
 
         def dur(key: str) -> float | None:
-            return None if backoff.get(key) is None else parse_duration(backoff[key], f"{field}.backoff.{key}") * scale
+            value = (backoff or {}).get(key)
+            return None if value in (None, "") else parse_duration(value, f"{field}.backoff.{key}") * scale
 
+        factor = (backoff or {}).get("factor")
         return cls(
-            limit=None if limit is None else int(_number(limit, f"{field}.limit")),
+            limit=None if limit is None else _int_or_string(limit, f"{field}.limit"),
             policy=policy,
             expression=raw.get("expression") or None,
-            duration=dur("duration") or 0.0,
-            factor=None if backoff.get("factor") is None else _number(backoff["factor"], f"{field}.backoff.factor"),
+            backoff=backoff is not None,
+            duration=dur("duration"),
+            factor=None if factor is None else _int_or_string(factor, f"{field}.backoff.factor"),
             cap=dur("cap"),
             max_duration=dur("maxDuration"),
             field=field,
@@ -100,20 +121,31 @@ class RetrySpec:
 
     def delay(self, attempts: int) -> float:
         """Seconds to wait before the next attempt, after ``attempts`` attempts so far."""
-        wait = self.duration
+        wait = self.duration or 0.0
         if self.factor is not None and self.factor > 0:
-            wait = self.duration * self.factor ** (attempts - 1)
+            wait = wait * self.factor ** (attempts - 1)
         return min(wait, self.cap) if self.cap is not None else wait
 
-    def decide(self, last: Node, attempts: int, first_started: float) -> tuple[bool, str]:
-        """``(retry?, why not)`` after ``attempts`` attempts, the last one being ``last``."""
-        if self.limit is not None and attempts > self.limit:
-            return False, "No more retries left"
+    def decide(self, last: Node, first_started: float, attempts: int, now: float) -> Step:
+        """The step after ``attempts`` attempts, the last one being ``last`` (operator.go's order)."""
+        deadline = None
+        if self.backoff:
+            if self.max_duration is not None:
+                deadline = first_started + self.max_duration
+                if now > deadline:
+                    return Step(stop="Max duration limit exceeded")
+            if self.duration is None:
+                raise ManifestError(f"{self.field}.backoff: no base duration specified for retryStrategy")
+            wait_until = (last.finished_at or now) + self.delay(attempts)
+            if deadline is not None and wait_until > deadline:
+                return Step(stop="Backoff would exceed max duration limit")
+            if now < wait_until and self.limit is not None and attempts <= self.limit:
+                return Step(wait=wait_until - now)
         allowed = {"Always": Phase.FAILED_OR_ERROR, "OnFailure": {Phase.FAILED}, "OnError": {Phase.ERROR}}[self.policy]
         if last.phase not in allowed:
-            return False, last.message
+            return Step(stop=last.message)
+        if self.limit is not None and attempts > self.limit:
+            return Step(stop="No more retries left")
         if self.expression and not eval_retry(self.expression, last_retry_vars(last), f"{self.field}.expression"):
-            return False, "retryStrategy.expression evaluated to false"
-        if self.max_duration is not None and time.time() + self.delay(attempts) - first_started > self.max_duration:
-            return False, "Max duration limit exceeded"
-        return True, ""
+            return Step(stop="retryStrategy.expression evaluated to false")
+        return Step()
