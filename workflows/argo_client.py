@@ -105,7 +105,7 @@ class ServerConfig:
     ) -> ServerConfig:
         """Flags win over ``ARGO_SERVER``/``ARGO_NAMESPACE``/``ARGO_TOKEN``, then the pod's ServiceAccount files.
 
-        Raises ValueError with what to set when the server or namespace is unknown.
+        Raises ValueError with what to set when the server or namespace is unknown, or the CA file holds no certificate.
         """
         e = os.environ if env is None else env
         raw = (server or e.get("ARGO_SERVER", "")).strip()
@@ -169,7 +169,7 @@ def _cert_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
     return None
 
 
-def tls_hint(config: ServerConfig, failure: ssl.SSLCertVerificationError) -> str:
+def _tls_hint(config: ServerConfig, failure: ssl.SSLCertVerificationError) -> str:
     """What to configure so that the server's certificate verifies; the missing option comes first."""
     host = urlsplit(config.url).hostname or config.url
     reason = failure.verify_message or str(failure)
@@ -294,7 +294,7 @@ class ArgoClient:
                 if failure is not None:
                     raise TLSConfigError(
                         f"{method} {path}: TLS verification of {self.config.url} failed: "
-                        + tls_hint(self.config, failure)
+                        + _tls_hint(self.config, failure)
                     ) from None
                 last = f"cannot reach {self.config.url}: {type(exc).__name__}"
             else:
