@@ -124,7 +124,17 @@ def _security() -> tuple[Any, Any]:
 
 
 def _retry() -> Any:
-    """Retry exit 75 (TransientError: a service fault that outlasted the stage's own retries) only."""
+    """Retry exit 75 (TransientError: a service fault that outlasted the stage's own retries) only.
+
+    No ``backoff.maxDuration``, on purpose: Argo measures it from the *first* attempt's start,
+    refuses a retry once it has passed, and gives every retry pod that instant as its deadline
+    (ARGO_DEADLINE: killed with "Step exceeded its deadline"). A stage that legitimately runs
+    20 minutes at 10M flows and then hits a transient fault would never be retried under a
+    15m limit, and any fixed value would have to exceed 4 attempts of the slowest stage at
+    the largest input. The limit (3 retries, waits of 30 s, 60 s, 120 s) bounds the count;
+    the workflow's activeDeadlineSeconds bounds the time, retries included (Argo stops
+    retrying past it and caps each pod's deadline by it).
+    """
     from hera.workflows import RetryStrategy
     from hera.workflows.models import Backoff, IntOrString
 
@@ -132,7 +142,7 @@ def _retry() -> Any:
         limit="3",
         retry_policy="OnFailure",
         expression="asInt(lastRetry.exitCode) == 75",
-        backoff=Backoff(duration="30s", factor=IntOrString(root="2"), max_duration="15m"),
+        backoff=Backoff(duration="30s", factor=IntOrString(root="2")),
     )
 
 

@@ -135,6 +135,14 @@ def test_stage_template_follows_the_argo_conventions(compiled: dict[str, dict[st
     assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
 
 
+@pytest.mark.parametrize("stage", list(EXPECTED_KEYS))
+def test_retries_have_no_hidden_deadline(compiled: dict[str, dict[str, Any]], stage: str) -> None:
+    """backoff.maxDuration would kill every retry pod at first start + maxDuration (Argo's ARGO_DEADLINE)."""
+    retry = templates(compiled["Workflow"])[stage]["retryStrategy"]
+    assert retry["limit"] == "3" and retry["backoff"] == {"duration": "30s", "factor": "2"}
+    assert "maxDuration" not in retry["backoff"]  # the workflow's activeDeadlineSeconds bounds retries instead
+
+
 def test_output_parameters_match_the_stage_contract(compiled: dict[str, dict[str, Any]]) -> None:
     """The files each stage writes (DESIGN/BRIEF params lists) are the ones Argo reads."""
     expected = {

@@ -140,6 +140,20 @@ def test_backoff_is_waited_where_argo_waits(tmp_path: Path, monkeypatch: pytest.
     assert waited(t["unlimited"]) < 0.8  # no limit: Argo skips the backoff
 
 
+def test_max_duration_is_a_deadline_for_retries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUN_LOCAL_BACKOFF_SCALE", "1")
+    outcome, status, _ = run(tmp_path, "retry-deadline")
+    t = tasks(status)
+    late = t["late"]["children"]
+    assert [(c["phase"], c["exitCode"]) for c in late] == [("Failed", 75), ("Failed", None)]
+    assert late[1]["message"] == "Step exceeded its deadline"
+    assert late[1]["durationSeconds"] < 3  # killed at first start + 2 s, not after its 4 s
+    assert t["late"]["message"] == "Max duration limit exceeded"
+    assert [c["exitCode"] for c in t["too-late"]["children"]] == [75]  # past the deadline: never retried
+    assert t["too-late"]["message"] == "Max duration limit exceeded"
+    assert outcome.phase == "Failed"
+
+
 @pytest.mark.parametrize(("side", "ran", "skipped"), [("heads", "heads", "tails"), ("tails", "tails", "heads")])
 def test_when_skips_and_plain_depends_accepts_skipped(tmp_path: Path, side: str, ran: str, skipped: str) -> None:
     outcome, status, _ = run(tmp_path, "when-skipped", {"side": side})

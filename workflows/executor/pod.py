@@ -22,7 +22,7 @@ from .artifacts import pack, unpack_or_copy
 from .bind import RawData, Source, artifact_source, resolve_env, template_scope
 from .context import RunContext
 from .errors import ExecutorError, ResolveError, Unsupported
-from .retry import RetrySpec, last_retry_vars
+from .retry import RetrySpec, Step, last_retry_vars
 from .runtimes import Mount, Result, RuntimeTask
 from .runtimes.subprocess_runtime import host_path, remap
 from .status import ArtifactRef, Node, Phase, pod_name
@@ -56,7 +56,7 @@ def run_pod(
         return
     node.type = "Retry" if strategy else "Pod"
     ctx.changed(node)
-    first_started, attempts, last, error = 0.0, 0, None, ""
+    first_started, attempts, last, error, deadline = 0.0, 0, None, "", None
     why: str | None = ""
     while True:
         attempt = node
@@ -70,16 +70,17 @@ def run_pod(
                     ctx.workflow,
                 )
             )
-        _attempt(ctx, attempt, template, scope, arg_artifacts, attempts, last)
+        _attempt(ctx, attempt, template, scope, arg_artifacts, attempts, last, deadline)
         first_started = first_started or attempt.started_at or time.time()
         attempts, last = attempts + 1, attempt
         if strategy is None or attempt.phase == Phase.SUCCEEDED:
             break
         try:
-            why = _next_step(ctx, node, strategy, attempt, first_started, attempts)
+            step = _next_step(ctx, node, strategy, attempt, first_started, attempts)
         except ExecutorError as exc:  # Argo marks the Retry node Error (e.g. a backoff without duration)
             error = str(exc)
             break
+        why, deadline = step.stop, step.deadline
         if why is not None:
             break
     if strategy is not None and last is not None:
@@ -95,18 +96,18 @@ def run_pod(
 
 def _next_step(
     ctx: RunContext, node: Node, strategy: RetrySpec, last: Node, first_started: float, attempts: int
-) -> str | None:
-    """Wait out the backoff where Argo would, then decide: None retries, a string is the node's final message."""
+) -> Step:
+    """Wait out the backoff where Argo would, then decide: retry (``stop`` None) or stop with a message."""
     while not ctx.cancel.is_set():
         step = strategy.decide(last, first_started, attempts, time.time())
         if not step.wait:
             if step.stop is None:
                 log.info("%s: retrying (attempt %d: %s)", node.display_name, attempts, last.message)
-            return step.stop
+            return step
         node.message = f"Backoff for {step.wait:.1f}s"  # what argo get shows while it waits
         ctx.changed(node)
         ctx.cancel.wait(step.wait)
-    return ctx.cancel_reason
+    return Step(stop=ctx.cancel_reason)
 
 
 def _attempt(
@@ -117,6 +118,7 @@ def _attempt(
     arg_artifacts: dict[str, Source | None],
     retries: int,
     last: Node | None,
+    deadline: float | None = None,
 ) -> None:
     where = f"spec.templates[{template['name']}]"
     pod = pod_name(ctx.workflow, node.name, template["name"])
@@ -137,6 +139,10 @@ def _attempt(
     try:
         node.start()
         ctx.changed(node)
+        if deadline is not None and time.time() >= deadline:  # Argo's executor kills it at once
+            node.finish(Phase.FAILED, "Step exceeded its deadline")
+            ctx.changed(node)
+            return
         sandbox = ctx.run_dir / "pods" / pod
         shutil.rmtree(sandbox, ignore_errors=True)
         result: Result | None = None
@@ -145,6 +151,7 @@ def _attempt(
             spec.pop("retryStrategy", None)
             require_resolved(spec, where, attempt_scope)
             task = _prepare(ctx, node, spec, arg_artifacts, pod, sandbox, where)
+            task.kill_at = deadline
             result = ctx.runtime.run(task)
             phase, message = _phase(ctx, result)
             node.exit_code, node.result = result.exit_code, result.stdout
@@ -167,7 +174,7 @@ def _phase(ctx: RunContext, result: Result) -> tuple[str, str]:
     if result.cancelled:
         return Phase.FAILED, ctx.cancel_reason or "terminated"
     if result.timed_out:
-        return Phase.FAILED, "Pod was active on the node longer than the specified deadline"
+        return Phase.FAILED, result.timed_out
     if result.exit_code == 0:
         return Phase.SUCCEEDED, ""
     return Phase.FAILED, f"Error (exit code {result.exit_code})"

@@ -6,7 +6,9 @@ step by step, in its order:
 1. with a ``backoff``: past ``maxDuration`` since the first attempt started → stop ("Max duration
    limit exceeded"); the next wait (``duration * factor**(attempts-1)``, capped by ``cap``) would end
    past it → stop ("Backoff would exceed max duration limit"); else, **only when ``limit`` is set**
-   and retries remain, wait until the last attempt's finish + that wait.
+   and retries remain, wait until the last attempt's finish + that wait. The next attempt gets
+   the maxDuration deadline (the pod's ARGO_DEADLINE): it is killed there with "Step exceeded its
+   deadline", and not run at all if it would only start after it.
 2. ``retryPolicy``: ``OnFailure`` retries Failed attempts, ``OnError`` Error ones, ``Always`` both;
    unset, it is ``OnFailure``, or ``Always`` when an ``expression`` is given (RetryPolicyActual).
 3. ``limit`` counts retries (attempts = limit + 1); no limit means retry until success.
@@ -66,6 +68,8 @@ class Step:
 
     wait: float = 0.0
     stop: str | None = None
+    deadline: float | None = None
+    """Epoch seconds at which the next attempt is killed: the first attempt's start + maxDuration."""
 
 
 def _int_or_string(value: Any, field: str) -> int:
@@ -148,4 +152,4 @@ class RetrySpec:
             return Step(stop="No more retries left")
         if self.expression and not eval_retry(self.expression, last_retry_vars(last), f"{self.field}.expression"):
             return Step(stop="retryStrategy.expression evaluated to false")
-        return Step()
+        return Step(deadline=deadline)

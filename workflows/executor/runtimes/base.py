@@ -54,6 +54,8 @@ class RuntimeTask:
     memory: str | None = None
     deadline: float | None = None
     """Seconds the attempt may run (``activeDeadlineSeconds``); then it is killed."""
+    kill_at: float | None = None
+    """Epoch seconds at which the attempt is killed (a retry's ``backoff.maxDuration`` deadline, Argo's ARGO_DEADLINE)."""
     cancel: threading.Event = field(default_factory=threading.Event)
     log_path: Path = Path("task.log")
     echo: Callable[[str], None] | None = None
@@ -67,7 +69,8 @@ class Result:
     duration: float
     log_path: Path
     stdout: str = ""
-    timed_out: bool = False
+    timed_out: str | None = None
+    """Why a deadline killed it (Argo's node message), None when none did."""
     cancelled: bool = False
     error: str | None = None
     """Why the container could not start (the node becomes Error)."""
@@ -87,10 +90,11 @@ class Runtime(Protocol):
 
 def stream_process(
     proc: subprocess.Popen[bytes], task: RuntimeTask, kill: Callable[[], None]
-) -> tuple[bool, bool, str]:
+) -> tuple[str | None, bool, str]:
     """Pump the child's stdout and stderr line by line into the log (and ``echo``); enforce deadline/cancel.
 
-    Returns ``(timed_out, cancelled, stdout_text)``. The log file gets both streams
+    Returns ``(timed_out, cancelled, stdout_text)``, ``timed_out`` being Argo's message for the
+    deadline that killed the process (None when none did). The log file gets both streams
     interleaved as they arrive; stdout alone (first 256 KiB) becomes ``outputs.result``.
     """
     lock = threading.Lock()
@@ -119,10 +123,15 @@ def stream_process(
         for t in threads:
             t.start()
         started = time.monotonic()
-        timed_out = cancelled = False
+        timed_out: str | None = None
+        cancelled = False
         while proc.poll() is None:
             if task.deadline is not None and time.monotonic() - started > task.deadline:
-                timed_out = True
+                timed_out = "Pod was active on the node longer than the specified deadline"
+                kill()
+                break
+            if task.kill_at is not None and time.time() >= task.kill_at:
+                timed_out = "Step exceeded its deadline"  # the wait container's message when ARGO_DEADLINE passes
                 kill()
                 break
             if task.cancel.is_set():
