@@ -210,3 +210,99 @@ def test_unsupported_retry_policy_is_refused_before_running(tmp_path: Path) -> N
     doc = mutate("templates.1.retryStrategy", {"limit": 2, "retryPolicy": "OnTransientError"})
     with pytest.raises(Unsupported, match=r"templates\[work\].retryStrategy.retryPolicy: 'OnTransientError'"):
         load_manifest(write(tmp_path, doc), {})
+
+
+LATE: dict[str, Any] = {"name": "late", "container": {"image": "python:3.11-slim", "command": ["python", "-c", "pass"]}}
+
+
+def with_late(change: dict[str, Any], when: str | None = None) -> dict[str, Any]:
+    """BASE whose task ``b`` (after ``a``) runs template ``late`` = LATE updated with ``change``."""
+    doc = copy.deepcopy(BASE)
+    doc["spec"]["templates"].append({**copy.deepcopy(LATE), **change})
+    task = doc["spec"]["templates"][0]["dag"]["tasks"][1]
+    task["template"] = "late"
+    if when:
+        task["when"] = when
+    return doc
+
+
+REFUSED_BY_VALUE = [
+    (
+        {"container": {**LATE["container"], "args": ["{{=sprig.upper('x')}}"]}},
+        None,
+        "spec.templates[late].container.args[0]: expression tag",
+    ),
+    (
+        {"outputs": {"parameters": [{"name": "x", "valueFrom": {"path": "/var/run/x"}}]}},
+        None,
+        "spec.templates[late].outputs.parameters[x].valueFrom.path: /var/run/x is outside",
+    ),
+    (
+        {"inputs": {"artifacts": [{"name": "d", "path": "{{inputs.parameters.dir}}/d", "raw": {"data": "x"}}]}},
+        None,
+        "spec.templates[late].inputs.artifacts[d].path",
+    ),
+    ({"container": {"image": "python:3.11-slim"}}, None, "spec.templates[late].container.command: the subprocess"),
+    (
+        {"container": None, "script": {"image": "ruby", "command": ["ruby"], "source": "puts 1"}},
+        None,
+        "spec.templates[late].script.command: ['ruby'] is not a supported script language",
+    ),
+    (
+        {"retryStrategy": {"limit": "1", "expression": "lastRetry.exitcode == 75"}},
+        None,
+        "spec.templates[late].retryStrategy.expression: unknown variable 'lastRetry.exitcode'",
+    ),
+    ({}, "{{tasks.a.exitCode}} + 1 > 2", "spec.templates[main].dag.tasks[b].when: cannot parse"),
+    (
+        {
+            "container": {
+                **LATE["container"],
+                "env": [{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+            }
+        },
+        None,
+        "spec.templates[late].container.env[N].valueFrom.fieldRef: 'spec.nodeName' is not known locally",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "when", "message"), REFUSED_BY_VALUE)
+def test_value_refusals_are_found_when_loading(
+    tmp_path: Path, change: dict[str, Any], when: str | None, message: str
+) -> None:
+    doc = with_late(change, when)
+    doc["spec"]["templates"][-1] = {k: v for k, v in doc["spec"]["templates"][-1].items() if v is not None}
+    with pytest.raises(Unsupported) as info:
+        load_manifest(write(tmp_path, doc), {}, runtime="subprocess")
+    assert message in str(info.value)
+
+
+def test_refusals_exit_2_before_any_task_runs(tmp_path: Path) -> None:
+    doc = with_late({"outputs": {"parameters": [{"name": "x", "valueFrom": {"path": "/var/run/x"}}]}})
+    doc["spec"]["templates"][1]["container"]["args"] = ["{{=sprig.upper('x')}}"]  # task a's template too
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "workflows",
+            "run-local",
+            str(write(tmp_path, doc)),
+            "--workdir",
+            str(tmp_path / "runs"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "refuses 2 field(s)" in proc.stderr
+    assert "spec.templates[work].container.args[0]: expression tag" in proc.stderr
+    assert "spec.templates[late].outputs.parameters[x].valueFrom.path" in proc.stderr
+    assert not (tmp_path / "runs").exists()  # nothing ran
+
+
+def test_docker_runtime_maps_any_path(tmp_path: Path) -> None:
+    doc = with_late({"outputs": {"parameters": [{"name": "x", "valueFrom": {"path": "/var/run/x"}}]}})
+    assert load_manifest(write(tmp_path, doc), {}, runtime="docker").templates["late"]

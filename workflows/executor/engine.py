@@ -162,7 +162,7 @@ def run_workflow(opts: RunOptions, out: TextIO | None = None) -> Outcome:
     """Run the manifest to completion; raises :class:`ExecutorError` before anything runs if it cannot."""
     out = out or sys.stdout
     env = {**os.environ, **(read_env_file(opts.env_file) if opts.env_file else {}), **opts.extra_env}
-    m = load_manifest(opts.manifest, opts.parameters, opts.name, opts.namespace)
+    m = load_manifest(opts.manifest, opts.parameters, opts.name, opts.namespace, opts.runtime)
     repo = open_repository(opts.artifacts, env, opts.s3_endpoint)
     _report_ignored(m, str(repo))
     scope = _global_scope(m)

@@ -22,7 +22,16 @@ from typing import Any
 
 from .errors import ResolveError, Unsupported
 
-__all__ = ["TASK_RESULTS", "depends_tasks", "eval_depends", "eval_when", "eval_retry", "expand_dependencies"]
+__all__ = [
+    "TASK_RESULTS",
+    "check_retry",
+    "check_when",
+    "depends_tasks",
+    "eval_depends",
+    "eval_when",
+    "eval_retry",
+    "expand_dependencies",
+]
 
 TASK_RESULTS = ("Succeeded", "Failed", "Errored", "Skipped", "Omitted", "Daemoned", "AnySucceeded", "AllFailed")
 
@@ -321,3 +330,27 @@ def eval_retry(text: str, last_retry: Mapping[str, str], field: str) -> bool:
         )
 
     return _boolean(_evaluate(_parse(text, "retry", field), lookup, field), text, field)
+
+
+# -- checks before running ---------------------------------------------------------------
+
+_RETRY_VARS = ("lastRetry.exitCode", "lastRetry.status", "lastRetry.duration", "lastRetry.message", "true", "false")
+
+
+def _names(node: Any) -> list[str]:
+    if isinstance(node, tuple) and node and node[0] == "var":
+        return [node[1]]
+    children = node[1:] if isinstance(node, tuple) else node if isinstance(node, list) else []
+    return [name for child in children for name in _names(child)]
+
+
+def check_retry(text: str, field: str) -> None:
+    """Raise :class:`Unsupported` now for a retry expression :func:`eval_retry` would refuse after a failure."""
+    for name in _names(_parse(text, "retry", field)):
+        if name not in _RETRY_VARS:
+            raise Unsupported(field, f"unknown variable {name!r} (known: {', '.join(_RETRY_VARS[:4])})")
+
+
+def check_when(text: str, field: str) -> None:
+    """Raise :class:`Unsupported` now for ``when`` syntax this subset lacks; tags stand in as bare words."""
+    _parse(re.sub(r"\{\{.*?\}\}", "x", text), "when", field)

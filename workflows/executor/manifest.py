@@ -19,6 +19,7 @@ from typing import Any
 from .errors import ManifestError, Unsupported
 from .expr import depends_tasks
 from .policy import check
+from .refusals import refusals
 from .templating import TAG
 
 __all__ = ["Manifest", "load_manifest", "generated_name"]
@@ -66,14 +67,23 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def load_manifest(
-    path: Path, overrides: Mapping[str, str], name: str | None = None, namespace: str | None = None
+    path: Path,
+    overrides: Mapping[str, str],
+    name: str | None = None,
+    namespace: str | None = None,
+    runtime: str | None = None,
 ) -> Manifest:
-    """Read, check and bind ``path``; raise :class:`Unsupported` listing every refused field."""
+    """Read, check and bind ``path``; raise :class:`Unsupported` listing every refused field.
+
+    ``runtime`` adds that runtime's refusals (the subprocess runtime's unmappable paths).
+    """
     doc = _read(path)
     if doc.get("apiVersion") != "argoproj.io/v1alpha1":
         raise ManifestError(f"{path}: apiVersion {doc.get('apiVersion')!r} is not argoproj.io/v1alpha1")
     verdicts = list(check(doc))
     refused = [(f, r) for v, f, r in verdicts if v == "refuse"]
+    if not refused:  # the fields have the expected shapes: look at their values
+        refused = refusals(doc.get("spec") or {}, runtime)
     if refused:
         lines = "\n".join(f"  {f}: {r}" for f, r in refused)
         raise Unsupported(str(path), f"the local executor refuses {len(refused)} field(s):\n{lines}")

@@ -22,6 +22,7 @@ from .artifacts import pack, unpack_or_copy
 from .bind import RawData, Source, artifact_source, resolve_env, template_scope
 from .context import RunContext
 from .errors import ExecutorError, ResolveError, Unsupported
+from .refusals import SCRIPT_LANGS
 from .retry import RetrySpec, Step, last_retry_vars
 from .runtimes import Mount, Result, RuntimeTask
 from .runtimes.subprocess_runtime import host_path, remap
@@ -32,7 +33,6 @@ __all__ = ["run_pod"]
 
 log = logging.getLogger(__name__)
 
-SCRIPT_LANGS = ("python", "python3", "sh", "bash")
 SCRIPT_PATH = "/argo/staging/script"
 
 
