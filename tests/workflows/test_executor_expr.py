@@ -9,7 +9,7 @@ import pytest
 from workflows.executor.errors import ManifestError, ResolveError, Unsupported
 from workflows.executor.expr import depends_tasks, eval_depends, eval_retry, eval_when
 from workflows.executor.retry import RetrySpec, parse_duration
-from workflows.executor.runtimes.subprocess_runtime import remap
+from workflows.executor.runtimes.subprocess_runtime import map_arg
 from workflows.executor.status import Node, Phase
 from workflows.executor.templating import require_resolved, substitute
 
@@ -261,18 +261,33 @@ def test_expression_tags_are_refused() -> None:
         substitute("{{=sprig.upper(inputs.parameters.x)}}", {}, "spec.templates[a].container.args[0]")
 
 
-SANDBOX = {"/tmp": Path("/tmp/sb/vol"), "/tmp/outputs": Path("/tmp/sb/out"), "/tmp/inputs": Path("/tmp/sb/in")}
+SANDBOX = {
+    "/tmp": Path("/tmp/sb/vol"),
+    "/tmp/outputs": Path("/tmp/sb/out"),
+    "/tmp/inputs": Path("/tmp/sb/in"),
+    "/mnt/vol": Path("/tmp/sb/mnt"),
+}
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"),
+    ("arg", "expected"),
     [
         ("--output=/tmp/outputs/flows.parquet", "--output=/tmp/sb/out/flows.parquet"),  # longest prefix wins
-        ("/tmp/x /tmp/inputs/a", "/tmp/sb/vol/x /tmp/sb/in/a"),  # rewritten once, not again
-        ("open('/tmp/outputs')", "open('/tmp/sb/out')"),
-        ("/tmpfoo /var/tmp/x /tmp.d", "/tmpfoo /var/tmp/x /tmp.d"),  # whole components only
+        ("/tmp/inputs/a", "/tmp/sb/in/a"),
         ("/tmp", "/tmp/sb/vol"),
+        ("/mnt/vol", "/tmp/sb/mnt"),
+        ("/tmpfoo", "/tmpfoo"),  # whole components only
+        ("/var/tmp/x", "/var/tmp/x"),
+        ("/tmp.d", "/tmp.d"),
+        ("s3://bucket/tmp/outputs/x", "s3://bucket/tmp/outputs/x"),
+        ("--source=synthetic://?rows=10", "--source=synthetic://?rows=10"),
+        # a mapped path inside other text is data or a path: refused (None), never rewritten
+        ("grep /mnt/vol /proc/mounts", None),
+        ("open('/tmp/outputs/x')", None),
+        ("/tmp/x /tmp/inputs/a", None),
+        ("--x=/tmp/x,/tmp/inputs/a", None),
+        ("-c=print('/tmp/outputs')", None),
     ],
 )
-def test_subprocess_path_remapping(text: str, expected: str) -> None:
-    assert remap(text, SANDBOX) == expected
+def test_subprocess_runtime_rewrites_path_arguments_only(arg: str, expected: str | None) -> None:
+    assert map_arg(arg, SANDBOX) == expected

@@ -258,6 +258,23 @@ REFUSED_BY_VALUE = [
         {
             "container": {
                 **LATE["container"],
+                "command": ["sh", "-c", "grep /mnt/vol /proc/mounts"],
+                "volumeMounts": [{"name": "v", "mountPath": "/mnt/vol"}],
+            },
+            "volumes": [{"name": "v", "emptyDir": {}}],
+        },
+        None,
+        "spec.templates[late].container.command[2]: a mapped container path appears inside this value",
+    ),
+    (
+        {"container": None, "script": {"image": "python", "command": ["python"], "source": "open('/tmp/outputs/x')"}},
+        None,
+        "spec.templates[late].script.source: the script mentions a mapped container path",
+    ),
+    (
+        {
+            "container": {
+                **LATE["container"],
                 "env": [{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
             }
         },

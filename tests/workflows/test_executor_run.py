@@ -213,6 +213,26 @@ def test_nested_dag_script_env_and_errors(tmp_path: Path, caplog: pytest.LogCapt
     assert "s3cr3t" not in text  # secret values never reach the console
 
 
+def test_data_that_mentions_a_mapped_path_is_never_rewritten(tmp_path: Path) -> None:
+    import yaml
+
+    doc = yaml.safe_load((FIXTURES / "when-skipped.yaml").read_text())
+    doc["spec"]["templates"][0]["dag"]["tasks"] = [
+        {
+            "name": "say",
+            "template": "say",
+            "arguments": {"parameters": [{"name": "text", "value": "grep /tmp/outputs /proc/mounts"}]},
+        }
+    ]
+    path = tmp_path / "data.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    outcome = run_workflow(
+        RunOptions(manifest=path, workdir=tmp_path / "runs", artifacts=str(tmp_path / "a")), io.StringIO()
+    )
+    say = tasks(json.loads(outcome.status_path.read_text()))["say"]
+    assert say["phase"] == "Error" and "cannot tell a path from data" in say["message"]  # refused, not rewritten
+
+
 def test_parallelism_serialises_pods(tmp_path: Path) -> None:
     outcome, status, _ = run(tmp_path, "parallelism")
     assert outcome.phase == "Succeeded"

@@ -26,9 +26,12 @@ Runtimes:
   subprocess  each container's command/args run as a local process in the repository
               root with PYTHONPATH set to it (command[0] python → this interpreter).
               The container paths /tmp/inputs and /tmp/outputs (and any emptyDir
-              mountPath) are rewritten to a per-task sandbox wherever they appear in
-              command, args and env values; artifact and output-parameter paths are read
-              there. The environment is the template's env plus PATH/HOME/locale.
+              mountPath) map to a per-task sandbox, where artifact and output-parameter
+              paths are read. A command/args item or env value is rewritten only when it
+              is a path: the whole value, or the value of --flag=PATH. One that holds a
+              mapped path inside other text (sh -c "cat /tmp/inputs/x", a script's
+              source) is refused: a path or data, the runtime cannot tell. The
+              environment is the template's env plus PATH/HOME/locale.
   docker      each container runs in its image (`docker run --network host`), with
               securityContext → --user/--read-only/--cap-drop, input artifacts
               bind-mounted at their paths, emptyDir volumes as sandbox dirs, outputs

@@ -22,10 +22,10 @@ from .artifacts import pack, unpack_or_copy
 from .bind import RawData, Source, artifact_source, resolve_env, template_scope
 from .context import RunContext
 from .errors import ExecutorError, ResolveError, Unsupported
-from .refusals import SCRIPT_LANGS
+from .refusals import SCRIPT_LANGS, SOURCE_PATHS
 from .retry import RetrySpec, Step, last_retry_vars
 from .runtimes import Mount, Result, RuntimeTask
-from .runtimes.subprocess_runtime import host_path, remap
+from .runtimes.subprocess_runtime import host_path, mentions
 from .status import ArtifactRef, Node, Phase, pod_name
 from .templating import require_resolved, substitute
 
@@ -209,7 +209,9 @@ def _prepare(
             )
         script = sandbox / "script"
         code = str(c.get("source", ""))
-        script.write_text(code if docker else remap(code, path_map))
+        if not docker and mentions(code, list(path_map)):  # code, not a path: it is never rewritten
+            raise Unsupported(f"{where}.script.source", SOURCE_PATHS)
+        script.write_text(code)
         os.chmod(script, 0o755)
         if docker:
             mounts.append(Mount(script, SCRIPT_PATH, read_only=True))

@@ -3,9 +3,10 @@
 ``policy`` refuses fields by name. Some refusals depend on a field's value: a ``{{=...}}``
 expression tag, a script language, a retry or ``when`` expression beyond the supported
 subset, a ``fieldRef`` the executor cannot fill, and, for the subprocess runtime, a template
-without ``command`` or a path it cannot map to the sandbox. Found when a task started, they
-failed the run (exit 1) after earlier tasks had already run; :func:`refusals` lists them
-all up front so ``run-local`` exits 2 naming each field, as the README promises.
+without ``command``, a path it cannot map to the sandbox, or a mapped path inside a larger
+argument, env value or script (a path or data: it cannot tell, so it never rewrites them).
+Found when a task started, they failed the run (exit 1) after earlier tasks had already run;
+:func:`refusals` lists them all up front so ``run-local`` exits 2 naming each field.
 """
 
 from __future__ import annotations
@@ -16,12 +17,17 @@ from typing import Any
 
 from .errors import Unsupported
 from .expr import check_retry, check_when
+from .runtimes.subprocess_runtime import UNMAPPABLE, mentions, unmappable
 from .templating import TAG
 
-__all__ = ["SCRIPT_LANGS", "FIELD_REFS", "refusals"]
+__all__ = ["SCRIPT_LANGS", "SOURCE_PATHS", "FIELD_REFS", "refusals"]
 
 SCRIPT_LANGS = ("python", "python3", "sh", "bash")
 FIELD_REFS = ("metadata.name", "metadata.namespace", "status.podIP")
+SOURCE_PATHS = (
+    "the script mentions a mapped container path; the subprocess runtime does not rewrite code: "
+    "take the path from an env value or use --runtime docker"
+)
 MAPPED = ("/tmp/inputs", "/tmp/outputs")
 """Container paths the subprocess runtime maps to the sandbox, besides each emptyDir mountPath."""
 
@@ -81,6 +87,14 @@ def _template(t: dict[str, Any], where: str, runtime: str | None) -> Iterator[tu
             ("the subprocess runtime needs the command (an image's entrypoint is unknown here); use --runtime docker"),
         )
     roots = [*MAPPED, *(str(vm.get("mountPath", "")) for vm in c.get("volumeMounts") or [])]
+    values = [(f"command[{i}]", x) for i, x in enumerate(command)]
+    values += [(f"args[{i}]", str(x)) for i, x in enumerate(c.get("args") or [])]
+    values += [(f"env[{e.get('name')}].value", str(e["value"])) for e in c.get("env") or [] if "value" in e]
+    for field, value in values:
+        if unmappable(value, roots):
+            yield f"{where}.{kind}.{field}", UNMAPPABLE
+    if kind == "script" and mentions(str(c.get("source", "")), roots):
+        yield f"{where}.script.source", SOURCE_PATHS
     paths = [
         (f"inputs.artifacts[{a.get('name')}].path", a.get("path"))
         for a in (t.get("inputs") or {}).get("artifacts") or []

@@ -2,9 +2,10 @@
 
 Mapping, documented in ``run-local --help``: the process runs in the repo root with
 ``PYTHONPATH`` set to it; ``command[0]`` ``python``/``python3`` is this interpreter; the
-container paths ``/tmp/inputs`` and ``/tmp/outputs`` (and any emptyDir mount path) are
-rewritten to a per-task sandbox wherever they appear in ``command``, ``args`` and ``env``
-values, and artifact/parameter paths are read from there. The environment is the
+container paths ``/tmp/inputs`` and ``/tmp/outputs`` (and any emptyDir mount path) map to a
+per-task sandbox, where artifact and parameter paths are read. A ``command``/``args`` item or
+``env`` value is rewritten only when it is a path (see :func:`map_arg`); one that holds a
+mapped path inside other text is refused, never rewritten. The environment is the
 template's ``env`` plus PATH/HOME/locale from this process: nothing else leaks in.
 """
 
@@ -21,23 +22,48 @@ from pathlib import Path
 
 from .base import Result, RuntimeTask, stream_process
 
-__all__ = ["SubprocessRuntime", "remap", "host_path"]
+__all__ = ["SubprocessRuntime", "UNMAPPABLE", "host_path", "map_arg", "mentions", "unmappable"]
 
+UNMAPPABLE = (
+    "a mapped container path appears inside this value, not as a path argument (the whole value, "
+    "or the value of --flag=PATH); the subprocess runtime cannot tell a path from data there: pass "
+    "the path as its own argument or use --runtime docker"
+)
 _PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT", "TMPDIR")
 
 
-def remap(text: str, path_map: dict[str, Path]) -> str:
-    """Rewrite each mapped container path prefix in ``text`` to its host directory, in one pass.
+def mentions(text: str, roots: list[str]) -> bool:
+    """Whether a mapped container path appears in ``text`` as a whole path component."""
+    prefixes = sorted((r.rstrip("/") or "/" for r in roots), key=len, reverse=True)
+    return (
+        bool(prefixes)
+        and re.search(r"(?<![\w./-])(" + "|".join(map(re.escape, prefixes)) + r")(?=/|$|[^\w.-])", text) is not None
+    )
 
-    The longest prefix wins (``/tmp/outputs`` before ``/tmp``), a prefix matches only as a
-    whole path component, and text already rewritten is never rewritten again.
+
+def map_arg(arg: str, path_map: dict[str, Path]) -> str | None:
+    """``arg`` with its mapped path rewritten to the sandbox; None when it cannot be mapped.
+
+    Only a path argument is rewritten: one equal to a mapped path or starting with it and
+    ``/``, or the value after ``=`` of a ``--flag=path``. A mapped path anywhere else in the
+    text (``sh -c "cat /tmp/inputs/x"``, ``grep /mnt/vol /proc/mounts``) may be data or a path;
+    the runtime cannot tell, so it refuses (None) rather than rewrite data or leave a path unmapped.
     """
-    if not path_map:
-        return text
-    prefixes = sorted((p.rstrip("/") for p in path_map), key=len, reverse=True)
-    hosts = {p.rstrip("/"): str(h) for p, h in path_map.items()}
-    pattern = re.compile(r"(?<![\w./-])(" + "|".join(map(re.escape, prefixes)) + r")(?=/|$|[^\w.-])")
-    return pattern.sub(lambda m: hosts[m.group(1)], text)
+    head, value = "", arg
+    if arg.startswith("-") and "=" in arg:
+        flag, _, value = arg.partition("=")
+        head = flag + "="
+    for prefix in sorted(path_map, key=len, reverse=True):
+        root = prefix.rstrip("/")
+        if value == root or value.startswith(root + "/"):
+            rest = value[len(root) :]
+            return None if mentions(head + rest, list(path_map)) else head + str(path_map[prefix]) + rest
+    return None if mentions(arg, list(path_map)) else arg
+
+
+def unmappable(text: str, roots: list[str]) -> bool:
+    """Whether :func:`map_arg` refuses ``text`` given the container paths ``roots``."""
+    return map_arg(text, {r: Path("/") for r in roots}) is None
 
 
 def host_path(container_path: str, path_map: dict[str, Path]) -> Path | None:
@@ -61,7 +87,13 @@ class SubprocessRuntime:
         """Nothing to check: images are not used."""
 
     def run(self, task: RuntimeTask) -> Result:
-        argv = [remap(a, task.path_map) for a in [*task.command, *task.args]]
+        mapped = [map_arg(a, task.path_map) for a in [*task.command, *task.args]]
+        env_mapped = {k: map_arg(v, task.path_map) for k, v in task.env.items()}
+        refused = [a for a, m in zip([*task.command, *task.args], mapped, strict=True) if m is None]
+        refused += [f"env {k}" for k, m in env_mapped.items() if m is None]
+        if refused:  # a value filled in at run time; literal ones are refused when the manifest loads
+            return Result(None, 0.0, task.log_path, error=f"{refused[0]!r}: {UNMAPPABLE}")
+        argv = [m for m in mapped if m is not None]
         started = time.monotonic()
         if not task.command:
             return Result(
@@ -76,7 +108,7 @@ class SubprocessRuntime:
         elif shutil.which(argv[0]) is None:
             return Result(None, 0.0, task.log_path, error=f"{argv[0]!r}: executable file not found in $PATH")
         env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
-        env.update({k: remap(v, task.path_map) for k, v in task.env.items()})
+        env.update({k: m for k, m in env_mapped.items() if m is not None})
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.repo_root), task.env.get("PYTHONPATH")]))
         env.setdefault("PYTHONUNBUFFERED", "1")
         try:
