@@ -233,6 +233,37 @@ def test_data_that_mentions_a_mapped_path_is_never_rewritten(tmp_path: Path) -> 
     assert say["phase"] == "Error" and "cannot tell a path from data" in say["message"]  # refused, not rewritten
 
 
+def test_script_file_comes_after_args_as_in_argo(tmp_path: Path) -> None:
+    import yaml
+
+    doc = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": "script-args"},
+        "spec": {
+            "entrypoint": "main",
+            "templates": [
+                {"name": "main", "dag": {"tasks": [{"name": "s", "template": "s"}]}},
+                {
+                    "name": "s",
+                    "script": {
+                        "image": "python:3.11-slim",
+                        "command": ["python"],
+                        "args": ["-B"],  # an interpreter option: command + args + [script], as Argo runs it
+                        "source": "import sys; print(sys.argv[1:], sys.dont_write_bytecode)",
+                    },
+                },
+            ],
+        },
+    }
+    path = tmp_path / "script.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    outcome = run_workflow(
+        RunOptions(manifest=path, workdir=tmp_path / "runs", artifacts=str(tmp_path / "a")), io.StringIO()
+    )
+    assert tasks(json.loads(outcome.status_path.read_text()))["s"]["outputs"]["result"] == "[] True"
+
+
 def test_parallelism_serialises_pods(tmp_path: Path) -> None:
     outcome, status, _ = run(tmp_path, "parallelism")
     assert outcome.phase == "Succeeded"

@@ -215,7 +215,7 @@ def _prepare(
         os.chmod(script, 0o755)
         if docker:
             mounts.append(Mount(script, SCRIPT_PATH, read_only=True))
-        command.append(SCRIPT_PATH if docker else str(script))
+            args.append(SCRIPT_PATH)  # after the args, as Argo's executeScript appends it
     env = resolve_env(c.get("env") or [], ctx.env, pod, ctx.namespace, f"{where}.{kind}")
     task = RuntimeTask(
         name=node.display_name,
@@ -223,6 +223,7 @@ def _prepare(
         image=str(c.get("image", "")),
         command=[str(x) for x in command],
         args=args,
+        script=str(script) if kind == "script" and not docker else None,
         env=env,
         sandbox=sandbox,
         path_map=path_map,

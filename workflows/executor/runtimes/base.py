@@ -39,6 +39,8 @@ class RuntimeTask:
     env: dict[str, str]
     """The container's environment; values may be secrets and are never logged."""
     sandbox: Path
+    script: str | None = None
+    """Host path of a script template's source, run after ``args`` as Argo does (a host path: never mapped)."""
     path_map: dict[str, Path] = field(default_factory=dict)
     """Container path prefix → host directory (subprocess runtime rewrites these prefixes)."""
     mounts: list[Mount] = field(default_factory=list)

@@ -93,7 +93,7 @@ class SubprocessRuntime:
         refused += [f"env {k}" for k, m in env_mapped.items() if m is None]
         if refused:  # a value filled in at run time; literal ones are refused when the manifest loads
             return Result(None, 0.0, task.log_path, error=f"{refused[0]!r}: {UNMAPPABLE}")
-        argv = [m for m in mapped if m is not None]
+        argv = [m for m in mapped if m is not None] + ([task.script] if task.script else [])
         started = time.monotonic()
         if not task.command:
             return Result(
