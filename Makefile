@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 ROWS   ?= 100000
 
-.PHONY: demo test lint compile validate images bench clean services-stop
+.PHONY: demo test lint compile validate images bench clean services-stop cluster-build cluster-up cluster-demo cluster-down
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,18 @@ images: $(VENV)/.installed  ## build every image of docker-bake.hcl (plain docke
 
 bench: $(VENV)/.installed  ## performance and detection benchmarks → BENCHMARKS.md
 	$(PY) -m benchmarks all
+
+cluster-build:  ## build Kubernetes, etcd, CoreDNS, MinIO and Argo from their Go modules (cached outside the repo)
+	scripts/cluster/build.sh
+
+cluster-up: $(VENV)/.installed  ## start a single-node Kubernetes + Argo + MinIO on this machine (root)
+	scripts/cluster/up.sh
+
+cluster-demo: $(VENV)/.installed  ## install the pipeline with kubectl apply -k k8s/ and run it through the Job
+	scripts/cluster/demo.sh
+
+cluster-down:  ## stop the cluster (cluster-down ARGS=--purge also removes its state)
+	scripts/cluster/down.sh $(ARGS)
 
 services-stop:
 	$(PY) -m workflows services stop

@@ -23,7 +23,7 @@ DNS_SERVICE_IP=10.96.0.10
 # A fixed address for the Argo Server's Service, named in its certificate, so the host's
 # argo CLI and submitter can verify it too (pods use the Service name).
 ARGO_SERVER_IP=10.96.0.20
-PAUSE_IMAGE=local/pause:3.10
+PAUSE_IMAGE=localhost/cluster/pause:3.10
 KUBECONFIG_ADMIN="$CLUSTER_STATE/pki/admin.kubeconfig"
 CONTAINERD_SOCK="$CLUSTER_STATE/run/containerd.sock"
 # The namespace the pipeline is installed into (k8s/kustomization.yaml).
