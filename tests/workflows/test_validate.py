@@ -329,7 +329,8 @@ def test_job_rules_apply_to_core_pod_specs(tmp_path: Path) -> None:
     del container["securityContext"]["readOnlyRootFilesystem"]
     found = messages(validate_files([write(tmp_path, job)]))
     base = "$.spec.template.spec.containers[0]"
-    for path in (f"{base}.image", f"{base}.env[3].value", f"{base}.securityContext.readOnlyRootFilesystem"):
+    token = len(container["env"]) - 1  # the ARGO_TOKEN appended above
+    for path in (f"{base}.image", f"{base}.env[{token}].value", f"{base}.securityContext.readOnlyRootFilesystem"):
         assert any(f"[doc 0] {path}: " in m for m in found), (path, found)
 
 
