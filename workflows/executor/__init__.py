@@ -4,6 +4,7 @@ One small module per concern, in the spirit of ``kfp/local``:
 
 - ``manifest``: loads a Workflow/WorkflowTemplate and refuses, by field path, what it does not support;
 - ``policy``: the table of supported, ignored (cluster-only) and refused fields;
+- ``refusals``: what is refused for its value (``{{=...}}``, unmappable paths, ...), also found before running;
 - ``templating``: ``{{...}}`` substitution; ``expr``: the ``depends``, ``when`` and retry languages;
 - ``dag``: scheduling by ``depends``/``dependencies``, failFast and the DAG phase;
 - ``artifacts``: the artifact repository (a local directory or S3);
