@@ -2,8 +2,14 @@
 
 A stage supplies an argparse parser and a ``body(ctx)`` function. The runner adds the
 common flags, configures logging, opens the audit attempt, runs the body, maps
-exceptions to the exit codes of ``errors.ExitCode`` and records the outcome. SIGTERM is
-turned into an exception so temporary files are removed and nothing is half-written.
+exceptions to the exit codes of ``errors.ExitCode`` and records the outcome.
+
+Outputs are staged as local temporary files and published together when the body has
+finished (``StageContext.publish_outputs``): the stage's primary output last, and on any
+failure the ones already published are removed again, so a reader that requires the
+primary never sees a partial set.
+
+SIGTERM is turned into an exception so temporary files are removed and nothing is half-written.
 """
 
 from __future__ import annotations
@@ -46,6 +52,13 @@ class OutputFile:
 
 
 @dataclass
+class _Staged:
+    path: Path
+    artifact: Artifact
+    primary: bool
+
+
+@dataclass
 class StageContext:
     """What a stage body gets: its flags, services, and places to record results."""
 
@@ -56,6 +69,7 @@ class StageContext:
     params_dir: Path | None
     metrics: dict[str, Any] = field(default_factory=dict)
     artifacts: list[Artifact] = field(default_factory=list)
+    staged: list[_Staged] = field(default_factory=list)
 
     @property
     def run_id(self) -> str:
@@ -68,12 +82,53 @@ class StageContext:
         return path
 
     @contextlib.contextmanager
-    def output(self, name: str, uri: str, suffix: str = "") -> Iterator[OutputFile]:
-        """Write to ``out.path`` inside the block; it is published to ``uri`` atomically."""
-        with self.storage.writing(uri, suffix=suffix) as tmp:
+    def output(self, name: str, uri: str, suffix: str = "", primary: bool = False) -> Iterator[OutputFile]:
+        """Write to ``out.path`` inside the block; the file is staged, not yet visible at ``uri``.
+
+        ``publish_outputs`` (called by the runner when the body returns, or by the body
+        itself) publishes every staged output together, ``primary`` last.
+        """
+        tmp = self.storage.staging(uri, suffix)
+        try:
             out = OutputFile(tmp)
             yield out
-            self.record("output", name, uri, tmp, out.rows)
+            artifact = Artifact("output", name, uri, sha256_file(tmp), out.rows, tmp.stat().st_size)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self.staged.append(_Staged(tmp, artifact, primary))
+
+    def publish_outputs(self) -> None:
+        """Publish all staged outputs as one set: all of them, or none.
+
+        The primary output (the one the next stage opens first) is removed from its key
+        first and published last, so it marks a complete set. If any publish fails, the
+        outputs already published are removed again (best effort).
+        """
+        order = sorted(self.staged, key=lambda s: s.primary)
+        if not order:
+            return
+        done: list[_Staged] = []
+        try:
+            for s in order:
+                if s.primary:
+                    self.storage.remove(s.artifact.uri)
+            for s in order:
+                self.storage.publish(s.path, s.artifact.uri)
+                done.append(s)
+        except BaseException:
+            for s in reversed(done):
+                try:
+                    self.storage.remove(s.artifact.uri)
+                except Exception as exc:  # noqa: BLE001 - the publish error is the one reported
+                    log.error("could not remove %s after a failed publish: %s", s.artifact.uri, exc)
+            raise
+        finally:
+            for s in order:
+                s.path.unlink(missing_ok=True)
+            self.staged.clear()
+        self.artifacts.extend(s.artifact for s in order)
+        log.info("published %s", ", ".join(s.artifact.uri for s in order))
 
     def record(self, direction: str, name: str, uri: str, path: Path, rows: int | None = None) -> Artifact:
         artifact = Artifact(direction, name, uri, sha256_file(path), rows, path.stat().st_size)
@@ -82,7 +137,8 @@ class StageContext:
 
     def sha256(self, name: str) -> str | None:
         """The sha256 of a recorded output, for output parameters."""
-        return next((a.sha256 for a in self.artifacts if a.direction == "output" and a.name == name), None)
+        outputs = [*self.artifacts, *(s.artifact for s in self.staged)]
+        return next((a.sha256 for a in outputs if a.direction == "output" and a.name == name), None)
 
     def set_param(self, name: str, value: Any) -> None:
         """Write an Argo output parameter file (``<params-dir>/<name>``) atomically."""
@@ -145,6 +201,7 @@ def run_stage(
         audit.start(stage, attempt, {k: v for k, v in vars(args).items() if v is not None})
         log.info("%s started", stage, extra={"attempt": attempt})
         body(ctx)
+        ctx.publish_outputs()
     except StageError as exc:
         code, status, error = exc.exit_code, "FAILED", str(exc)
         log.error("%s", exc, extra={"exit_code": int(code)})
@@ -156,6 +213,8 @@ def run_stage(
         log.exception("unexpected error")
     finally:
         signal.signal(signal.SIGTERM, previous)
+        for staged in ctx.staged:
+            staged.path.unlink(missing_ok=True)
         ctx.storage.cleanup()
     ctx.metrics.setdefault("wall_seconds", round(time.monotonic() - started, 3))
     try:

@@ -136,6 +136,26 @@ class Storage:
             return False
         return True
 
+    def staging(self, uri: str, suffix: str = "") -> Path:
+        """A new empty temporary file to write ``uri``'s content into before ``publish``.
+
+        Locally it sits beside the target (so publishing is one rename); for S3 it sits in
+        the stage's workdir. A target whose folder cannot be created is an InputError.
+        """
+        loc = Location.parse(uri)
+        if loc.scheme == "file":
+            try:
+                loc.path.parent.mkdir(parents=True, exist_ok=True)
+                fd, name = tempfile.mkstemp(prefix=f".{loc.path.name}.", suffix=suffix + ".part", dir=loc.path.parent)
+            except (FileExistsError, NotADirectoryError) as exc:
+                raise InputError(f"{uri}: cannot write here, a parent of it is a file ({exc.filename})") from exc
+        else:
+            staging = self.workdir / "out"
+            staging.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f"{Path(loc.key).name}.", suffix=suffix + ".part", dir=staging)
+        os.close(fd)
+        return Path(name)
+
     @contextlib.contextmanager
     def writing(self, uri: str, suffix: str = "") -> Iterator[Path]:
         """Yield a temporary local path; publish it to ``uri`` only if the block succeeds.
@@ -143,16 +163,7 @@ class Storage:
         Locally the temp file sits beside the target and is renamed over it; on S3 the
         object appears only when the upload completes. On error the temp file is removed.
         """
-        loc = Location.parse(uri)
-        if loc.scheme == "file":
-            loc.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f".{loc.path.name}.", suffix=suffix + ".part", dir=loc.path.parent)
-        else:
-            staging = self.workdir / "out"
-            staging.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f"{Path(loc.key).name}.", suffix=suffix + ".part", dir=staging)
-        os.close(fd)
-        tmp = Path(name)
+        tmp = self.staging(uri, suffix)
         try:
             yield tmp
             self.publish(tmp, uri)
@@ -177,9 +188,33 @@ class Storage:
             finally:
                 Path(name).unlink(missing_ok=True)
             return
-        with self._s3_errors(uri):
-            self.s3().upload_file(str(local), loc.bucket, loc.key)
+        try:
+            with self._s3_errors(uri):
+                self.s3().upload_file(str(local), loc.bucket, loc.key)
+        except BaseException:
+            self._abort_multipart(loc)
+            raise
         log.debug("uploaded %s", uri)
+
+    def remove(self, uri: str) -> None:
+        """Delete the object at ``uri`` if it exists (rolling back a partly published set)."""
+        loc = Location.parse(uri)
+        if loc.scheme == "file":
+            loc.path.unlink(missing_ok=True)
+            return
+        with self._s3_errors(uri):
+            self.s3().delete_object(Bucket=loc.bucket, Key=loc.key)
+
+    def _abort_multipart(self, loc: Location) -> None:
+        """Best effort: abort unfinished multipart uploads of ``loc`` so no orphan parts stay billed and listed."""
+        try:
+            client = self.s3()
+            found = client.list_multipart_uploads(Bucket=loc.bucket, Prefix=loc.key).get("Uploads", [])
+            for upload in (u for u in found if u.get("Key") == loc.key):
+                client.abort_multipart_upload(Bucket=loc.bucket, Key=loc.key, UploadId=upload["UploadId"])
+                log.warning("aborted the unfinished multipart upload of s3://%s/%s", loc.bucket, loc.key)
+        except Exception as exc:  # noqa: BLE001 - the upload's own error is the one to report
+            log.warning("could not abort multipart uploads of s3://%s/%s: %s", loc.bucket, loc.key, type(exc).__name__)
 
     def cleanup(self) -> None:
         """Remove downloaded inputs and staged outputs (only a workdir this instance created)."""

@@ -203,9 +203,10 @@ def _publish(ctx: StageContext, doc: dict[str, Any], html: str) -> list[Path]:
         ("metrics", ctx.args.metrics_out, files[0], ".json"),
         ("report", ctx.args.report_out, files[1], ".html"),
     ):
-        with ctx.output(name, uri, suffix) as out:
+        with ctx.output(name, uri, suffix, primary=name == "metrics") as out:
             shutil.copyfile(path, out.path)
             out.rows = doc["rows"]
+    ctx.publish_outputs()  # now, not after the body: MLflow and the gate's exit 3 come after
     return files
 
 

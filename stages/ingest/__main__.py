@@ -82,7 +82,7 @@ def body(ctx: StageContext) -> None:
         path = ctx.fetch_input("source", args.source)
         chunks = read_source(Path(path), args.source, args.format, args.preset or None, mapping)
     with (
-        ctx.output("flows", args.output, ".parquet") as flows,
+        ctx.output("flows", args.output, ".parquet", primary=True) as flows,
         ctx.output("rejects", args.rejects, ".parquet") as rejects,
     ):
         stats = write_chunks(chunks, flows.path, rejects.path, count_duplicates=not synthetic)

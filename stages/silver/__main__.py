@@ -56,7 +56,7 @@ def body(ctx: StageContext) -> None:
         features = dataset.write_silver(table, plan, split, out.path)
         out.rows = n
     manifest = dataset.manifest(features, split, n, bool(has_labels), plan.skipped, source.sha256 or "")
-    with ctx.output("manifest", args.manifest, ".json") as out:
+    with ctx.output("manifest", args.manifest, ".json", primary=True) as out:
         out.path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     attacks = int(pc.sum(pc.fill_null(table.column("label"), 0)).as_py() or 0)
     for group, reason in sorted(plan.skipped.items()):

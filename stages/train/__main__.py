@@ -151,7 +151,7 @@ def body(ctx: StageContext) -> None:
         log.warning("MLFLOW_TRACKING_URI is not set: no MLflow run, no registered model version")
     with ctx.output("model", args.model_out, ".skops") as out:
         save_model(trained.estimator, out.path)
-    with ctx.output("card", args.card_out, ".json") as out:
+    with ctx.output("card", args.card_out, ".json", primary=True) as out:
         out.path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     ctx.metrics.update({k: v for k, v in trained.metrics.items()}, threshold=trained.calibration.threshold)
     for name, value in (

@@ -100,3 +100,58 @@ def test_sigterm_mid_write_leaves_nothing(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "terminated by SIGTERM" in err
     assert list(tmp_path.iterdir()) == [], "no artifact and no temp file may remain"
+
+
+def _two_outputs(first: Path, primary: Path) -> Any:
+    def body(ctx: StageContext) -> None:
+        with ctx.output("rejects", str(first)) as out:
+            out.path.write_text("rejects\n")
+        with ctx.output("flows", str(primary), primary=True) as out:
+            out.path.write_text("flows\n")
+
+    return body
+
+
+def test_outputs_are_published_together_primary_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stages.common.storage import Storage
+
+    order: list[str] = []
+    real = Storage.publish
+
+    def publish(self: Storage, local: Path, uri: str) -> None:
+        assert not (tmp_path / "flows").exists() and not (tmp_path / "rejects").exists() or order
+        order.append(Path(uri).name)
+        real(self, local, uri)
+
+    monkeypatch.setattr(Storage, "publish", publish)
+    assert _run(_two_outputs(tmp_path / "rejects", tmp_path / "flows"), [], monkeypatch) == 0
+    assert order == ["rejects", "flows"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flows", "rejects"]
+
+
+def test_a_failed_publish_removes_the_outputs_already_published(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rejects published, flows fails with a transient fault: exit 75 and neither remains (nor a stale primary)."""
+    from stages.common.storage import Storage
+
+    (tmp_path / "flows").write_text("stale flows of an earlier attempt\n")
+    real = Storage.publish
+
+    def publish(self: Storage, local: Path, uri: str) -> None:
+        if uri.endswith("flows"):
+            raise TransientError(f"{uri}: S3 down")
+        real(self, local, uri)
+
+    monkeypatch.setattr(Storage, "publish", publish)
+    assert _run(_two_outputs(tmp_path / "rejects", tmp_path / "flows"), [], monkeypatch) == 75
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_body_publishes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def body(ctx: StageContext) -> None:
+        _two_outputs(tmp_path / "rejects", tmp_path / "flows")(ctx)
+        raise InputError("late problem")
+
+    assert _run(body, [], monkeypatch) == 2
+    assert list(tmp_path.iterdir()) == []

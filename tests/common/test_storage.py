@@ -110,3 +110,32 @@ def test_redact_uri_drops_credentials(uri: str, shown: str) -> None:
     from stages.common.config import redact_uri
 
     assert redact_uri(uri) == shown
+
+
+def test_s3_failed_upload_aborts_its_multipart_upload(
+    s3_server: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upload that dies after starting a multipart upload leaves no unfinished upload behind."""
+    from botocore.exceptions import ClientError
+
+    storage = Storage(Settings.from_env(s3_server), workdir=tmp_path)
+    client = storage.s3()
+    key = "raw/multipart-run/flows.parquet"
+
+    def dies_midway(filename: str, bucket: str, key: str, **_: object) -> None:
+        client.create_multipart_upload(Bucket=bucket, Key=key)
+        raise ClientError({"Error": {"Code": "ServiceUnavailable"}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "Put")
+
+    monkeypatch.setattr(client, "upload_file", dies_midway)
+    local = tmp_path / "flows.parquet"
+    local.write_bytes(b"x" * 100)
+    with pytest.raises(TransientError):
+        storage.publish(local, f"s3://cybersec-mlops/{key}")
+    assert client.list_multipart_uploads(Bucket="cybersec-mlops", Prefix=key).get("Uploads", []) == []
+    assert not storage.exists(f"s3://cybersec-mlops/{key}")
+
+
+def test_output_under_a_file_is_input_error(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_text("a file, not a folder")
+    with pytest.raises(InputError, match="a parent of it is a file"):
+        Storage(Settings()).staging(str(tmp_path / "plain" / "flows.parquet"))
