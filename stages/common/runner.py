@@ -9,7 +9,10 @@ finished (``StageContext.publish_outputs``): the stage's primary output last, an
 failure the ones already published are removed again, so a reader that requires the
 primary never sees a partial set.
 
-SIGTERM is turned into an exception so temporary files are removed and nothing is half-written.
+SIGTERM sets a flag and raises ``Terminated`` in the body; because an exception raised
+from a signal handler can be discarded (inside ``__del__``, a weakref callback, a broad
+``except``), the flag is checked again before every publish and before success is
+reported: a terminated stage never exits 0.
 """
 
 from __future__ import annotations
@@ -39,8 +42,25 @@ __all__ = ["StageContext", "OutputFile", "add_common_flags", "run_stage"]
 log = logging.getLogger(__name__)
 
 
-class Terminated(Exception):
-    """SIGTERM arrived (pod deleted, workflow stopped)."""
+class Terminated(BaseException):
+    """SIGTERM arrived (pod deleted, workflow stopped).
+
+    A BaseException, so the ``except Exception`` of a library or of our own error
+    mapping (e.g. "not a readable skops model") cannot turn it into something else.
+    """
+
+
+class _Signal:
+    """The SIGTERM flag; ``raising`` is on only while the body runs."""
+
+    received = False
+    raising = False
+
+
+def check_terminated() -> None:
+    """Raise ``Terminated`` if SIGTERM arrived at any time (a safe point)."""
+    if _Signal.received:
+        raise Terminated("terminated by SIGTERM")
 
 
 @dataclass
@@ -102,20 +122,23 @@ class StageContext:
         """Publish all staged outputs as one set: all of them, or none.
 
         The primary output (the one the next stage opens first) is removed from its key
-        first and published last, so it marks a complete set. If any publish fails, the
-        outputs already published are removed again (best effort).
+        first and published last, so it marks a complete set. If any publish fails, or
+        SIGTERM arrives, the outputs already published are removed again (best effort).
         """
         order = sorted(self.staged, key=lambda s: s.primary)
         if not order:
             return
         done: list[_Staged] = []
         try:
+            check_terminated()
             for s in order:
                 if s.primary:
                     self.storage.remove(s.artifact.uri)
             for s in order:
+                check_terminated()
                 self.storage.publish(s.path, s.artifact.uri)
                 done.append(s)
+            check_terminated()
         except BaseException:
             for s in reversed(done):
                 try:
@@ -173,7 +196,9 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise Terminated("terminated by SIGTERM")
+    _Signal.received = True
+    if _Signal.raising:
+        raise Terminated("terminated by SIGTERM")
 
 
 def run_stage(
@@ -190,6 +215,7 @@ def run_stage(
         settings = replace(settings, run_id=args.run_id)
     attempt = args.attempt if args.attempt is not None else int(os.environ.get("STAGE_ATTEMPT") or 0)
     configure(stage, settings.run_id, args.log_level, args.log_format)
+    _Signal.received, _Signal.raising = False, True
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
 
     ctx = StageContext(stage, args, settings, Storage(settings), args.params_dir)
@@ -202,20 +228,23 @@ def run_stage(
         log.info("%s started", stage, extra={"attempt": attempt})
         body(ctx)
         ctx.publish_outputs()
+        check_terminated()
+    except Terminated as exc:
+        code, status, error = ExitCode.UNEXPECTED, "FAILED", str(exc)
     except StageError as exc:
         code, status, error = exc.exit_code, "FAILED", str(exc)
         log.error("%s", exc, extra={"exit_code": int(code)})
-    except Terminated as exc:
-        code, status, error = ExitCode.UNEXPECTED, "FAILED", str(exc)
-        log.error("%s; temporary files removed, nothing published after this point", exc)
     except Exception as exc:  # noqa: BLE001 - the runner is the one place that maps everything
         code, status, error = ExitCode.UNEXPECTED, "FAILED", f"{type(exc).__name__}: {exc}"
         log.exception("unexpected error")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        _Signal.raising = False  # from here on SIGTERM is only recorded: cleanup and audit must finish
         for staged in ctx.staged:
             staged.path.unlink(missing_ok=True)
         ctx.storage.cleanup()
+    if _Signal.received:  # whatever the body made of it (a swallowed or converted Terminated)
+        code, status, error = ExitCode.UNEXPECTED, "FAILED", "terminated by SIGTERM"
+        log.error("terminated by SIGTERM; temporary files removed, nothing published after this point")
     ctx.metrics.setdefault("wall_seconds", round(time.monotonic() - started, 3))
     try:
         audit.finish(status, int(code), ctx.metrics, ctx.artifacts, error)
@@ -225,6 +254,9 @@ def run_stage(
             code = exc.exit_code
     finally:
         audit.close()
+        signal.signal(signal.SIGTERM, previous)
+    if _Signal.received:
+        code, status = ExitCode.UNEXPECTED, "FAILED"
     log.info("%s %s", stage, status.lower(), extra={"exit_code": int(code), "seconds": ctx.metrics["wall_seconds"]})
     return int(code)
 
