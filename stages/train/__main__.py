@@ -84,6 +84,8 @@ def _card(ctx: StageContext, manifest: dict[str, Any], trained: Any) -> dict[str
         "train_rows": trained.fit_rows,
         "params": trained.params,
         "train_metrics": trained.metrics,
+        # what scoring measures drift and explains alerts against (stages/train/reference.py)
+        "reference": trained.reference,
         "mlflow": {
             "tracking_uri_set": ctx.settings.mlflow_tracking_uri is not None,
             "run_id": None,
@@ -146,6 +148,7 @@ def body(ctx: StageContext) -> None:
             X[:5],
             args.registered_model,
             card,
+            manifest,
         )
     else:
         log.warning("MLFLOW_TRACKING_URI is not set: no MLflow run, no registered model version")

@@ -21,7 +21,7 @@ HistGradientBoosting is the supervised option when labels exist.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -185,6 +185,8 @@ class Trained:
     calibration: Calibration
     metrics: dict[str, float]
     params: dict[str, Any]
+    reference: dict[str, Any] = field(default_factory=dict)
+    """What scoring compares new traffic with (``reference.reference``); goes into the card."""
 
 
 def _resolve_train_on(opts: Options, has_labels: bool) -> str:
@@ -277,4 +279,18 @@ def train(X: np.ndarray, labels: np.ndarray | None, features: list[str], opts: O
         validation_rows=n_val,
     )
     params["fit_pool_rows"] = int(keep.sum())
-    return Trained(est, method, trained_on, len(rows), cal, metrics, params)
+    ref = _reference(X[n_fit:], features, val_scores, opts.seed)
+    return Trained(est, method, trained_on, len(rows), cal, metrics, params, ref)
+
+
+REFERENCE_ROWS = 200_000
+"""Validation rows the scoring reference is computed on at most (deciles settle long before)."""
+
+
+def _reference(X_val: np.ndarray, features: list[str], scores: np.ndarray, seed: int) -> dict[str, Any]:
+    from .reference import reference
+
+    if len(X_val) > REFERENCE_ROWS:
+        rows = np.sort(np.random.default_rng(seed).choice(len(X_val), REFERENCE_ROWS, replace=False))
+        X_val, scores = X_val[rows], scores[rows]
+    return reference(X_val, features, scores)

@@ -119,8 +119,12 @@ def track(
     input_example: Any,
     registered_model: str,
     card: dict[str, Any],
+    manifest: dict[str, Any] | None = None,
 ) -> Tracked:
-    """Log one training run, the model (skops) and the card; register a model version.
+    """Log one training run, the model (skops), the card and the silver manifest; register a version.
+
+    The manifest travels with the model so scoring can build features exactly as in
+    training from the registry alone (``models:/<name>@champion`` → run → manifest.json).
 
     ``card["mlflow"]`` is filled in (run id, version) before the card is logged, so the
     copy in MLflow equals the one the stage writes.
@@ -154,6 +158,8 @@ def track(
                     client.set_model_version_tag(registered_model, version, key, value)
             card["mlflow"].update(run_id=run.info.run_id, model_version=version)
             mlflow.log_dict(card, "model-card.json")
+            if manifest is not None:
+                mlflow.log_dict(manifest, "manifest.json")
     except Exception as exc:
         if _is_transient(exc):
             raise TransientError(

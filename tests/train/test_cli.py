@@ -28,6 +28,7 @@ CARD_KEYS = {
     "score_method",
     "features",
     "schema_hash",
+    "reference",
     "threshold",
     "calibration",
     "trained_on",

@@ -137,3 +137,18 @@ def test_no_benign_rows_to_fit_on() -> None:
     X, labels, features = _data()
     with pytest.raises(ValueError, match=r"only 0 benign rows .* \(try --train-on all\)"):
         models.train(X, np.ones_like(labels), features, Options("iforest", "benign", 20, 256, 0.01, 0.05, 1))
+
+
+def test_reference_deciles_and_robust_scale() -> None:
+    """The card's scoring reference: interior cut points, shares that sum to 1, robust z scale."""
+    from stages.train.reference import reference
+
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(5.0, 2.0, 10_000), np.zeros(10_000), rng.integers(0, 2, 10_000)])
+    ref = reference(X, ["normal", "constant", "flag"], rng.random(10_000))
+    normal, constant, flag = (ref["features"][k] for k in ("normal", "constant", "flag"))
+    assert len(normal["edges"]) == 9 and abs(sum(normal["fractions"]) - 1.0) < 1e-9
+    assert abs(normal["median"] - 5.0) < 0.1 and abs(normal["scale"] - 2.0) < 0.1
+    assert constant == {"median": 0.0, "scale": 1.0, "edges": [0.0], "fractions": [0.0, 1.0]}
+    assert len(flag["edges"]) <= 2 and abs(sum(flag["fractions"]) - 1.0) < 1e-9
+    assert ref["rows"] == 10_000 and len(ref["score"]["edges"]) == 9
