@@ -84,6 +84,10 @@ build_argo() {
   if [[ ! -d "$src" ]]; then
     local dir; dir="$(go mod download -json "github.com/argoproj/argo-workflows/v4@$v" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')"
     cp -r "$dir" "$src.tmp" && chmod -R u+w "$src.tmp"
+    # Upstream keeps signal_linux.go as a symlink to signal_darwin.go; module zips drop
+    # symlinks, so the executor would not build for Linux without this copy.
+    local osdir="$src.tmp/workflow/executor/osspecific"
+    [[ -f "$osdir/signal_linux.go" ]] || cp "$osdir/signal_darwin.go" "$osdir/signal_linux.go"
     mkdir -p "$src.tmp/ui/dist/app"
     [[ -f "$src.tmp/ui/dist/app/index.html" ]] || echo 'Argo Server UI not built (API only)' >"$src.tmp/ui/dist/app/index.html"
     mv "$src.tmp" "$src"

@@ -27,6 +27,7 @@ secret() {
 as_postgres() { runuser -u postgres -- "$@"; }
 
 pg_start() {
+  touch "$CLUSTER_STATE/logs/postgres.log" && chown postgres "$CLUSTER_STATE/logs/postgres.log"
   as_postgres "$pgbin/pg_ctl" -D "$pgdata" -l "$CLUSTER_STATE/logs/postgres.log" -w start >/dev/null
 }
 
