@@ -12,7 +12,16 @@ from typing import Any
 
 from .errors import InputError
 
-__all__ = ["TRUSTED_TYPES", "SCORE_METHODS", "save_model", "load_model", "anomaly_scores"]
+__all__ = [
+    "TRUSTED_TYPES",
+    "SCORE_METHODS",
+    "save_model",
+    "load_model",
+    "anomaly_scores",
+    "registry_artifact_sha256",
+    "FILE_DIGEST_TAG",
+    "ARTIFACT_DIGEST_TAG",
+]
 
 # Types skops may construct when loading, beyond its own safe defaults. Keep explicit.
 TRUSTED_TYPES: list[str] = [
@@ -21,6 +30,12 @@ TRUSTED_TYPES: list[str] = [
 ]
 
 SCORE_METHODS = ("neg_score_samples", "predict_proba")
+
+# Model-version tags train sets so eval can tie a registry version to the file it scores:
+# the sha256 of the published model.skops, and of the model.skops the registry stores
+# (skops files are zip archives with timestamps, so the two differ).
+FILE_DIGEST_TAG = "model_sha256"
+ARTIFACT_DIGEST_TAG = "artifact_sha256"
 
 
 def save_model(estimator: Any, path: Path) -> None:
@@ -53,3 +68,18 @@ def anomaly_scores(estimator: Any, X: Any, method: str) -> Any:
     if method == "predict_proba":
         return estimator.predict_proba(X)[:, 1]
     raise InputError(f"model card: unknown score method {method!r} (expected one of {SCORE_METHODS})")
+
+
+def registry_artifact_sha256(client: Any, name: str, version: str, tracking_uri: str) -> str:
+    """sha256 of the ``model.skops`` the registry stores for ``name`` version ``version``."""
+    import tempfile
+
+    import mlflow
+
+    from .storage import sha256_file
+
+    uri = client.get_model_version_download_uri(name, version).rstrip("/") + "/model.skops"
+    with tempfile.TemporaryDirectory(prefix="registry-model-") as tmp:
+        return sha256_file(
+            mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=tracking_uri)
+        )

@@ -24,7 +24,7 @@ from stages.common.runner import StageContext
 
 from . import metrics as M
 from .gate import PRIMARY_METRIC, GateThresholds, champion_decision, failed_summary, gate_checks
-from .inputs import EvalData, check_contract, load_features, load_json
+from .inputs import EvalData, check_contract, check_model_file, load_features, load_json
 
 __all__ = ["run", "build_metrics", "score", "to_json"]
 
@@ -144,10 +144,9 @@ def _registry(ctx: StageContext) -> Any:
     return Registry(ctx.settings.mlflow_tracking_uri, ctx.args.registered_model)
 
 
-def _decide(registry: Any, card: dict[str, Any], ctx: StageContext, doc: dict[str, Any]) -> dict[str, Any]:
-    candidate, champ, champ_value = None, None, None
+def _decide(registry: Any, candidate: str | None, ctx: StageContext, doc: dict[str, Any]) -> dict[str, Any]:
+    champ, champ_value = None, None
     if registry is not None:
-        candidate = registry.candidate(card, ctx.args.card)
         champ, champ_value = registry.champion()
     return champion_decision(
         gate_passed=doc["gate"]["verdict"] == "passed",
@@ -224,7 +223,11 @@ def run(ctx: StageContext) -> None:
     manifest = load_json(ctx.fetch_input("manifest", a.manifest), a.manifest)
     card = load_json(ctx.fetch_input("card", a.card), a.card)
     check_contract(manifest, card, a.manifest, a.card)
-    model = load_model(ctx.fetch_input("model", a.model))
+    model_path = ctx.fetch_input("model", a.model)
+    check_model_file(model_path, card, a.model, a.card)  # before skops reads a byte of it
+    registry = _registry(ctx)
+    candidate = registry.candidate(card, a.card) if registry is not None else None
+    model = load_model(model_path)
     data = load_features(ctx.fetch_input("features", a.features), manifest, a.features)
     log.info(
         "scoring holdout",
@@ -240,12 +243,12 @@ def run(ctx: StageContext) -> None:
     # Drift was the last use of every train row: free them before the report and MLflow (~1.3 GB at 10M rows).
     data.train_X = np.empty((0, len(data.features)), dtype=np.float32)
     doc["gate"] = gate_checks(doc, _limits(a))
-    registry = _registry(ctx)
-    doc["champion"] = _decide(registry, card, ctx, doc)
+    doc["champion"] = _decide(registry, candidate, ctx, doc)
     log.info("gate %s; %s", doc["gate"]["verdict"], doc["champion"]["reason"])
     files = _publish(ctx, doc, _report(ctx, data, scores, doc, card, by_attack, baseline))
     if registry is not None:
-        ctx.metrics["mlflow_run_id"] = registry.record(card, a.card, doc, files)
+        check = lambda: check_model_file(model_path, card, a.model, a.card)  # noqa: E731
+        ctx.metrics["mlflow_run_id"] = registry.record(card, a.card, doc, files, check)
     verdict, promoted = doc["gate"]["verdict"], doc["champion"]["promoted"]
     for name in PARAMS:
         ctx.set_param(name, _param(doc[name]))

@@ -18,7 +18,7 @@ import numpy as np
 
 from stages.common.errors import InputError
 
-__all__ = ["PASSTHROUGH", "EvalData", "load_json", "check_contract", "load_features"]
+__all__ = ["PASSTHROUGH", "EvalData", "load_json", "check_contract", "check_model_file", "load_features"]
 
 PASSTHROUGH = ["ts", "uid", "src_ip", "dst_ip", "dst_port", "proto", "service", "conn_state", "label", "attack_type"]
 
@@ -70,7 +70,7 @@ def schema_hash(features: list[str], dtypes: dict[str, str]) -> str:
 def check_contract(manifest: dict[str, Any], card: dict[str, Any], manifest_uri: str, card_uri: str) -> None:
     """The card must describe a model trained on exactly the manifest's features."""
     _require(manifest, manifest_uri, ["features", "dtypes", "schema_hash"])
-    _require(card, card_uri, ["features", "schema_hash", "threshold", "score_method"])
+    _require(card, card_uri, ["features", "schema_hash", "threshold", "score_method", "model_sha256"])
     recomputed = schema_hash(manifest["features"], manifest["dtypes"])
     if recomputed != manifest["schema_hash"]:
         raise InputError(
@@ -93,6 +93,18 @@ def check_contract(manifest: dict[str, Any], card: dict[str, Any], manifest_uri:
     threshold = card["threshold"]
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
         raise InputError(f"{card_uri}: field 'threshold' must be a finite number, found {threshold!r}")
+
+
+def check_model_file(path: Path, card: dict[str, Any], model_uri: str, card_uri: str) -> None:
+    """The model file must be the one the card describes (its sha256), or nothing of it is loaded."""
+    from stages.common.storage import sha256_file
+
+    want, got = card.get("model_sha256"), sha256_file(path)
+    if got != want:
+        raise InputError(
+            f"{model_uri}: sha256 {got} is not the model_sha256 {want!r} of {card_uri}; the model file was "
+            "replaced or belongs to another train run — refusing to score or promote it"
+        )
 
 
 def _open(path: Path, uri: str, features: list[str]) -> tuple[Any, list[str]]:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from stages.common.config import redact_uri
 from stages.common.errors import InputError, TransientError
+from stages.common.model_io import ARTIFACT_DIGEST_TAG, FILE_DIGEST_TAG, registry_artifact_sha256
 from stages.common.retry import retry
 
 __all__ = ["Registry", "CHAMPION_ALIAS", "METRIC_TAG", "version_tags"]
@@ -83,6 +84,7 @@ class Registry:
         from mlflow import MlflowClient
 
         self.uri = redact_uri(tracking_uri)  # for messages: the client keeps the real URI
+        self._tracking_uri = tracking_uri
         self.model_name = model_name
         self.retries = retries if retries is not None else int(os.environ.get("MLFLOW_RETRIES", "5"))
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -108,7 +110,7 @@ class Registry:
             ) from exc
 
     def candidate(self, card: dict[str, Any], card_uri: str) -> str | None:
-        """The card's registered version, checked to exist in this registry (None if train did not register)."""
+        """The card's registered version, checked to exist and to be the card's model (None if train did not register)."""
         ml = card.get("mlflow") or {}
         version = ml.get("model_version")
         if version is None:
@@ -128,7 +130,37 @@ class Registry:
                     f"MLFLOW_TRACKING_URI={self.uri}; is this the registry train used?"
                 ) from exc
             raise
+        self.verify(card, card_uri, str(version))
         return str(version)
+
+    def verify(self, card: dict[str, Any], card_uri: str, version: str) -> None:
+        """Refuse (InputError) unless registry version ``version`` is the model the card describes.
+
+        Its ``model_sha256`` tag must be the card's model file digest (the file eval scores)
+        and the model file the registry stores must hash to the card's ``artifact_sha256``;
+        otherwise the champion alias could move to a model this eval never scored.
+        """
+        want_file = card.get("model_sha256")
+        want_artifact = (card.get("mlflow") or {}).get("artifact_sha256")
+        where = f"{self.model_name} v{version} at MLFLOW_TRACKING_URI={self.uri}"
+        mv = self.call(
+            "get the candidate model version", lambda: self.client.get_model_version(self.model_name, version)
+        )
+        tagged = (mv.tags or {}).get(FILE_DIGEST_TAG)
+        if tagged != want_file:
+            raise InputError(
+                f"{card_uri}: registry version {where} was registered for model sha256 {tagged or '(none)'}, "
+                f"but the card's model has sha256 {want_file}; refusing to evaluate or promote it"
+            )
+        stored = self.call(
+            "hash the candidate's stored model",
+            lambda: registry_artifact_sha256(self.client, self.model_name, version, self._tracking_uri),
+        )
+        if not want_artifact or stored != want_artifact or (mv.tags or {}).get(ARTIFACT_DIGEST_TAG) != stored:
+            raise InputError(
+                f"{card_uri}: the model stored for {where} has sha256 {stored}, the card says "
+                f"mlflow.artifact_sha256 {want_artifact or '(none)'}; refusing to evaluate or promote it"
+            )
 
     def champion(self) -> tuple[str | None, float | None]:
         """The version holding the ``champion`` alias and its recorded primary metric (None, None if none)."""
@@ -174,11 +206,20 @@ class Registry:
         log.info("the card has no MLflow run id; logging into new run %s in experiment %s", run.info.run_id, name)
         return str(run.info.run_id)
 
-    def record(self, card: dict[str, Any], card_uri: str, metrics: dict[str, Any], files: list[Path]) -> str:
+    def record(
+        self,
+        card: dict[str, Any],
+        card_uri: str,
+        metrics: dict[str, Any],
+        files: list[Path],
+        check_model: Callable[[], None] = lambda: None,
+    ) -> str:
         """Log metrics, tags and ``files`` into the train run; tag the version; move the alias if promoted.
 
         Returns the MLflow run id used. The alias moves last, after everything else is
-        recorded, so a champion always has its evaluation attached.
+        recorded, so a champion always has its evaluation attached; right before it moves,
+        ``check_model()`` and ``verify`` check again that the scored file and the registry
+        version are still the card's model.
         """
         from mlflow.entities import Metric, RunTag
 
@@ -205,6 +246,8 @@ class Registry:
                     partial(self.client.set_model_version_tag, self.model_name, version, key, value),
                 )
             if metrics["champion"]["promoted"]:
+                check_model()
+                self.verify(card, card_uri, version)
                 self.call(
                     "move the champion alias",
                     lambda: self.client.set_registered_model_alias(self.model_name, CHAMPION_ALIAS, version),

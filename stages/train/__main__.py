@@ -78,6 +78,7 @@ def _card(ctx: StageContext, manifest: dict[str, Any], trained: Any) -> dict[str
         "score_method": trained.score_method,
         "features": manifest["features"],
         "schema_hash": manifest["schema_hash"],
+        "model_sha256": ctx.sha256("model"),
         "threshold": trained.calibration.threshold,
         "calibration": trained.calibration.as_dict(),
         "trained_on": trained.trained_on,
@@ -92,6 +93,7 @@ def _card(ctx: StageContext, manifest: dict[str, Any], trained: Any) -> dict[str
             "experiment": args.experiment,
             "model_name": args.registered_model,
             "model_version": None,
+            "artifact_sha256": None,
         },
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
@@ -127,9 +129,12 @@ def body(ctx: StageContext) -> None:
         trained.calibration.threshold,
         extra=trained.metrics,
     )
+    # The model is staged first: the card and the registry version carry its sha256.
+    with ctx.output("model", args.model_out, ".skops") as out:
+        save_model(trained.estimator, out.path)
     card = _card(ctx, manifest, trained)
-    # MLflow first: if it is down the stage ends with exit 75 before anything is
-    # published, so no later step can pick up a model that has no registry entry.
+    # MLflow before publishing: if it is down the stage ends with exit 75 before anything
+    # is published, so no later step can pick up a model that has no registry entry.
     if ctx.settings.mlflow_tracking_uri:
         from stages.train import tracking
 
@@ -152,8 +157,6 @@ def body(ctx: StageContext) -> None:
         )
     else:
         log.warning("MLFLOW_TRACKING_URI is not set: no MLflow run, no registered model version")
-    with ctx.output("model", args.model_out, ".skops") as out:
-        save_model(trained.estimator, out.path)
     with ctx.output("card", args.card_out, ".json", primary=True) as out:
         out.path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     ctx.metrics.update({k: v for k, v in trained.metrics.items()}, threshold=trained.calibration.threshold)

@@ -17,7 +17,7 @@ from typing import Any
 
 from stages.common.config import redact_uri
 from stages.common.errors import TransientError
-from stages.common.model_io import TRUSTED_TYPES
+from stages.common.model_io import ARTIFACT_DIGEST_TAG, FILE_DIGEST_TAG, TRUSTED_TYPES, registry_artifact_sha256
 from stages.common.retry import retry
 
 __all__ = ["Tracked", "check_reachable", "track"]
@@ -126,8 +126,10 @@ def track(
     The manifest travels with the model so scoring can build features exactly as in
     training from the registry alone (``models:/<name>@champion`` → run → manifest.json).
 
-    ``card["mlflow"]`` is filled in (run id, version) before the card is logged, so the
-    copy in MLflow equals the one the stage writes.
+    ``card["mlflow"]`` is filled in (run id, version, the digest of the model file the
+    registry stores) before the card is logged, so the copy in MLflow equals the one the
+    stage writes. The version is tagged with both digests (``card["model_sha256"]`` is the
+    published model.skops), which eval checks before it scores and before it promotes.
     """
     import mlflow
     import mlflow.sklearn
@@ -152,11 +154,14 @@ def track(
                 pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"skops=={skops.__version__}"],
             )
             version = str(info.registered_model_version) if info.registered_model_version is not None else None
+            artifact_sha256 = None
             if version is not None:
                 client = mlflow.tracking.MlflowClient()
-                for key, value in tags.items():
+                artifact_sha256 = registry_artifact_sha256(client, registered_model, version, uri)
+                digests = {FILE_DIGEST_TAG: card["model_sha256"], ARTIFACT_DIGEST_TAG: artifact_sha256}
+                for key, value in (tags | digests).items():
                     client.set_model_version_tag(registered_model, version, key, value)
-            card["mlflow"].update(run_id=run.info.run_id, model_version=version)
+            card["mlflow"].update(run_id=run.info.run_id, model_version=version, artifact_sha256=artifact_sha256)
             mlflow.log_dict(card, "model-card.json")
             if manifest is not None:
                 mlflow.log_dict(manifest, "manifest.json")

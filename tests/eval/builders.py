@@ -19,7 +19,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stages.common.model_io import anomaly_scores, save_model
+from stages.common.model_io import (
+    ARTIFACT_DIGEST_TAG,
+    FILE_DIGEST_TAG,
+    anomaly_scores,
+    registry_artifact_sha256,
+    save_model,
+)
+from stages.common.storage import sha256_file
 
 FEATURES = ["log_src_bytes", "log_dst_pkts", "duration_s", "distinct_ports_5m"]
 ATTACK_SHIFTS = {"port_scan": ((1, 3), 4.0), "ssh_bruteforce": ((1, 2), 3.5), "exfiltration": ((0, 2), 3.0)}
@@ -161,8 +168,11 @@ def calibrated_threshold(model: Any, table: pa.Table, target_fpr: float = 0.01) 
     return float(np.quantile(anomaly_scores(model, train_matrix(table), "neg_score_samples"), 1 - target_fpr))
 
 
-def card_for(manifest: dict[str, Any], threshold: float, mlflow: dict[str, Any] | None = None) -> dict[str, Any]:
+def card_for(
+    manifest: dict[str, Any], threshold: float, mlflow: dict[str, Any] | None = None, model_sha256: str = "0" * 64
+) -> dict[str, Any]:
     return {
+        "model_sha256": model_sha256,
         "version": 1,
         "run_id": "test-run",
         "model_type": "iforest",
@@ -202,12 +212,31 @@ def write_inputs(
     write_json(dir / "manifest.json", manifest)
     save_model(model, dir / "model.skops")
     thr = calibrated_threshold(model, table) if threshold is None else threshold
-    write_json(dir / "model-card.json", card_for(manifest, thr, mlflow))
+    write_json(dir / "model-card.json", card_for(manifest, thr, mlflow, sha256_file(dir / "model.skops")))
     return Inputs(dir, dir / "features.parquet", dir / "manifest.json", dir / "model.skops", dir / "model-card.json")
 
 
+def rebind(inputs: Inputs) -> None:
+    """Make the card name the model file as it is now (an attacker who can write both)."""
+    card = json.loads(inputs.card.read_text())
+    write_json(inputs.card, {**card, "model_sha256": sha256_file(inputs.model)})
+
+
+def bind_version(tracking_uri: str, inputs: Inputs) -> None:
+    """Tag the card's registered version with the model file's sha256, as train does."""
+    from mlflow import MlflowClient
+
+    card = json.loads(inputs.card.read_text())
+    ml = card["mlflow"]
+    MlflowClient(tracking_uri).set_model_version_tag(
+        ml["model_name"], ml["model_version"], FILE_DIGEST_TAG, card["model_sha256"]
+    )
+
+
 def register(tracking_uri: str, model: Any, name: str, artifact_dir: Path) -> dict[str, Any]:
-    """Log ``model`` to MLflow and register a version, as train does; returns the card's ``mlflow`` block."""
+    """Log ``model`` to MLflow and register a version, as train does; returns the card's ``mlflow`` block.
+
+    The version gets the stored model's digest tag; ``bind_version`` adds the model file's."""
     import mlflow
     import sklearn
     from mlflow import MlflowClient
@@ -229,12 +258,16 @@ def register(tracking_uri: str, model: Any, name: str, artifact_dir: Path) -> di
             registered_model_name=name,
             pip_requirements=[f"scikit-learn=={sklearn.__version__}"],  # inferring them takes ~9 s
         )
+    version = str(info.registered_model_version)
+    digest = registry_artifact_sha256(client, name, version, tracking_uri)
+    client.set_model_version_tag(name, version, ARTIFACT_DIGEST_TAG, digest)
     return {
         "tracking_uri_set": True,
         "run_id": run.info.run_id,
         "experiment": "cybersec-anomaly",
         "model_name": name,
-        "model_version": str(info.registered_model_version),
+        "model_version": version,
+        "artifact_sha256": digest,
     }
 
 

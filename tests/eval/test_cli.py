@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from stages.common.model_io import save_model
 from tests.eval import builders as b
 from tests.helpers import run_stage
 
@@ -87,7 +88,9 @@ def _attempt(audit_db: Any, run_id: str) -> tuple[str, int, dict[str, Any], str 
 def _registered(table: pa.Table, tmp_path: Path, mlflow_uri: str, name: str, **fit: Any) -> b.Inputs:
     model = b.fit(table, **fit)
     block = b.register(mlflow_uri, model, MODEL_NAME, tmp_path / "mlflow-artifacts")
-    return b.write_inputs(tmp_path / name, table, model, mlflow=block)
+    inputs = b.write_inputs(tmp_path / name, table, model, mlflow=block)
+    b.bind_version(mlflow_uri, inputs)
+    return inputs
 
 
 def test_passing_model_is_recorded_everywhere(
@@ -267,6 +270,7 @@ def test_tampered_model_is_refused(
 
     inputs = b.write_inputs(tmp_path / "in", table, b.fit(table, n_estimators=5))
     tamper(inputs.model)
+    b.rebind(inputs)  # the card's digest matches: what is refused here is the content
     out = tmp_path / "out"
     proc, _ = _eval(inputs, out, stage_env)
     assert proc.returncode == 2, proc.stderr
@@ -342,3 +346,41 @@ def test_reads_and_writes_s3(
     assert doc["rows"] == table.column("split").to_pylist().count("holdout") and doc["gate"]["verdict"] == "passed"
     report = s3.get_object(Bucket="cybersec-mlops", Key=f"{key}/eval/report.html")["Body"].read().decode()
     assert report.startswith("<!DOCTYPE html>") and report.rstrip().endswith("</html>")
+
+
+def _swap_model(inputs: b.Inputs, table: pa.Table, tmp_path: Path, mlflow_uri: str) -> str:
+    save_model(b.fit(table, n_estimators=3), inputs.model)  # another model, the card left alone
+    return "refusing to score or promote it"
+
+
+def _card_names_another_version(inputs: b.Inputs, table: pa.Table, tmp_path: Path, mlflow_uri: str) -> str:
+    other = b.register(mlflow_uri, b.fit(table, n_estimators=3), MODEL_NAME, tmp_path / "mlflow-artifacts")
+    card = json.loads(inputs.card.read_text())
+    b.write_json(inputs.card, {**card, "mlflow": other})  # points at a version this eval never scores
+    return "was registered for model sha256 \\(none\\)"
+
+
+def _registry_artifact_replaced(inputs: b.Inputs, table: pa.Table, tmp_path: Path, mlflow_uri: str) -> str:
+    [stored] = (tmp_path / "mlflow" / "artifacts").rglob("model.skops")
+    save_model(b.fit(table, n_estimators=3), stored)
+    return "the model stored for .* has sha256"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tamper", [_swap_model, _card_names_another_version, _registry_artifact_replaced])
+def test_champion_only_moves_to_the_model_eval_scored(
+    tamper: Any, tmp_path: Path, table: pa.Table, stage_env: dict[str, str], mlflow_uri: str
+) -> None:
+    """The card binds model.skops (sha256) to its registry version (tag + stored artifact digest)."""
+    import re
+
+    from mlflow import MlflowClient
+
+    inputs = _registered(table, tmp_path, mlflow_uri, "bound")
+    message = tamper(inputs, table, tmp_path, mlflow_uri)
+    proc, _ = _eval(inputs, tmp_path / "out", stage_env, *LENIENT)
+    assert proc.returncode == 2, proc.stderr
+    assert re.search(message, proc.stderr), proc.stderr[-2000:]
+    assert not (tmp_path / "out" / "metrics.json").exists()
+    with pytest.raises(Exception, match="alias champion not found"):
+        MlflowClient(mlflow_uri).get_model_version_by_alias(MODEL_NAME, "champion")

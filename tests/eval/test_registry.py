@@ -57,7 +57,8 @@ def test_champion_reads_the_alias_and_its_metric_tag(tmp_path: Path, mlflow_uri:
     table = b.flows(n=600, seed=1)
     block = b.register(mlflow_uri, b.fit(table, n_estimators=5), "m", tmp_path / "art")
     reg = Registry(mlflow_uri, "m", retries=1)
-    assert reg.candidate(_card(**{**block}), "card.json") == "1"
+    reg.client.set_model_version_tag("m", "1", "model_sha256", "f" * 64)
+    assert reg.candidate({**_card(**{**block}), "model_sha256": "f" * 64}, "card.json") == "1"
     assert reg.champion() == (None, None)  # registered, but no alias yet
     reg.client.set_registered_model_alias("m", "champion", "1")
     assert reg.champion() == ("1", None)  # alias without an eval tag

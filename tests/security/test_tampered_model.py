@@ -9,7 +9,9 @@ are caused by the tampering and nothing else.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import pickle
 import uuid
@@ -47,14 +49,27 @@ def _pickle_renamed(marker: Path) -> bytes:
     return pickle.dumps(_OpensAFile(marker))
 
 
-def _stage_inputs(pipeline_run: PipelineRun, s3_env: dict[str, str], model: bytes) -> str:
-    """Copy the run's genuine eval inputs to a fresh prefix with ``model`` as model.skops; return the prefix."""
+def _card_untouched(marker: Path) -> bytes:
+    """A model replaced without touching the card: refused on its sha256 before skops reads it."""
+    return _skops_with_system_call(marker)
+
+
+def _stage_inputs(pipeline_run: PipelineRun, s3_env: dict[str, str], model: bytes, rebind: bool = True) -> str:
+    """Copy the run's genuine eval inputs to a fresh prefix with ``model`` as model.skops; return the prefix.
+
+    ``rebind``: the attacker can write the card too and sets its ``model_sha256`` to the
+    tampered file's, so what is refused is the model's content, not the digest mismatch.
+    """
     client = s3_client(s3_env)
     prefix = f"tamper-{uuid.uuid4().hex[:8]}"
     name = pipeline_run.name
     for src in (f"silver/{name}/features.parquet", f"silver/{name}/manifest.json", f"models/{name}/model-card.json"):
         client.copy_object(Bucket=BUCKET, Key=f"{prefix}/{Path(src).name}", CopySource={"Bucket": BUCKET, "Key": src})
     client.upload_fileobj(io.BytesIO(model), BUCKET, f"{prefix}/model.skops")
+    if rebind:
+        card = json.loads(client.get_object(Bucket=BUCKET, Key=f"{prefix}/model-card.json")["Body"].read())
+        card["model_sha256"] = hashlib.sha256(model).hexdigest()
+        client.put_object(Bucket=BUCKET, Key=f"{prefix}/model-card.json", Body=json.dumps(card).encode())
     return prefix
 
 
@@ -80,6 +95,7 @@ def _eval(prefix: str, env: dict[str, str]) -> Any:
         pytest.param(_skops_with_system_call, r"model refused, it contains untrusted types \['posix.system'\]",
                      id="skops-untrusted-type"),
         pytest.param(_pickle_renamed, "not a readable skops model", id="pickle-renamed"),
+        pytest.param(_card_untouched, "is not the model_sha256 .* refusing to score", id="card-digest-mismatch"),
         pytest.param(None, None, id="genuine-control"),
     ],
 )  # fmt: skip
@@ -100,7 +116,7 @@ def test_eval_refuses_a_tampered_model_from_s3(
         model = s3_client(s3_server).get_object(Bucket=BUCKET, Key=key)["Body"].read()
     else:
         model = tamper(marker)
-    prefix = _stage_inputs(pipeline_run, s3_server, model)
+    prefix = _stage_inputs(pipeline_run, s3_server, model, rebind=tamper is not _card_untouched)
     done = _eval(prefix, {**base_env(), **postgres, **s3_server})
     outputs = sorted(k for k in keys(s3_server, f"{prefix}/eval/"))
     if tamper is None:

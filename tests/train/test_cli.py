@@ -28,6 +28,7 @@ CARD_KEYS = {
     "score_method",
     "features",
     "schema_hash",
+    "model_sha256",
     "reference",
     "threshold",
     "calibration",
@@ -124,7 +125,16 @@ def test_iforest_with_mlflow_and_audit(
         "experiment": "cybersec-anomaly",
         "model_name": model_name,
         "model_version": "1",
+        "artifact_sha256": card["mlflow"]["artifact_sha256"],
     }
+    # eval's champion check: the card binds the published model file to the registry version
+    from stages.common.model_io import registry_artifact_sha256
+    from stages.common.storage import sha256_file
+
+    assert card["model_sha256"] == sha256_file(tmp_path / "model.skops") == params["sha256"]
+    assert version.tags["model_sha256"] == card["model_sha256"]
+    stored = registry_artifact_sha256(client, model_name, "1", stage_env["MLFLOW_TRACKING_URI"])
+    assert version.tags["artifact_sha256"] == card["mlflow"]["artifact_sha256"] == stored
 
     with audit_db.cursor() as cur:
         cur.execute("SELECT status, exit_code, metrics->>'threshold' FROM stage_attempts WHERE run_id = %s", (run_id,))
