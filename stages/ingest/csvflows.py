@@ -172,18 +172,22 @@ def _block(seg: bytes | bytearray, line: int, d: _Dialect, source: str) -> Chunk
         def raw(idx: Any) -> tuple[list[int | None], list[str]]:
             nonlocal lines
             lines = lines or _lines(seg, line)
-            return [lines[int(i)][0] for i in idx], [lines[int(i)][1][: nz.RAW_LIMIT].decode() for i in idx]
+            return [lines[int(i)][0] for i in idx], [nz.raw_text(lines[int(i)][1]) for i in idx]
 
         return _to_chunk(table, d, source, raw, table.num_rows, None)
     rejects: list[tuple[int | None, str | None, str, str]] = []
     good: list[tuple[int, bytes]] = []
     all_lines = _lines(seg, line)
     for no, rawb in all_lines:
-        text = rawb[: nz.RAW_LIMIT].decode()
+        text = nz.raw_text(rawb)
         if len(rawb) > MAX_LINE_BYTES:
             rejects.append((no, None, f"line too long: {len(rawb)} bytes (limit {MAX_LINE_BYTES})", text))
             continue
-        count = len(next(csv.reader(io.StringIO(rawb.decode()), delimiter=d.sep), []))
+        try:
+            count = len(next(csv.reader(io.StringIO(rawb.decode()), delimiter=d.sep), []))
+        except csv.Error as exc:  # e.g. a field over the csv module's 128 KiB limit
+            rejects.append((no, None, f"malformed CSV row: {exc}", text))
+            continue
         if count != len(d.names):
             rejects.append((no, None, f"wrong field count: {count} fields, expected {len(d.names)}", text))
             continue
@@ -191,11 +195,11 @@ def _block(seg: bytes | bytearray, line: int, d: _Dialect, source: str) -> Chunk
     prior = nz.reject_rows(source, rejects)
     table = _parse(b"".join(r + b"\n" for _, r in good), d, as_strings=True) if good else None
     if table is None:
-        rejects += [(no, None, "unparseable line", r[: nz.RAW_LIMIT].decode()) for no, r in good]
+        rejects += [(no, None, "unparseable line", nz.raw_text(r)) for no, r in good]
         return Chunk(nz.conform({}, 0, source, nz.Problems(0)), nz.reject_rows(source, rejects), len(all_lines))
 
     def raw_good(idx: Any) -> tuple[list[int | None], list[str]]:
-        return [good[int(i)][0] for i in idx], [good[int(i)][1][: nz.RAW_LIMIT].decode() for i in idx]
+        return [good[int(i)][0] for i in idx], [nz.raw_text(good[int(i)][1]) for i in idx]
 
     return _to_chunk(table, d, source, raw_good, len(all_lines), prior)
 

@@ -33,6 +33,7 @@ __all__ = [
     "labels",
     "attack_name",
     "label_value",
+    "raw_text",
 ]
 
 REJECT_SCHEMA = pa.schema(
@@ -52,6 +53,11 @@ MALICIOUS_WORDS = frozenset({"malicious", "attack", "anomaly", "anomalous", "1",
 UNKNOWN_WORDS = frozenset({"", "-", "(empty)", "unknown", "background", "?", "none", "nan"})
 _ACRONYMS = {"DDoS": "ddos", "DoS": "dos", "C&C": "c&c", "XSS": "xss"}
 PROTO_NUMBERS = {"1": "icmp", "6": "tcp", "17": "udp", "58": "ipv6-icmp", "132": "sctp", "47": "gre", "50": "esp"}
+
+
+def raw_text(raw: bytes | bytearray) -> str:
+    """The first RAW_LIMIT bytes of a record as text; a character cut in half becomes U+FFFD."""
+    return bytes(raw[:RAW_LIMIT]).decode("utf-8", "replace")
 
 
 class Problems:
@@ -124,8 +130,12 @@ def parse_timestamps(arr: pa.Array, fmt: str | None = None, unit: str = "s") -> 
     n = len(arr)
     scale = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}[unit]
     if pa.types.is_timestamp(arr.type):
-        us = pc.cast(pc.cast(arr, pa.timestamp("us", tz="UTC") if arr.type.tz else pa.timestamp("us")), pa.int64())
-        return pc.multiply(pc.cast(us, pa.float64()), 1e-6), np.zeros(n, bool)
+        # The stored count in the column's own unit: casting year 9999 (or 2**62 s) to µs would overflow.
+        count = pc.cast(arr, pa.int64())
+        if arr.type.unit == "ns":
+            count = pc.divide(count, 1000)
+        per_second = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e6}[arr.type.unit]
+        return pc.divide(pc.cast(count, pa.float64(), safe=False), per_second), np.zeros(n, bool)
     if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
         return pc.multiply(pc.cast(arr, pa.float64()), scale), np.zeros(n, bool)
     if pa.types.is_null(arr.type):

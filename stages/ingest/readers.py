@@ -189,12 +189,21 @@ def _parquet_chunks(pf: object, present: list[str], source: str, batch_rows: int
         table = conform(cols, n, source, problems)
 
         def raw(idx: object, batch: pa.RecordBatch = batch, base: int = offset) -> tuple[list[int | None], list[str]]:
-            rows = batch.take(pa.array(idx)).to_pylist()
+            rows = _plain(batch.take(pa.array(idx))).to_pylist()
             return [base + int(i) + 1 for i in idx], [json.dumps(r, default=str, sort_keys=True) for r in rows]  # type: ignore[attr-defined]
 
         good, rejects = split(table, problems, source, raw)
         offset += n
         yield Chunk(good, rejects, n, unknown)
+
+
+def _plain(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Temporal columns as their stored integers: a year past 9999 has no Python datetime."""
+    cols = [
+        c.view(pa.int64() if c.type.bit_width == 64 else pa.int32()) if pa.types.is_temporal(c.type) else c
+        for c in batch.columns
+    ]
+    return pa.RecordBatch.from_arrays(cols, names=batch.schema.names)
 
 
 def empty_rejects() -> pa.Table:

@@ -49,7 +49,7 @@ def _schema(block: bytes | bytearray) -> pa.Schema:
     first = next((raw for raw in bytes(block[: 1 << 16]).split(b"\n") if raw.strip()), b"{}")
     try:
         ts = json.loads(first).get("ts")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         ts = None
     fields = [(k, ZEEK_TYPES.get(_TYPES.get(k, "string"), pa.string())) for k in _KEYS if k != "ts"]
     return pa.schema([("ts", pa.float64() if isinstance(ts, (int, float)) else pa.string()), *fields])
@@ -90,6 +90,9 @@ def _careful(block: bytes | bytearray, line: int, source: str) -> Chunk:
             continue
         except ValueError as exc:
             rejects.append((no, None, f"invalid JSON: {exc}", text))
+            continue
+        except RecursionError:
+            rejects.append((no, None, "invalid JSON: nested too deeply", text))
             continue
         if not isinstance(record, dict):
             rejects.append((no, None, "not a JSON object", text))

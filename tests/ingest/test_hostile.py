@@ -1,0 +1,68 @@
+"""Hostile rows that used to crash ingest with exit 1: each one is now a quarantined row with a reason.
+
+Found by review and by the fuzzing harness (tests/ingest/test_fuzz.py); rows in = rows
+out + rejected holds for every case (checked by the ``ingest`` fixture).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .conftest import FIXTURES, Ingested
+
+Ingest = Callable[..., Ingested]
+CIC = FIXTURES / "cse-cic-ids2018.csv"
+
+
+def _csv_with(tmp_path: Path, bad_line: str) -> Path:
+    lines = CIC.read_text().splitlines()
+    path = tmp_path / "cic.csv"
+    path.write_text("\n".join([lines[0], bad_line, *lines[1:]]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_csv_field_over_the_csv_module_limit_is_quarantined(ingest: Ingest, tmp_path: Path) -> None:
+    """Python's csv refuses fields over 128 KiB ('field larger than field limit'); it was exit 1."""
+    got = ingest(_csv_with(tmp_path, '443,6,"' + "x" * 200_000 + '"'))
+    [reject] = got.rejects.to_pylist()
+    assert reject["line"] == 2 and reject["reason"].startswith("wrong field count") or "CSV" in reject["reason"]
+    assert got.flows.num_rows == CIC.read_text().count("\n") - 1
+
+
+def test_reject_raw_cut_inside_a_multibyte_character(ingest: Ingest, tmp_path: Path) -> None:
+    """raw is cut at 4,096 bytes; cutting a 2-byte 'é' in half raised UnicodeDecodeError (exit 1)."""
+    got = ingest(_csv_with(tmp_path, "443,6,x" + "é" * 5000))
+    [reject] = got.rejects.to_pylist()
+    assert reject["line"] == 2 and reject["raw"].startswith("443,6,xéé") and len(reject["raw"]) <= 4096
+
+
+def test_zeek_json_nested_200k_deep_is_quarantined(ingest: Ingest, tmp_path: Path) -> None:
+    """json.loads raises RecursionError on deep nesting (exit 1), in the careful pass and in the schema sniff."""
+    lines = (FIXTURES / "conn.json").read_text().splitlines()
+    deep = '{"ts": ' + "[" * 200_000 + "]" * 200_000 + "}"
+    for at in (0, 2):
+        path = tmp_path / f"deep{at}.json"
+        path.write_text("\n".join([*lines[:at], deep, *lines[at:]]) + "\n")
+        got = ingest(path, fmt="zeek-json")
+        [reject] = got.rejects.to_pylist()
+        assert reject["line"] == at + 1 and "nested too deeply" in reject["reason"]
+        assert got.flows.num_rows == len(lines)
+
+
+def test_parquet_timestamp_far_in_the_future_is_quarantined(ingest: Ingest, tmp_path: Path) -> None:
+    """A timestamp[ms] beyond what int64 microseconds hold overflowed the cast to µs (exit 1)."""
+    path = tmp_path / "future.parquet"
+    ts = pa.array([1767571201000, 253402300799000, 2**62, None], pa.timestamp("ms", tz="UTC"))
+    ips = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]
+    pq.write_table(pa.table({"ts": ts, "src_ip": ips, "dst_ip": ips}), path)
+    got = ingest(path)
+    assert [(r["line"], r["field"], r["reason"]) for r in got.rejects.to_pylist()] == [
+        (2, "ts", "timestamp out of range"),
+        (3, "ts", "timestamp out of range"),
+    ]
+    assert got.flows.column("ts").to_pylist()[0] == dt.datetime(2026, 1, 5, 0, 0, 1, tzinfo=dt.UTC)
