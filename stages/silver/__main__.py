@@ -17,6 +17,13 @@ from stages.common.runner import StageContext, main_exit, run_stage
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m stages.silver", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--mode",
+        choices=["train", "score"],
+        default="train",
+        help="train: features + time split (default); score: features of new flows for the scoring stage, "
+        "driven by --training-manifest, no split",
+    )
     p.add_argument("--input", required=True, help="RAW flows.parquet in the canonical schema (path, file:// or s3://)")
     p.add_argument("--output", required=True, help="where to write features.parquet (path, file:// or s3://)")
     p.add_argument("--manifest", required=True, help="where to write manifest.json (path, file:// or s3://)")
@@ -26,6 +33,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.3,
         help="latest share of rows (by time) kept out of training for eval, in [0, 1) (default 0.3)",
     )
+    g = p.add_argument_group("scoring mode (--mode score)")
+    g.add_argument("--training-manifest", default=None, help="manifest.json of the model's training silver run")
+    g.add_argument(
+        "--lookback",
+        default=None,
+        help="RAW flows of the previous batch: their last 2 h feed the context windows of this batch's first "
+        "flows and are not written (empty: none)",
+    )
+    g.add_argument(
+        "--window",
+        default="all",
+        help="rows to emit: all (default), previous-hour, previous-day, last-<N>h, last-<N>d, or START/END "
+        "(ISO 8601, UTC); earlier input rows feed the context windows only",
+    )
+    g.add_argument("--now", default=None, help="reference time of relative windows, ISO 8601 (default: now)")
     return p
 
 
@@ -38,6 +60,11 @@ def body(ctx: StageContext) -> None:
 
     log = logging.getLogger("stages.silver")
     args = ctx.args
+    if args.mode == "score":
+        from stages.silver.scoring import run
+
+        run(ctx)
+        return
     if not 0.0 <= args.holdout_fraction < 1.0:
         raise InputError(f"--holdout-fraction {args.holdout_fraction}: must be in [0, 1)")
     path = ctx.storage.fetch(args.input)

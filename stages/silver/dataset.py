@@ -66,9 +66,10 @@ def check_schema(schema: pa.Schema, where: str) -> None:
         )
 
 
-def read_flows(path: Path, where: str, columns: list[str] | None = None) -> pa.Table:
+def read_flows(path: Path, where: str, columns: list[str] | None = None, allow_empty: bool = False) -> pa.Table:
     """Read a RAW flows Parquet file (all canonical columns, or ``columns``) after checking
-    its schema; extra columns are ignored. Memory the reader held is returned to the OS."""
+    its schema; extra columns are ignored. Memory the reader held is returned to the OS.
+    No rows is an InputError unless ``allow_empty`` (scoring: an empty window is a valid batch)."""
     try:
         schema = pq.read_schema(path)
     except (pa.ArrowInvalid, OSError) as exc:
@@ -80,7 +81,7 @@ def read_flows(path: Path, where: str, columns: list[str] | None = None) -> pa.T
     columns = columns or FLOW_SCHEMA.names
     table = pq.read_table(path, columns=columns, read_dictionary=[c for c in _DICTIONARY if c in columns])
     pa.default_memory_pool().release_unused()
-    if table.num_rows == 0:
+    if table.num_rows == 0 and not allow_empty:
         raise InputError(f"{where}: no rows; nothing to build features from")
     return table
 
@@ -142,7 +143,9 @@ def _codes(column: pa.ChunkedArray, order: np.ndarray) -> np.ndarray:
 
 
 def _flows(table: pa.Table, order: np.ndarray, ts_sorted_us: np.ndarray, available: set[str]) -> Flows:
-    flows = Flows(rel_ms=(ts_sorted_us - ts_sorted_us[0]) // 1000)
+    # whole milliseconds of the clock, then relative: a flow's window edges must not depend on
+    # which flow came first in this input (scoring a later batch gives the same features)
+    flows = Flows(rel_ms=ts_sorted_us // 1000 - ts_sorted_us[0] // 1000)
     if "src_ip" in available:
         flows.src = _codes(table.column("src_ip"), order)
     if "dst_ip" in available:
@@ -207,8 +210,21 @@ def output_schema(features: list[str]) -> pa.Schema:
     return pa.schema(fields + [pa.field(f, pa.float32()) for f in features])
 
 
-def write_silver(table: pa.Table, p: Plan, split: Split, path: Path, chunk_rows: int = CHUNK_ROWS) -> list[str]:
-    """Write the silver Parquet chunk by chunk; returns the feature names in column order."""
+def write_silver(
+    table: pa.Table,
+    p: Plan,
+    split: Split,
+    path: Path,
+    chunk_rows: int = CHUNK_ROWS,
+    keep: np.ndarray | None = None,
+    split_label: str | None = None,
+) -> list[str]:
+    """Write the silver Parquet chunk by chunk; returns the feature names in column order.
+
+    Scoring mode passes ``keep`` (bool per row in time order: False for context-only rows
+    such as the lookback, which feed the windows but are not written) and ``split_label``
+    ("score") instead of the train/holdout split.
+    """
     n = table.num_rows
     features: list[str] | None = None
     writer: pq.ParquetWriter | None = None
@@ -216,17 +232,22 @@ def write_silver(table: pa.Table, p: Plan, split: Split, path: Path, chunk_rows:
         for start in range(0, n, chunk_rows):
             stop = min(n, start + chunk_rows)
             idx = p.order[start:stop] if p.order is not None else np.arange(start, stop)
+            rows = np.arange(start, stop) if keep is None else np.flatnonzero(keep[start:stop]) + start
+            if keep is not None:
+                idx = idx[rows - start]
             chunk = table.take(pa.array(idx))
             feats = flow_features(chunk, p.flow_groups)
-            feats.update({name: values[start:stop] for name, values in p.context.items()})
+            feats.update({name: values[rows] for name, values in p.context.items()})
             if features is None:
                 features = list(feats)
                 # zstd: smaller and faster to read than snappy here; dictionaries only pay
                 # off for the repetitive string columns, not for float features or uid.
                 writer = pq.ParquetWriter(path, output_schema(features), compression="zstd", use_dictionary=_DICT_OUT)
             cols = [chunk.column(c).cast(FLOW_SCHEMA.field(c).type) for c in PASSTHROUGH]
-            is_train = np.arange(start, stop) < split.train_rows
-            cols.append(pa.array(np.where(is_train, "train", "holdout")))
+            if split_label is not None:
+                cols.append(pa.array(np.full(len(rows), split_label)))
+            else:
+                cols.append(pa.array(np.where(rows < split.train_rows, "train", "holdout")))
             cols.extend(pa.array(feats[f], pa.float32()) for f in features)
             assert writer is not None
             writer.write_table(pa.Table.from_arrays(cols, schema=writer.schema))
