@@ -56,9 +56,12 @@ def load_model(path: Path) -> Any:
     if refused:
         raise InputError(f"{path}: model refused, it contains untrusted types {refused}")
     try:
-        return sio.load(path, trusted=untrusted)
+        model = sio.load(path, trusted=untrusted)
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"{path}: model could not be loaded ({type(exc).__name__}: {exc})") from exc
+    if not hasattr(model, "fit"):  # a skops file can hold plain data (a dict, a list)
+        raise InputError(f"{path}: holds a {type(model).__name__}, not a fitted model")
+    return model
 
 
 def anomaly_scores(estimator: Any, X: Any, method: str) -> Any:

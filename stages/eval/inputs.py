@@ -91,8 +91,20 @@ def check_contract(manifest: dict[str, Any], card: dict[str, Any], manifest_uri:
             f"manifest: {only_manifest}, or a different order)"
         )
     threshold = card["threshold"]
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
-        raise InputError(f"{card_uri}: field 'threshold' must be a finite number, found {threshold!r}")
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not _finite(threshold):
+        raise InputError(f"{card_uri}: field 'threshold' must be a finite number, found {str(threshold)[:40]}")
+    for key in ("mlflow", "calibration"):
+        if card.get(key) is not None and not isinstance(card[key], dict):
+            raise InputError(f"{card_uri}: field {key!r} must be a JSON object, found {type(card[key]).__name__}")
+    if not isinstance(card["features"], list) or not isinstance(card["score_method"], str):
+        raise InputError(f"{card_uri}: 'features' must be a list and 'score_method' a string")
+
+
+def _finite(x: float) -> bool:
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an int with hundreds of digits
+        return False
 
 
 def check_model_file(path: Path, card: dict[str, Any], model_uri: str, card_uri: str) -> None:
@@ -117,6 +129,9 @@ def _open(path: Path, uri: str, features: list[str]) -> tuple[Any, list[str]]:
         schema = pf.schema_arrow
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{uri}: not a readable Parquet file ({exc})") from exc
+    twice = sorted({n for n in schema.names if schema.names.count(n) > 1})
+    if twice:
+        raise InputError(f"{uri}: column(s) {twice[:10]} appear more than once; re-run silver")
     missing = [c for c in ["split", *features] if c not in schema.names]
     if missing:
         raise InputError(
@@ -187,11 +202,16 @@ def _release_arrow_memory() -> None:
 def load_features(path: Path, manifest: dict[str, Any], uri: str) -> EvalData:
     """Read the silver Parquet: split column, passthrough columns and the manifest's features."""
     features = list(manifest["features"])
+    import pyarrow as pa
+
     pf, passthrough = _open(path, uri, features)
-    mask = _holdout_mask(pf, uri)
-    if not mask.any():
-        raise InputError(f"{uri}: no holdout rows (split == 'holdout'); rerun silver with --holdout-fraction > 0")
-    train_X, holdout_X, holdout = _read_rows(pf, mask, features, passthrough)
+    try:
+        mask = _holdout_mask(pf, uri)
+        if not mask.any():
+            raise InputError(f"{uri}: no holdout rows (split == 'holdout'); rerun silver with --holdout-fraction > 0")
+        train_X, holdout_X, holdout = _read_rows(pf, mask, features, passthrough)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{uri}: corrupt Parquet data ({exc}); re-run silver") from exc
     del pf  # the reader keeps its last row group (~250 MB) until it goes
     _release_arrow_memory()
     n = holdout_X.shape[0]

@@ -120,16 +120,27 @@ def load_mapping(path: Path) -> Spec:
             f"{path}: unknown key(s) {sorted(unknown) + bad_cols}; columns must be canonical names "
             f"({', '.join(c for c in FLOW_COLUMNS if c not in ('label', 'attack_type', 'source'))})"
         )
-    columns: dict[str, tuple[str, ...]] = {str(k): (normal_name(str(v)),) for k, v in doc.get("columns", {}).items()}
     lab, ts = doc.get("label") or {}, doc.get("timestamp") or {}
     if not isinstance(lab, dict) or not isinstance(ts, dict):
         raise InputError(f'{path}: "label" and "timestamp" must be JSON objects (see python -m stages.ingest --help)')
+    texts = [(f"columns.{k}", v) for k, v in doc.get("columns", {}).items()]
+    texts += [(f"label.{k}", lab[k]) for k in ("column", "attack_column") if lab.get(k) is not None]
+    texts += [(f"timestamp.{k}", ts[k]) for k in ("column", "format", "unit") if ts.get(k) is not None]
+    texts += [("duration_unit", doc["duration_unit"])] if "duration_unit" in doc else []
+    benign = lab.get("benign")
+    if benign is not None and not isinstance(benign, list):
+        texts.append(("label.benign", benign))
+    items = enumerate(benign if isinstance(benign, list) else [])
+    texts += [(f"label.benign[{i}]", b) for i, b in items if not isinstance(b, (str, int, float))]
+    wrong = [key for key, value in texts if not isinstance(value, str)]
+    if wrong:
+        raise InputError(f"{path}: {', '.join(wrong[:5])} must be text (benign: a list of words)")
+    columns: dict[str, tuple[str, ...]] = {str(k): (normal_name(v),) for k, v in doc.get("columns", {}).items()}
     if ts.get("column"):
         columns["ts"] = (normal_name(ts["column"]),)
     units = ("s", "ms", "us", "ns")
     if ts.get("unit", "s") not in units or doc.get("duration_unit", "s") not in units:
         raise InputError(f"{path}: timestamp.unit and duration_unit must be one of {', '.join(units)}")
-    benign = lab.get("benign")
     return Spec(
         name=f"mapping:{path.name}",
         columns=columns,

@@ -157,6 +157,9 @@ def read_parquet(path: Path, source: str, batch_rows: int = 262144) -> Iterator[
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"{path}: not a readable Parquet file ({exc})") from exc
     names = pf.schema_arrow.names
+    twice = sorted({c for c in names if names.count(c) > 1})
+    if twice:
+        raise InputError(f"{path}: column name(s) {twice[:10]} appear more than once; which one is meant is ambiguous")
     present = [c for c in FLOW_COLUMNS if c in names and c != "source"]
     if not present:
         raise InputError(
@@ -175,7 +178,7 @@ def read_parquet(path: Path, source: str, batch_rows: int = 262144) -> Iterator[
 
 def _parquet_chunks(pf: object, present: list[str], source: str, batch_rows: int) -> Iterator[Chunk]:
     offset = 0
-    for batch in pf.iter_batches(batch_size=batch_rows, columns=present):  # type: ignore[attr-defined]
+    for batch in _batches(pf, present, source, batch_rows):
         n = batch.num_rows
         problems = Problems(n)
         cols = {name: batch.column(name) for name in present}
@@ -195,6 +198,19 @@ def _parquet_chunks(pf: object, present: list[str], source: str, batch_rows: int
         good, rejects = split(table, problems, source, raw)
         offset += n
         yield Chunk(good, rejects, n, unknown)
+
+
+def _batches(pf: object, columns: list[str], source: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The file's record batches; a page that cannot be decoded ends the file with an InputError."""
+    batches = pf.iter_batches(batch_size=batch_rows, columns=columns)  # type: ignore[attr-defined]
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{source}: corrupt Parquet data ({exc}); re-copy or re-export the file") from exc
+        yield batch
 
 
 def _plain(batch: pa.RecordBatch) -> pa.RecordBatch:

@@ -96,7 +96,9 @@ class Layout:
 
 
 def _unescape(value: str) -> bytes:
-    return re.sub(r"\\x([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), value).encode("latin-1")
+    """``\\x09`` escapes as their byte; any other character as its UTF-8 bytes."""
+    parts = re.split(r"\\x([0-9a-fA-F]{2})", value)  # odd items are the escapes' hex digits
+    return b"".join(bytes([int(p, 16)]) if i % 2 else p.encode("utf-8") for i, p in enumerate(parts))
 
 
 @dataclass
@@ -111,14 +113,21 @@ class _Header:
         """Record one ``#`` line. ``#separator`` uses a space; the rest use the separator."""
         text = raw.rstrip(b"\r").decode("utf-8", errors="replace")
         if text.startswith("#separator"):
-            self.sep = _unescape(text.split(" ", 1)[1].strip() if " " in text else "\\x09")
+            sep = _unescape(text.split(" ", 1)[1].strip() if " " in text else "\\x09")
+            # one ASCII byte: the fast parser takes nothing else, and a longer one matched no row at all
+            if len(sep) != 1 or sep[0] > 0x7F or sep in (b"\n", b"\r", b"#"):
+                raise InputError(
+                    f"{self.path} line {line}: #separator {text[10:].strip()[:20]!r} is not one ASCII character "
+                    "(Zeek writes '#separator \\x09'); fix the header"
+                )
+            self.sep = sep
             return
         if text.startswith("#fields"):
             self.quirk = "   " in text
             self.fields_line = line
             self.directives.pop("types", None)
-        sep = self.sep.decode("latin-1")
-        name, *values = re.split(f"{re.escape(sep)}|   ", text) if self.quirk else text.split(sep)
+        tab = self.sep.decode("latin-1")
+        name, *values = re.split(f"{re.escape(tab)}|   ", text) if self.quirk else text.split(tab)
         self.directives[name.lstrip("#")] = [v.strip() for v in values]
 
     def layout(self, line: int) -> Layout:

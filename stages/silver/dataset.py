@@ -53,11 +53,13 @@ CHUNK_ROWS = 500_000
 
 def check_schema(schema: pa.Schema, where: str) -> None:
     """Raise InputError naming every missing or mistyped canonical column."""
-    problems = []
+    problems = [
+        f"{n} appears {schema.names.count(n)} times" for n in dict.fromkeys(schema.names) if schema.names.count(n) > 1
+    ]
     for field in FLOW_SCHEMA:
         if field.name not in schema.names:
             problems.append(f"{field.name} missing (expected {field.type})")
-        elif schema.field(field.name).type != field.type:
+        elif schema.names.count(field.name) == 1 and schema.field(field.name).type != field.type:
             problems.append(f"{field.name} is {schema.field(field.name).type}, expected {field.type}")
     if problems:
         raise InputError(
@@ -79,7 +81,10 @@ def read_flows(path: Path, where: str, columns: list[str] | None = None, allow_e
     if extra:
         log.warning("ignoring non-canonical columns %s in %s", extra, where)
     columns = columns or FLOW_SCHEMA.names
-    table = pq.read_table(path, columns=columns, read_dictionary=[c for c in _DICTIONARY if c in columns])
+    try:
+        table = pq.read_table(path, columns=columns, read_dictionary=[c for c in _DICTIONARY if c in columns])
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{where}: corrupt Parquet data ({exc}); re-run the ingest stage") from exc
     pa.default_memory_pool().release_unused()
     if table.num_rows == 0 and not allow_empty:
         raise InputError(f"{where}: no rows; nothing to build features from")

@@ -38,8 +38,12 @@ def read_manifest(path: Path, where: str) -> dict[str, Any]:
     if missing:
         raise InputError(f"{where}: manifest lacks {missing}; re-run the silver stage")
     features, dtypes = manifest["features"], manifest["dtypes"]
-    if not features or not isinstance(features, list):
-        raise InputError(f"{where}: manifest lists no features")
+    if not features or not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+        raise InputError(f"{where}: manifest lists no features (a list of column names)")
+    split = manifest["split"]
+    rows = split.get("train_rows") if isinstance(split, dict) else None
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+        raise InputError(f"{where}: split.train_rows must be a row count (an integer >= 0), found {rows!r}")
     if schema_hash(features, dtypes) != manifest["schema_hash"]:
         raise InputError(f"{where}: schema_hash does not match its features/dtypes (edited or corrupt); re-run silver")
     return manifest
@@ -81,6 +85,9 @@ def read_train_rows(path: Path, where: str, manifest: dict[str, Any]) -> tuple[n
         schema = pq.read_schema(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"{where}: not a readable Parquet file ({exc})") from exc
+    twice = sorted({n for n in schema.names if schema.names.count(n) > 1})
+    if twice:
+        raise InputError(f"{where}: column(s) {twice[:10]} appear more than once; re-run silver")
     features = manifest["features"]
     problems = [f"{f} missing" for f in features if f not in schema.names]
     problems += [
@@ -96,7 +103,10 @@ def read_train_rows(path: Path, where: str, manifest: dict[str, Any]) -> tuple[n
             f"{where}: does not match the manifest ({'; '.join(problems[:10])}); "
             "use the manifest written with these features"
         )
-    X, labels = _train_matrix(pq.ParquetFile(path), features, int(manifest["split"].get("train_rows") or 0), where)
+    try:
+        X, labels = _train_matrix(pq.ParquetFile(path), features, manifest["split"]["train_rows"], where)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{where}: corrupt Parquet data ({exc}); re-run silver") from exc
     # Arrow's pool (mimalloc) keeps the decoded batches' pages; numpy cannot reuse them while fitting.
     # Handing them back cuts the stage's peak by ~0.5 GB (3M rows: 2.0 -> 1.5 GB; 10M rows were at 3.9 of 4 GiB).
     pa.default_memory_pool().release_unused()

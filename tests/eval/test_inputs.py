@@ -50,10 +50,23 @@ def test_card_from_other_features_names_both_hashes(table: pa.Table) -> None:
         (lambda m, c: c.update(features=list(reversed(c["features"]))), "features differ from m.json"),
         (lambda m, c: c.update(threshold="high"), "'threshold' must be a finite number"),
         (lambda m, c: c.update(threshold=float("nan")), "'threshold' must be a finite number"),
+        (lambda m, c: c.update(threshold=10**400), "'threshold' must be a finite number"),
+        (lambda m, c: c.update(mlflow=["run"]), "field 'mlflow' must be a JSON object, found list"),
+        (lambda m, c: c.update(calibration="benign_fpr"), "field 'calibration' must be a JSON object"),
         (lambda m, c: c.pop("score_method"), r"c.json: missing field\(s\) \['score_method'\]"),
         (lambda m, c: m.pop("schema_hash"), r"m.json: missing field\(s\) \['schema_hash'\]"),
     ],
-    ids=["manifest-edited", "card-feature-order", "threshold-text", "threshold-nan", "card-field", "manifest-field"],
+    ids=[
+        "manifest-edited",
+        "card-feature-order",
+        "threshold-text",
+        "threshold-nan",
+        "threshold-400-digits",
+        "mlflow-list",
+        "calibration-text",
+        "card-field",
+        "manifest-field",
+    ],
 )
 def test_contract_violations(table: pa.Table, edit: Any, match: str) -> None:
     manifest, card = _contract(table)
@@ -160,3 +173,23 @@ def test_model_fitted_on_named_columns_must_match(tmp_path: Path, table: pa.Tabl
         score(model, data, {"score_method": "neg_score_samples"}, "model.skops")
     named = b.fit(table).fit(pd.DataFrame(data.train_X, columns=b.FEATURES))
     assert score(named, data, {"score_method": "neg_score_samples"}, "model.skops").shape == (data.holdout_X.shape[0],)
+
+
+def test_corrupt_or_ambiguous_features_are_input_errors(table: pa.Table, tmp_path: Path) -> None:
+    from tests.hostile_files import corrupt_pages, duplicate_column
+
+    manifest = b.manifest_for(table)
+    with pytest.raises(InputError, match="f.parquet: corrupt Parquet data"):
+        load_features(corrupt_pages(table, tmp_path / "f.parquet"), manifest, "f.parquet")
+    with pytest.raises(InputError, match=r"d.parquet: column\(s\) \['split'\] appear more than once"):
+        load_features(duplicate_column(table, "split", tmp_path / "d.parquet"), manifest, "d.parquet")
+
+
+def test_a_skops_file_holding_a_dict_is_not_a_model(tmp_path: Path) -> None:
+    import skops.io as sio
+
+    from stages.common.model_io import load_model
+
+    sio.dump({"threshold": 1.0}, tmp_path / "model.skops")
+    with pytest.raises(InputError, match="model.skops: holds a dict, not a fitted model"):
+        load_model(tmp_path / "model.skops")

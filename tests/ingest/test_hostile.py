@@ -7,11 +7,16 @@ out + rejected holds for every case (checked by the ``ingest`` fixture).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
+
+from stages.common.errors import InputError
+from tests.hostile_files import corrupt_pages, duplicate_column
 
 from .conftest import FIXTURES, Ingested
 
@@ -66,3 +71,53 @@ def test_parquet_timestamp_far_in_the_future_is_quarantined(ingest: Ingest, tmp_
         (3, "ts", "timestamp out of range"),
     ]
     assert got.flows.column("ts").to_pylist()[0] == dt.datetime(2026, 1, 5, 0, 0, 1, tzinfo=dt.UTC)
+
+
+# Whole files that are odd or corrupt: exit 2 (InputError) naming the file, never exit 1.
+
+
+def _flows_parquet() -> pa.Table:
+    ips = [f"10.0.0.{i % 250}" for i in range(5000)]
+    return pa.table({"ts": [1767571201.0 + i for i in range(5000)], "src_ip": ips, "dst_ip": ips})
+
+
+def test_parquet_with_corrupt_pages_is_input_error(ingest: Ingest, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="corrupt.parquet: corrupt Parquet data"):
+        ingest(corrupt_pages(_flows_parquet(), tmp_path / "corrupt.parquet"))
+
+
+def test_parquet_with_a_duplicated_column_is_input_error(ingest: Ingest, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"dup.parquet: column name\(s\) \['src_ip'\] appear more than once"):
+        ingest(duplicate_column(_flows_parquet(), "src_ip", tmp_path / "dup.parquet"))
+
+
+@pytest.mark.parametrize(
+    "sep", ["", "\\xe9", "é", "\\x09\\x09", "::"], ids=["empty", "latin1", "utf8", "two-tabs", "two"]
+)
+def test_odd_separator_header_is_input_error(sep: str, ingest: Ingest, tmp_path: Path) -> None:
+    """A multi-character separator matched no row (every row rejected); non-ASCII ones crashed."""
+    lines = (FIXTURES / "conn.log").read_text().splitlines()
+    path = tmp_path / "sep.log"
+    path.write_text("\n".join([f"#separator {sep}", *lines[1:]]) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"sep.log line 1: #separator .* is not one ASCII character"):
+        ingest(path)
+
+
+@pytest.mark.parametrize(
+    ("doc", "key"),
+    [
+        ({"columns": {"src_ip": ["client"]}}, "columns.src_ip"),
+        ({"columns": {"src_ip": "client"}, "timestamp": {"column": 3}}, "timestamp.column"),
+        ({"columns": {"src_ip": "client"}, "timestamp": {"format": {"a": 1}}}, "timestamp.format"),
+        ({"columns": {"src_ip": "client"}, "label": {"column": "verdict", "benign": 5}}, "label.benign"),
+        ({"columns": {"src_ip": "client"}, "label": {"column": "verdict", "benign": [{}]}}, r"label.benign\[0\]"),
+        ({"columns": {"src_ip": "client"}, "duration_unit": ["s"]}, "duration_unit"),
+    ],
+)
+def test_mapping_values_of_the_wrong_type_are_input_errors(
+    doc: object, key: str, ingest: Ingest, tmp_path: Path
+) -> None:
+    path = tmp_path / "mapping.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match=f"mapping.json: {key} must be text"):
+        ingest(FIXTURES / "custom-flows.csv", mapping=path)

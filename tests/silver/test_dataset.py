@@ -158,3 +158,14 @@ def test_partly_null_ts_falls_back_to_row_order(tmp_path: Path) -> None:
     assert manifest["split"]["method"] == "row-order"
     assert "ts is null in 1 rows" in manifest["skipped_features"]["src_conns"]
     assert out.column("uid").to_pylist() == ["C0", "C1", "C2"]
+
+
+def test_corrupt_or_ambiguous_flows_are_input_errors(synthetic_flows: pa.Table, tmp_path: Path) -> None:
+    """Corrupt pages and a duplicated column were exit 1 (OSError, KeyError); they are bad input."""
+    from stages.silver.dataset import read_flows
+    from tests.hostile_files import corrupt_pages, duplicate_column
+
+    with pytest.raises(InputError, match="f.parquet: corrupt Parquet data"):
+        read_flows(corrupt_pages(synthetic_flows, tmp_path / "f.parquet"), "f.parquet")
+    with pytest.raises(InputError, match="d.parquet: not the canonical flow schema .*src_ip appears 2 times"):
+        read_flows(duplicate_column(synthetic_flows, "src_ip", tmp_path / "d.parquet"), "d.parquet")

@@ -74,3 +74,25 @@ def test_features_that_do_not_match_the_manifest(
     manifest = data.read_manifest(silver["manifest"], "m")
     with pytest.raises(InputError, match=f"f.parquet: does not match the manifest .*{message}"):
         data.read_train_rows(tmp_path / "f.parquet", str(tmp_path / "f.parquet"), manifest)
+
+
+@pytest.mark.parametrize("rows", [-5, "12", [1], None, True, 1.5])
+def test_manifest_train_rows_must_be_a_count(rows: Any, silver: dict[str, Path], tmp_path: Path) -> None:
+    """A negative, textual or list train_rows crashed np.empty / int() with exit 1."""
+    manifest = _manifest(silver)
+    manifest["split"]["train_rows"] = rows
+    (tmp_path / "m.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match="split.train_rows must be a row count"):
+        data.read_manifest(tmp_path / "m.json", "m.json")
+
+
+def test_corrupt_or_ambiguous_features_are_input_errors(silver: dict[str, Path], tmp_path: Path) -> None:
+    from tests.hostile_files import corrupt_pages, duplicate_column
+
+    manifest = _manifest(silver)
+    table = pq.read_table(silver["features"])
+    with pytest.raises(InputError, match="f.parquet: corrupt Parquet data"):
+        data.read_train_rows(corrupt_pages(table, tmp_path / "f.parquet"), "f.parquet", manifest)
+    name = manifest["features"][0]
+    with pytest.raises(InputError, match=rf"d.parquet: column\(s\) \['{name}'\] appear more than once"):
+        data.read_train_rows(duplicate_column(table, name, tmp_path / "d.parquet"), "d.parquet", manifest)
