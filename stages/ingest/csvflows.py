@@ -28,7 +28,7 @@ from stages.common.errors import InputError
 
 from . import normalise as nz
 from .csvspecs import PRESETS, UNSW_FULL_COLUMNS, Spec, load_mapping, normal_name
-from .readers import MAX_LINE_BYTES, Chunk, blocks
+from .readers import MAX_LINE_BYTES, TOO_LONG, Chunk, blocks
 
 __all__ = ["read_csv"]
 
@@ -181,7 +181,7 @@ def _block(seg: bytes | bytearray, line: int, d: _Dialect, source: str) -> Chunk
     for no, rawb in all_lines:
         text = nz.raw_text(rawb)
         if len(rawb) > MAX_LINE_BYTES:
-            rejects.append((no, None, f"line too long: {len(rawb)} bytes (limit {MAX_LINE_BYTES})", text))
+            rejects.append((no, None, TOO_LONG, text))
             continue
         try:
             count = len(next(csv.reader(io.StringIO(rawb.decode()), delimiter=d.sep), []))

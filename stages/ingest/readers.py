@@ -25,13 +25,14 @@ from stages.common.schema import FLOW_COLUMNS
 
 from .normalise import REJECT_SCHEMA, Problems, conform, labels, parse_timestamps, split
 
-__all__ = ["Chunk", "FORMATS", "detect_format", "read_source", "open_binary", "blocks"]
+__all__ = ["Chunk", "FORMATS", "MAX_LINE_BYTES", "TOO_LONG", "detect_format", "read_source", "open_binary", "blocks"]
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("auto", "zeek", "zeek-json", "csv", "parquet")
 BLOCK_BYTES = 32 << 20  # text read per block; a block ends on a line boundary
-MAX_LINE_BYTES = 1 << 20  # longer lines are quarantined ("line too long")
+MAX_LINE_BYTES = 1 << 20  # longer lines are quarantined ("line too long"), and only this much of them is read
+TOO_LONG = f"line too long: over {MAX_LINE_BYTES} bytes"
 _GZIP_MAGIC = b"\x1f\x8b"
 _PARQUET_MAGIC = b"PAR1"
 _BOM = b"\xef\xbb\xbf"
@@ -61,7 +62,10 @@ def blocks(path: Path, size: int = BLOCK_BYTES) -> Iterator[bytearray]:
 
     The next block is read (and gunzipped) in a background thread while the caller parses
     the current one. Each block is completed to the end of its last line with ``readline``,
-    so nothing is copied twice; a UTF-8 BOM is dropped. Raises InputError when a gzip
+    so nothing is copied twice; a UTF-8 BOM is dropped. Memory stays bounded whatever the
+    input: a line that goes on past MAX_LINE_BYTES (a gzip bomb of zeros has no newline at
+    all) is kept only up to the limit, so it is rejected as too long, and the rest of it is
+    read and dropped in 1 MiB pieces. Raises InputError when a gzip
     stream is truncated or corrupt (nothing after the damage can be trusted, so the whole
     file is refused rather than half-ingested).
     """
@@ -85,7 +89,11 @@ def _read_block(fh: IO[bytes], size: int, path: Path) -> bytearray:
     try:
         block = bytearray(fh.read(size))
         if block and not block.endswith(b"\n"):
-            block += fh.readline()
+            rest = fh.readline(MAX_LINE_BYTES + 1)
+            block += rest
+            if len(rest) > MAX_LINE_BYTES:  # over the limit and still going: drop the remainder
+                while (piece := fh.readline(1 << 20)) and not piece.endswith(b"\n"):
+                    pass
     except (EOFError, OSError, zlib.error) as exc:
         raise InputError(f"{path}: truncated or corrupt gzip stream ({exc}); re-copy or re-export the file") from exc
     if block and not block.endswith(b"\n"):

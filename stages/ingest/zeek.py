@@ -27,7 +27,7 @@ import pyarrow.csv as pcsv
 from stages.common.errors import InputError
 
 from .normalise import RAW_LIMIT, Problems, conform, labels, parse_timestamps, reject_rows, split
-from .readers import MAX_LINE_BYTES, Chunk, blocks
+from .readers import MAX_LINE_BYTES, TOO_LONG, Chunk, blocks
 
 __all__ = ["ZEEK_TYPES", "CONN_FIELDS", "read_tsv", "arrow_type", "to_chunk"]
 
@@ -214,7 +214,7 @@ class _TsvReader:
 
     def _check_delimiter(self, seg: bytes | bytearray, line: int, layout: Layout) -> None:
         head = seg[: 1 << 16].split(b"\n")[:-1] or [seg]
-        sample = [(line + k, raw) for k, raw in enumerate(head) if raw.strip()][:20]
+        sample = [(line + k, raw) for k, raw in enumerate(head) if raw.strip() and len(raw) <= MAX_LINE_BYTES][:20]
         n = len(layout.fields)
         if not sample or any(len(raw.rstrip(b"\r").split(layout.sep)) == n for _, raw in sample):
             return
@@ -295,7 +295,7 @@ def _careful(seg: bytes | bytearray, line: int, layout: Layout, source: str) -> 
     for no, raw in all_lines:
         text = raw[:RAW_LIMIT].decode("utf-8", "replace")
         if len(raw) > MAX_LINE_BYTES:
-            rejects.append((no, None, f"line too long: {len(raw)} bytes (limit {MAX_LINE_BYTES})", text))
+            rejects.append((no, None, TOO_LONG, text))
             continue
         parts = raw.split(layout.sep)
         if len(parts) != n:

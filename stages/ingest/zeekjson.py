@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.json as pjson
 
 from .normalise import RAW_LIMIT, reject_rows
-from .readers import MAX_LINE_BYTES, Chunk, blocks
+from .readers import MAX_LINE_BYTES, TOO_LONG, Chunk, blocks
 from .zeek import CONN_FIELDS, DETAIL_FIELDS, LABEL_FIELDS, ZEEK_TYPES, to_chunk
 
 __all__ = ["read_json"]
@@ -81,7 +81,7 @@ def _careful(block: bytes | bytearray, line: int, source: str) -> Chunk:
     for no, raw in all_lines:
         text = raw[:RAW_LIMIT].decode("utf-8", "replace")
         if len(raw) > MAX_LINE_BYTES:
-            rejects.append((no, None, f"line too long: {len(raw)} bytes (limit {MAX_LINE_BYTES})", text))
+            rejects.append((no, None, TOO_LONG, text))
             continue
         try:
             record = json.loads(raw.decode("utf-8"))

@@ -121,3 +121,65 @@ def test_mapping_values_of_the_wrong_type_are_input_errors(
     path.write_text(json.dumps(doc))
     with pytest.raises(InputError, match=f"mapping.json: {key} must be text"):
         ingest(FIXTURES / "custom-flows.csv", mapping=path)
+
+
+# Memory: one line without a newline used to be read whole (a 1 MB gzip of 1 GiB of zeros: 5.1 GB RSS).
+
+
+def _gzip_bomb(path: Path, head: bytes, gib: float = 1.0) -> Path:
+    """``head`` then ``gib`` GiB of one repeated byte, no newline, gzipped (about 1 MB on disk)."""
+    import gzip
+
+    zeros = (b"0" if head else b"\0") * (1 << 20)
+    with gzip.open(path, "wb", compresslevel=1) as fh:
+        fh.write(head)
+        for _ in range(int(gib * 1024)):
+            fh.write(zeros)
+    return path
+
+
+def _peak_rss_mib(*args: str) -> tuple[int, int, str]:
+    """Run the ingest CLI; return its exit code, its peak RSS in MiB and its stderr."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG_", "MINIO_", "MLFLOW_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stages.ingest", *args, "--log-format", "text"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode()
+    _, status, usage = os.wait4(proc.pid, 0)
+    return os.waitstatus_to_exitcode(status), usage.ru_maxrss // 1024, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("head", "fmt", "code"),
+    [
+        (b"", "auto", 2),
+        (b'{"ts": 1767571201, "uid": "', "zeek-json", 0),
+        (b"".join((FIXTURES / "conn.log").read_bytes().splitlines(keepends=True)[:8]) + b"1767571201.1\tC", "zeek", 0),
+    ],
+    ids=["zeros-alone", "json-line", "zeek-after-header"],
+)
+def test_gzip_bomb_stays_in_bounded_memory(head: bytes, fmt: str, code: int, tmp_path: Path) -> None:
+    """1 GiB in one line: rejected as too long (exit 2 when it is all the file has), RSS far below the pod's 4 Gi."""
+    bomb = _gzip_bomb(tmp_path / "bomb.gz", head)
+    assert bomb.stat().st_size < 8 << 20
+    out, rej = tmp_path / "flows.parquet", tmp_path / "rejects.parquet"
+    exit_code, peak, err = _peak_rss_mib(
+        "--source", str(bomb), "--format", fmt, "--output", str(out), "--rejects", str(rej)
+    )
+    assert exit_code == code, err[-2000:]
+    assert peak < 600, f"peak RSS {peak} MiB"
+    if code == 0:
+        [reject] = pq.read_table(rej).to_pylist()
+        assert reject["reason"] == "line too long: over 1048576 bytes" and len(reject["raw"]) == 4096
