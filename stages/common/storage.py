@@ -25,6 +25,10 @@ from .errors import InputError, TransientError
 __all__ = ["Location", "Storage", "sha256_file"]
 
 log = logging.getLogger(__name__)
+# S3 answers meaning "these credentials are not (or no longer) valid": a rotation in progress.
+_CREDENTIAL_CODES = frozenset(
+    {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired"}
+)
 
 
 @dataclass(frozen=True)
@@ -224,14 +228,14 @@ class Storage:
 
     @contextlib.contextmanager
     def _s3_errors(self, uri: str) -> Iterator[None]:
-        """Map S3 errors: missing key/bucket → InputError, unreachable/5xx → TransientError.
+        """Map S3 errors: missing key/bucket → InputError, unreachable/5xx/rejected credentials → TransientError.
 
         boto3's transfer manager wraps the last error of ``upload_file`` in
         ``S3UploadFailedError`` and a repeatedly cut download in ``RetriesExceededError``;
         both are unwrapped here so a lasting fault still ends in exit 75, not exit 1.
         """
         from boto3.exceptions import RetriesExceededError, S3UploadFailedError
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
         endpoint = self.settings.minio_endpoint or "AWS default"
         try:
@@ -249,6 +253,8 @@ class Storage:
             ) from exc
         except ClientError as exc:
             raise self._client_error(uri, endpoint, exc) from exc
+        except NoCredentialsError as exc:
+            raise InputError(f"{uri}: no S3 credentials; set MINIO_ACCESS_KEY and MINIO_SECRET_KEY") from exc
         except BotoCoreError as exc:
             raise TransientError(
                 f"{uri}: S3 at {endpoint} unreachable after retries ({type(exc).__name__}); check MINIO_ENDPOINT"
@@ -256,13 +262,26 @@ class Storage:
 
     @staticmethod
     def _client_error(uri: str, endpoint: str, exc: Any) -> Exception:
+        """Which S3 answers are worth retrying (exit 75) and which are bad input or config (exit 2).
+
+        Rejected credentials are transient: while a MinIO key is rotated (SECURITY.md), a pod
+        that started with the old key gets InvalidAccessKeyId/SignatureDoesNotMatch once the
+        old key is deleted, and Argo's retry starts a pod with the new Secret. Argo's retry
+        limit bounds the cost when the Secret is simply wrong. AccessDenied is an authenticated
+        key that the bucket policy refuses: retrying cannot change that, so it is exit 2.
+        """
         err = exc.response.get("Error", {})
         code = str(err.get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         if code in {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}:
             return InputError(f"{uri}: not found in S3 ({code})")
-        if code in {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
-            return InputError(f"{uri}: access denied ({code}); check MINIO_ACCESS_KEY/MINIO_SECRET_KEY")
+        if code in _CREDENTIAL_CODES:
+            return TransientError(
+                f"{uri}: S3 at {endpoint} rejected the credentials ({code}); a retry picks up a rotated "
+                "Secret — if it persists, check MINIO_ACCESS_KEY/MINIO_SECRET_KEY"
+            )
+        if code in {"403", "AccessDenied", "AllAccessDisabled"}:
+            return InputError(f"{uri}: access denied ({code}); the bucket policy refuses this MINIO_ACCESS_KEY")
         if status >= 500 or code in {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"}:
             return TransientError(f"{uri}: S3 at {endpoint} failed after retries ({code}); check MINIO_ENDPOINT")
         return InputError(f"{uri}: S3 refused the request ({code or status}: {err.get('Message', '')})")

@@ -139,3 +139,39 @@ def test_output_under_a_file_is_input_error(tmp_path: Path) -> None:
     (tmp_path / "plain").write_text("a file, not a folder")
     with pytest.raises(InputError, match="a parent of it is a file"):
         Storage(Settings()).staging(str(tmp_path / "plain" / "flows.parquet"))
+
+
+def _client_error(code: str, status: int) -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Get")
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "kind"),
+    [
+        ("InvalidAccessKeyId", 403, TransientError),  # the old key was deleted mid-rotation: the retry has the new one
+        ("SignatureDoesNotMatch", 403, TransientError),  # a secret rotated under a running pod
+        ("ExpiredToken", 400, TransientError),
+        ("AccessDenied", 403, InputError),  # a valid key the bucket policy refuses: retrying cannot help
+        ("NoSuchKey", 404, InputError),
+        ("SlowDown", 503, TransientError),
+        ("InternalError", 500, TransientError),
+    ],
+)
+def test_s3_error_classes(code: str, status: int, kind: type[Exception]) -> None:
+    """SECURITY.md's rotation section relies on rejected credentials being retried (exit 75)."""
+    storage = Storage(Settings())
+    with pytest.raises(kind, match=code), storage._s3_errors("s3://b/k"):
+        raise _client_error(code, status)
+
+
+def test_missing_s3_credentials_are_a_configuration_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    settings = Settings.from_env({"MINIO_ENDPOINT": "http://127.0.0.1:9", "MINIO_MAX_ATTEMPTS": "1"})
+    with pytest.raises(InputError, match="no S3 credentials"):
+        Storage(settings, workdir=tmp_path).fetch("s3://b/k")
