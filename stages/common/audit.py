@@ -72,6 +72,41 @@ MIGRATIONS: list[str] = [
         JOIN stage_attempts si ON (si.run_id, si.stage, si.attempt) = (i.run_id, i.stage, i.attempt)
         WHERE o.direction = 'output' AND so.status = 'SUCCEEDED' AND si.status = 'SUCCEEDED';
     """,
+    # 2: the scoring stage's alerts and incidents, keyed by run (a re-run replaces its rows)
+    """
+    CREATE TABLE incidents (
+        run_id       text NOT NULL,
+        incident_id  text NOT NULL,
+        severity     text NOT NULL CHECK (severity IN ('high', 'medium', 'low')),
+        kind         text NOT NULL,
+        first_seen   timestamptz,
+        last_seen    timestamptz,
+        alerts       integer NOT NULL,
+        sources      integer NOT NULL,
+        destinations integer NOT NULL,
+        ports        integer NOT NULL,
+        top_score    double precision NOT NULL,
+        summary      text NOT NULL,
+        PRIMARY KEY (run_id, incident_id)
+    );
+    CREATE TABLE alerts (
+        run_id       text NOT NULL,
+        alert_no     integer NOT NULL,
+        incident_id  text NOT NULL,
+        ts           timestamptz,
+        uid          text,
+        src_ip       text,
+        dst_ip       text,
+        dst_port     integer,
+        proto        text,
+        score        double precision NOT NULL,
+        top_features jsonb NOT NULL DEFAULT '[]',
+        PRIMARY KEY (run_id, alert_no),
+        FOREIGN KEY (run_id, incident_id) REFERENCES incidents (run_id, incident_id) ON DELETE CASCADE
+    );
+    CREATE INDEX alerts_src_ts ON alerts (src_ip, ts);
+    CREATE INDEX incidents_first_seen ON incidents (first_seen);
+    """,
 ]
 
 
@@ -166,6 +201,10 @@ class Audit:
                 f"PostgreSQL audit at {s.pg_host}:{s.pg_port}/{s.pg_database} unavailable after "
                 f"{self.retries} attempts ({first_line}); check PG_HOST, PG_PORT, PG_USER, PG_PASSWORD, PG_DATABASE"
             ) from exc
+
+    def transaction(self, what: str, fn: Any) -> None:
+        """Run ``fn(cursor)`` in one transaction with the audit's retries (stages' own tables)."""
+        self._execute(what, fn)
 
     def _drop(self) -> None:
         try:

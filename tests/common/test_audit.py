@@ -27,7 +27,7 @@ def _audit(postgres: dict[str, str], run_id: str) -> Audit:
 def test_migrations_are_idempotent(postgres: dict[str, str], audit_db: Any) -> None:
     _audit(postgres, "mig-1").close()
     _audit(postgres, "mig-2").close()
-    assert _rows(audit_db, "SELECT version FROM schema_version ORDER BY version") == [(1,)]
+    assert _rows(audit_db, "SELECT version FROM schema_version ORDER BY version") == [(1,), (2,)]
 
 
 def test_rerun_of_same_attempt_upserts(postgres: dict[str, str], audit_db: Any) -> None:

@@ -1,0 +1,1 @@
+"""score: the champion applied to new flows — alerts, incidents, drift."""

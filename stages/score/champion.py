@@ -1,0 +1,178 @@
+"""Which model scores: the registry's ``champion``, an explicit model URI, or local files.
+
+Resolving happens once per run, in the workflow's first step, and its result (model,
+card, training manifest) is passed on as files: if the alias moves mid-run, the run
+still scores with one model. Only MlflowClient calls the REST API serves are used
+(mlflow-skinny in the image); "not found" is no champion yet — a bad input, not a fault.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stages.common.config import redact_uri
+from stages.common.errors import InputError, TransientError
+from stages.common.retry import retry
+
+__all__ = ["Resolved", "resolve", "check_contract", "load_json"]
+
+log = logging.getLogger(__name__)
+ALIAS = "champion"
+NO_CHAMPION = (
+    "no champion yet: run the training pipeline first (python -m workflows demo, or the training WorkflowTemplate)"
+)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Local copies of the chosen model and what describes it."""
+
+    model: Path
+    card: Path
+    manifest: Path
+    source: str
+    """models:/name/version or the URI it came from, for the audit and the report."""
+
+
+def load_json(path: Path, uri: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{uri}: not a readable JSON file ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise InputError(f"{uri}: expected a JSON object at the top level")
+    return doc
+
+
+class _Retryable(Exception):
+    pass
+
+
+def _call(what: str, uri: str, fn: Any) -> Any:
+    """One MLflow call with retries on 5xx/429/connection errors; TransientError (exit 75) after."""
+    from mlflow.exceptions import MlflowException
+
+    def attempt() -> Any:
+        try:
+            return fn()
+        except MlflowException as exc:
+            if exc.get_http_status_code() >= 500 or exc.get_http_status_code() == 429:
+                raise _Retryable(str(exc).splitlines()[0]) from exc
+            raise
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+
+    try:
+        return retry(
+            attempt, transient=(_Retryable,), what=f"MLflow {what}", attempts=int(os.environ.get("MLFLOW_RETRIES", "5"))
+        )
+    except _Retryable as exc:
+        raise TransientError(
+            f"MLflow at MLFLOW_TRACKING_URI={redact_uri(uri)} failed to {what} ({redact_uri(str(exc))})"
+        ) from exc
+
+
+def _not_found(exc: BaseException) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, MlflowException) and (exc.get_http_status_code() == 404 or "not found" in str(exc).lower())
+
+
+def from_registry(tracking_uri: str, model_uri: str, into: Path) -> Resolved:
+    """Download the model version behind ``models:/<name>@<alias>`` or ``models:/<name>/<version>``."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    from mlflow import MlflowClient
+
+    if not model_uri.startswith("models:/"):
+        raise InputError(f"--model-uri {model_uri!r}: expected models:/<name>@<alias> or models:/<name>/<version>")
+    ref = model_uri[len("models:/") :]
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            mv = _call("read the alias", tracking_uri, lambda: client.get_model_version_by_alias(name, alias))
+        else:
+            name, _, version = ref.partition("/")
+            mv = _call("read the model version", tracking_uri, lambda: client.get_model_version(name, version))
+    except InputError:
+        raise
+    except Exception as exc:
+        if _not_found(exc):
+            raise InputError(f"{model_uri}: {NO_CHAMPION}") from exc
+        raise
+    into.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    for name_in_run in ("model-card.json", "manifest.json"):
+        try:
+            got = _call(
+                f"download {name_in_run}",
+                tracking_uri,
+                lambda n=name_in_run: client.download_artifacts(mv.run_id, n, str(into)),
+            )
+        except Exception as exc:
+            if isinstance(exc, TransientError):
+                raise
+            raise InputError(
+                f"{model_uri}: version {mv.version} has no {name_in_run} in run {mv.run_id}; it was not "
+                "registered by this pipeline's train stage — retrain"
+            ) from exc
+        files[name_in_run] = Path(got)
+    from mlflow.artifacts import download_artifacts
+
+    model_dir = Path(
+        _call(
+            "download the model",
+            tracking_uri,
+            lambda: download_artifacts(artifact_uri=mv.source, dst_path=str(into / "model"), tracking_uri=tracking_uri),
+        )
+    )
+    skops = sorted(model_dir.rglob("*.skops"))
+    if not skops:
+        raise InputError(f"{model_uri}: version {mv.version} has no .skops model file; it was not logged by train")
+    log.info("resolved %s to %s version %s (run %s)", model_uri, mv.name, mv.version, mv.run_id)
+    return Resolved(skops[0], files["model-card.json"], files["manifest.json"], f"models:/{mv.name}/{mv.version}")
+
+
+def resolve(args: Any, storage: Any, tracking_uri: str | None, into: Path) -> Resolved:
+    """Local files (``--model`` + ``--card``) win; else the registry (``--model-uri``, default the champion)."""
+    if args.model or args.card:
+        if not (args.model and args.card):
+            raise InputError("--model and --card go together (a local model needs its card)")
+        manifest = storage.fetch(args.training_manifest) if args.training_manifest else None
+        model, card = storage.fetch(args.model), storage.fetch(args.card)
+        if manifest is None:  # the card alone describes the features; the resolve step needs a manifest
+            manifest = into / "manifest-from-card.json"
+            into.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(card, manifest)
+        return Resolved(model, card, manifest, args.model)
+    if not tracking_uri:
+        raise InputError(f"no model: MLFLOW_TRACKING_URI is not set and no --model/--card given; {NO_CHAMPION}")
+    uri = args.model_uri or f"models:/{args.registered_model}@{ALIAS}"
+    return from_registry(tracking_uri, uri, into)
+
+
+def check_contract(card: dict[str, Any], silver: dict[str, Any], card_uri: str, silver_uri: str) -> None:
+    """The silver batch must have been built for exactly this model's features."""
+    missing = [k for k in ("features", "schema_hash", "threshold", "score_method") if k not in card]
+    if missing:
+        raise InputError(f"{card_uri}: missing field(s) {missing}; not a model card of this pipeline's train stage")
+    if silver.get("mode") != "score":
+        raise InputError(f"{silver_uri}: not a scoring-mode manifest; run silver with --mode score")
+    if silver.get("training_schema_hash") != card["schema_hash"] or list(silver.get("features", [])) != list(
+        card["features"]
+    ):
+        raise InputError(
+            f"manifest/model mismatch: {silver_uri} was built for schema {silver.get('training_schema_hash')} but "
+            f"the model {card_uri} expects {card['schema_hash']}; rebuild the features with this model's "
+            "training manifest (silver --mode score --training-manifest ...)"
+        )
+    threshold = card["threshold"]
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        raise InputError(f"{card_uri}: field 'threshold' must be a number, found {threshold!r}")
