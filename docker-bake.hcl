@@ -1,6 +1,6 @@
 # One image per stage plus the submitter. The compiled workflow and the Job take their
 # image names and tags from the variables below (workflows/images.py reads this file).
-#   docker buildx bake                       # all five, tagged ${REGISTRY}/cybersec-mlops-<name>:${TAG}
+#   docker buildx bake                       # all six, tagged ${REGISTRY}/cybersec-mlops-<name>:${TAG}
 #   TAG=1.2.0 REGISTRY=registry.example.com/sec docker buildx bake ingest
 
 variable "REGISTRY" {
@@ -25,7 +25,7 @@ variable "PLATFORMS" {
 }
 
 group "default" {
-  targets = ["ingest", "silver", "train", "eval", "submitter"]
+  targets = ["ingest", "silver", "train", "eval", "score", "submitter"]
 }
 
 target "_common" {
@@ -65,6 +65,12 @@ target "eval" {
   inherits   = ["_common"]
   dockerfile = "stages/eval/Dockerfile"
   tags       = ["${REGISTRY}/cybersec-mlops-eval:${TAG}"]
+}
+
+target "score" {
+  inherits   = ["_common"]
+  dockerfile = "stages/score/Dockerfile"
+  tags       = ["${REGISTRY}/cybersec-mlops-score:${TAG}"]
 }
 
 target "submitter" {

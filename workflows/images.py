@@ -15,8 +15,8 @@ from typing import Any
 __all__ = ["BAKE_FILE", "BakeFile", "BakeError", "load_bake", "STAGES"]
 
 BAKE_FILE = Path(__file__).resolve().parents[1] / "docker-bake.hcl"
-STAGES = ("ingest", "silver", "train", "eval")
-"""The pipeline stages, in DAG order; each has a bake target of the same name."""
+STAGES = ("ingest", "silver", "train", "eval", "score")
+"""The stages (training DAG order, then scoring); each has a bake target of the same name."""
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

@@ -27,6 +27,17 @@ HELP = {
         "--gate-min-pr-auc",
         "--no-promote",
     ],
+    "score": [
+        "python -m stages.score",
+        "--features",
+        "--manifest",
+        "--model-uri",
+        "--alerts-out",
+        "--incidents-out",
+        "--html-out",
+        "--drift-out",
+        "--resolve-only",
+    ],
     "submitter": ["python -m workflows", "submit"],
 }
 TARGETS = list(HELP)

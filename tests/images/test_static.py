@@ -14,10 +14,10 @@ from tests.images.conftest import BAKE_FILE, REPO
 pytestmark = pytest.mark.images
 
 HADOLINT = Path(sys.executable).parent / "hadolint"
-EXPECTED_TARGETS = ["ingest", "silver", "train", "eval", "submitter"]
+EXPECTED_TARGETS = ["ingest", "silver", "train", "eval", "score", "submitter"]
 
 
-def test_default_group_builds_the_four_stages_and_the_submitter(bake_targets: list[BakeTarget]) -> None:
+def test_default_group_builds_the_five_stages_and_the_submitter(bake_targets: list[BakeTarget]) -> None:
     assert [t.name for t in bake_targets] == EXPECTED_TARGETS
 
 
