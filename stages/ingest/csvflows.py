@@ -133,8 +133,29 @@ def read_csv(path: Path, source: str, preset: str | None, mapping: Path | None) 
         log.warning("%s: header only, no data rows; writing an empty output", source)
 
 
-def _lines(seg: bytes | bytearray, line: int) -> list[tuple[int, bytes]]:
-    return [(line + k, r.rstrip(b"\r")) for k, r in enumerate(bytes(seg).split(b"\n")[:-1]) if r.rstrip(b"\r")]
+def _records(seg: bytes | bytearray, line: int) -> list[tuple[int, bytes]]:
+    """(first line number, bytes) of each CSV record: lines are joined while a quoted field is open.
+
+    A quoted value may hold a newline; counting such a record as two lines made the careful
+    pass disagree with pyarrow about how many rows a block has. Blank lines are not records.
+    """
+    out: list[tuple[int, bytes]] = []
+    parts: list[bytes] = []
+    first = quotes = 0
+    for k, raw in enumerate(bytes(seg).split(b"\n")[:-1]):
+        raw = raw.rstrip(b"\r")
+        if not parts:
+            if not raw:
+                continue
+            first = line + k
+        parts.append(raw)
+        quotes += raw.count(b'"')
+        if quotes % 2 == 0:  # "" inside a quoted value keeps the parity
+            out.append((first, b"\n".join(parts)))
+            parts, quotes = [], 0
+    if parts:  # a quote never closed: one record to the end of the block, rejected below
+        out.append((first, b"\n".join(parts)))
+    return out
 
 
 def _parse(seg: bytes | bytearray, d: _Dialect, as_strings: bool) -> pa.Table | None:
@@ -151,7 +172,9 @@ def _parse(seg: bytes | bytearray, d: _Dialect, as_strings: bool) -> pa.Table | 
         table = pcsv.read_csv(
             pa.BufferReader(seg),
             read_options=pcsv.ReadOptions(column_names=d.names, block_size=max(1 << 20, len(seg) // 8 + 1)),
-            parse_options=pcsv.ParseOptions(delimiter=d.sep, invalid_row_handler=on_invalid),
+            parse_options=pcsv.ParseOptions(
+                delimiter=d.sep, invalid_row_handler=on_invalid, newlines_in_values=as_strings
+            ),
             convert_options=pcsv.ConvertOptions(
                 column_types=types,
                 include_columns=wanted,
@@ -171,17 +194,20 @@ def _block(seg: bytes | bytearray, line: int, d: _Dialect, source: str) -> Chunk
 
         def raw(idx: Any) -> tuple[list[int | None], list[str]]:
             nonlocal lines
-            lines = lines or _lines(seg, line)
+            lines = lines or _records(seg, line)
             return [lines[int(i)][0] for i in idx], [nz.raw_text(lines[int(i)][1]) for i in idx]
 
         return _to_chunk(table, d, source, raw, table.num_rows, None)
     rejects: list[tuple[int | None, str | None, str, str]] = []
     good: list[tuple[int, bytes]] = []
-    all_lines = _lines(seg, line)
+    all_lines = _records(seg, line)
     for no, rawb in all_lines:
         text = nz.raw_text(rawb)
         if len(rawb) > MAX_LINE_BYTES:
             rejects.append((no, None, TOO_LONG, text))
+            continue
+        if rawb.count(b'"') % 2:
+            rejects.append((no, None, "unterminated quoted field", text))
             continue
         try:
             count = len(next(csv.reader(io.StringIO(rawb.decode()), delimiter=d.sep), []))

@@ -183,3 +183,15 @@ def test_gzip_bomb_stays_in_bounded_memory(head: bytes, fmt: str, code: int, tmp
     if code == 0:
         [reject] = pq.read_table(rej).to_pylist()
         assert reject["reason"] == "line too long: over 1048576 bytes" and len(reject["raw"]) == 4096
+
+
+def test_csv_quoted_newline_next_to_a_bad_row(ingest: Ingest, tmp_path: Path) -> None:
+    """The careful pass counted a quoted newline as two records, pyarrow as one: 'internal accounting error' (exit 2)."""
+    lines = CIC.read_text().splitlines()
+    quoted = lines[1].replace("Benign", '"Be\nnign"')
+    path = tmp_path / "quoted.csv"
+    path.write_text("\n".join([lines[0], quoted, "1,2,3", *lines[1:], '443,6,"open']) + "\n")
+    got = ingest(path)
+    rows = [(r["line"], r["reason"]) for r in got.rejects.to_pylist()]
+    assert rows == [(4, "wrong field count: 3 fields, expected 12"), (8, "unterminated quoted field")]
+    assert got.flows.num_rows == 1 + len(lines) - 1 and got.stats.rows_in == len(lines) + 2
