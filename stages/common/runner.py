@@ -33,7 +33,7 @@ from typing import Any
 
 from .audit import Artifact, Audit, NullAudit, open_audit
 from .config import Settings
-from .errors import ExitCode, StageError
+from .errors import ExitCode, InputError, StageError
 from .logs import configure
 from .storage import Storage, sha256_file
 
@@ -108,6 +108,10 @@ class StageContext:
         ``publish_outputs`` (called by the runner when the body returns, or by the body
         itself) publishes every staged output together, ``primary`` last.
         """
+        taken = [a for a in (*self.artifacts, *(s.artifact for s in self.staged)) if a.direction == "output"]
+        clash = next((a for a in taken if self.storage.same_place(a.uri, uri)), None)
+        if clash is not None:
+            raise InputError(f"{uri}: the {name} and {clash.name} outputs are the same file; give each its own")
         tmp = self.storage.staging(uri, suffix)
         try:
             out = OutputFile(tmp)

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -114,8 +115,14 @@ class Storage:
         """Return a local path holding the artifact at ``uri`` (downloaded for S3)."""
         loc = Location.parse(uri)
         if loc.scheme == "file":
-            if not loc.path.is_file():
-                raise InputError(f"{uri}: no such file")
+            try:
+                mode = loc.path.stat().st_mode
+            except FileNotFoundError as exc:
+                raise InputError(f"{uri}: no such file") from exc
+            except OSError as exc:  # a symlink loop, a permission: say which
+                raise InputError(f"{uri}: cannot open ({exc.strerror})") from exc
+            if not stat.S_ISREG(mode):
+                raise InputError(f"{uri}: not a regular file")
             return loc.path
         dest = self.workdir / "in" / loc.bucket / loc.key
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -219,6 +226,14 @@ class Storage:
                 log.warning("aborted the unfinished multipart upload of s3://%s/%s", loc.bucket, loc.key)
         except Exception as exc:  # noqa: BLE001 - the upload's own error is the one to report
             log.warning("could not abort multipart uploads of s3://%s/%s: %s", loc.bucket, loc.key, type(exc).__name__)
+
+    @staticmethod
+    def same_place(a: str, b: str) -> bool:
+        """Whether two URIs name the same object (local paths compared absolute, symlinks resolved)."""
+        la, lb = Location.parse(a), Location.parse(b)
+        if la.scheme == "file" and lb.scheme == "file":
+            return os.path.realpath(la.path) == os.path.realpath(lb.path)
+        return (la.scheme, la.bucket, la.key) == (lb.scheme, lb.bucket, lb.key)
 
     def cleanup(self) -> None:
         """Remove downloaded inputs and staged outputs (only a workdir this instance created)."""

@@ -137,6 +137,12 @@ class _Header:
                 f"{self.path} line {line}: data before any #fields header line; a Zeek TSV log needs its "
                 "#separator/#fields/#types header (check the log was not cut, or pass the right --format)"
             )
+        twice = sorted({f for f in names if names.count(f) > 1})
+        if twice:
+            raise InputError(
+                f"{self.path} line {self.fields_line}: #fields names {', '.join(twice[:10])} more than once; "
+                "which column is meant is ambiguous — fix the header"
+            )
         missing = [f for f in REQUIRED if f not in names]
         if missing:
             raise InputError(

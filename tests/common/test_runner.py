@@ -195,3 +195,11 @@ def test_sigterm_while_loading_a_model_is_reported_as_termination(
     err = capsys.readouterr().err
     assert "terminated by SIGTERM" in err
     assert "not a readable skops model" not in err
+
+
+def test_two_outputs_at_the_same_place_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--output X --rejects X silently overwrote one output with the other."""
+    (tmp_path / "link").symlink_to(tmp_path / "same")
+    for second in (tmp_path / "same", tmp_path / "link"):
+        assert _run(_two_outputs(tmp_path / "same", second), [], monkeypatch) == 2
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["link"]

@@ -175,3 +175,13 @@ def test_missing_s3_credentials_are_a_configuration_error(monkeypatch: pytest.Mo
     settings = Settings.from_env({"MINIO_ENDPOINT": "http://127.0.0.1:9", "MINIO_MAX_ATTEMPTS": "1"})
     with pytest.raises(InputError, match="no S3 credentials"):
         Storage(settings, workdir=tmp_path).fetch("s3://b/k")
+
+
+def test_symlink_loop_and_directory_are_named_as_such(tmp_path: Path) -> None:
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    storage = Storage(Settings())
+    with pytest.raises(InputError, match=r"a: cannot open \(Too many levels of symbolic links\)"):
+        storage.fetch(str(tmp_path / "a"))
+    with pytest.raises(InputError, match="not a regular file"):
+        storage.fetch(str(tmp_path))

@@ -195,3 +195,13 @@ def test_csv_quoted_newline_next_to_a_bad_row(ingest: Ingest, tmp_path: Path) ->
     rows = [(r["line"], r["reason"]) for r in got.rejects.to_pylist()]
     assert rows == [(4, "wrong field count: 3 fields, expected 12"), (8, "unterminated quoted field")]
     assert got.flows.num_rows == 1 + len(lines) - 1 and got.stats.rows_in == len(lines) + 2
+
+
+def test_duplicated_fields_header_is_input_error(ingest: Ingest, tmp_path: Path) -> None:
+    """Two #fields columns of one name: which one was read depended on pyarrow; now exit 2 naming it."""
+    lines = (FIXTURES / "conn.log").read_text().splitlines()
+    lines[6] = lines[6].replace("\tservice\t", "\tproto\t")
+    path = tmp_path / "dup.log"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match="dup.log line 7: #fields names proto more than once"):
+        ingest(path)
