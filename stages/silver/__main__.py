@@ -33,6 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.3,
         help="latest share of rows (by time) kept out of training for eval, in [0, 1) (default 0.3)",
     )
+    p.add_argument(
+        "--window",
+        default="all",
+        help="flows to use: all (default), previous-hour, previous-day, last-<N>h, last-<N>d, or START/END "
+        "(ISO 8601, UTC). Training keeps only these rows; scoring emits them and lets earlier input rows "
+        "feed the context windows",
+    )
+    p.add_argument("--now", default=None, help="reference time of relative windows, ISO 8601 (default: now)")
     g = p.add_argument_group("scoring mode (--mode score)")
     g.add_argument("--training-manifest", default=None, help="manifest.json of the model's training silver run")
     g.add_argument(
@@ -41,13 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="RAW flows of the previous batch: their last 2 h feed the context windows of this batch's first "
         "flows and are not written (empty: none)",
     )
-    g.add_argument(
-        "--window",
-        default="all",
-        help="rows to emit: all (default), previous-hour, previous-day, last-<N>h, last-<N>d, or START/END "
-        "(ISO 8601, UTC); earlier input rows feed the context windows only",
-    )
-    g.add_argument("--now", default=None, help="reference time of relative windows, ISO 8601 (default: now)")
     return p
 
 
@@ -68,8 +69,13 @@ def body(ctx: StageContext) -> None:
     if not 0.0 <= args.holdout_fraction < 1.0:
         raise InputError(f"--holdout-fraction {args.holdout_fraction}: must be in [0, 1)")
     path = ctx.storage.fetch(args.input)
-    plan = dataset.plan_context(dataset.read_flows(path, args.input, dataset.CONTEXT_COLUMNS))
-    table = dataset.read_flows(path, args.input)
+    from stages.silver.scoring import in_window, window_of
+
+    start, end = window_of(args)  # retraining on the latest days: rows outside are left out
+    plan = dataset.plan_context(in_window(dataset.read_flows(path, args.input, dataset.CONTEXT_COLUMNS), start, end))
+    table = in_window(dataset.read_flows(path, args.input), start, end)
+    if table.num_rows == 0:
+        raise InputError(f"{args.input}: no flows in --window {args.window}; nothing to build features from")
     dataset.add_flow_groups(plan, table)
     n = table.num_rows
     source = ctx.record("input", "flows", args.input, path, rows=n)

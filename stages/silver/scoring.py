@@ -85,6 +85,28 @@ def parse_window(spec: str, now: dt.datetime) -> tuple[int | None, int | None]:
     )
 
 
+def window_of(args: Any) -> tuple[int | None, int | None]:
+    """``--window`` resolved against ``--now`` (default: the current time)."""
+    try:
+        now = dt.datetime.fromisoformat(args.now) if args.now else dt.datetime.now(dt.UTC)
+    except ValueError:
+        raise InputError(f"--now {args.now!r}: not an ISO 8601 time") from None
+    return parse_window(args.window, now if now.tzinfo else now.replace(tzinfo=dt.UTC))
+
+
+def in_window(table: pa.Table, start: int | None, end: int | None) -> pa.Table:
+    """The rows of ``table`` with ``start <= ts < end`` (all rows when both are open)."""
+    if start is None and end is None:
+        return table
+    ts = _ts_us(table)
+    keep = np.ones(table.num_rows, dtype=bool)
+    if start is not None:
+        keep &= ts >= start
+    if end is not None:
+        keep &= ts < end
+    return table.filter(pa.array(keep))
+
+
 def check_training(training: dict[str, Any], uri: str) -> None:
     """The training manifest must name its features, dtypes and a schema hash that matches them."""
     missing = [k for k in ("features", "dtypes", "schema_hash") if k not in training]
@@ -196,8 +218,7 @@ def run(ctx: Any) -> None:
     if not isinstance(training, dict):
         raise InputError(f"{args.training_manifest}: expected a JSON object")
     check_training(training, args.training_manifest)
-    now = dt.datetime.fromisoformat(args.now) if args.now else dt.datetime.now(dt.UTC)
-    window = parse_window(args.window, now if now.tzinfo else now.replace(tzinfo=dt.UTC))
+    window = window_of(args)
     flows_path = ctx.storage.fetch(args.input)
     table = dataset.read_flows(flows_path, args.input, allow_empty=True)
     source = ctx.record("input", "flows", args.input, flows_path, rows=table.num_rows)

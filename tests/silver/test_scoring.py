@@ -180,3 +180,12 @@ def test_feature_mismatch_exits_2(days: dict[str, Path], tmp_path: Path) -> None
     assert proc.returncode == 2, proc.stderr
     assert "other features than the training manifest" in proc.stderr
     assert not (out / "m.json").exists()
+
+
+def test_training_on_a_window_keeps_only_its_flows(days: dict[str, Path], tmp_path: Path) -> None:
+    """Retraining on the latest days: ``--window last-1d --now END`` keeps the last day only."""
+    ts = pq.read_table(days["all"], columns=["ts"]).column("ts")
+    end = pc.max(ts).as_py() + dt.timedelta(seconds=1)
+    table, manifest = _silver(tmp_path / "t", days["all"], "--window", "last-1d", "--now", end.isoformat())
+    start = end - dt.timedelta(days=1)
+    assert manifest["rows"] == table.num_rows == pc.sum(pc.greater_equal(ts, pa.scalar(start, ts.type))).as_py()
