@@ -91,7 +91,6 @@ def mutate(path: str, value: Any) -> dict[str, Any]:
         ),
         ("templates.1.volumes", [{"name": "v", "hostPath": {"path": "/"}}], r"volumes\[v\].hostPath: hostPath volumes"),
         ("templateDefaults", {"activeDeadlineSeconds": 3}, r"spec.templateDefaults"),
-        ("workflowTemplateRef", {"name": "x"}, r"spec.workflowTemplateRef"),
     ],
 )
 def test_refuses_unsupported_fields_by_path(tmp_path: Path, path: str, value: Any, field: str) -> None:
@@ -175,7 +174,7 @@ def test_parse_overrides() -> None:
 def test_one_workflow_per_file(tmp_path: Path) -> None:
     path = tmp_path / "two.yaml"
     path.write_text(yaml.safe_dump_all([BASE, BASE]))
-    with pytest.raises(ManifestError, match=r"exactly one Workflow or WorkflowTemplate"):
+    with pytest.raises(ManifestError, match=r"exactly one Workflow, WorkflowTemplate or CronWorkflow"):
         load_manifest(path, {})
 
 
@@ -323,3 +322,39 @@ def test_refusals_exit_2_before_any_task_runs(tmp_path: Path) -> None:
 def test_docker_runtime_maps_any_path(tmp_path: Path) -> None:
     doc = with_late({"outputs": {"parameters": [{"name": "x", "valueFrom": {"path": "/var/run/x"}}]}})
     assert load_manifest(write(tmp_path, doc), {}, runtime="docker").templates["late"]
+
+
+def _cron(spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "CronWorkflow",
+        "metadata": {"name": "nightly", "labels": {"team": "soc"}},
+        "spec": {"schedules": ["0 1 * * *"], "timezone": "UTC", "concurrencyPolicy": "Forbid", "workflowSpec": spec},
+    }
+
+
+def test_cron_workflow_runs_its_workflow_spec_once(tmp_path: Path) -> None:
+    m = load_manifest(write(tmp_path, _cron(copy.deepcopy(BASE["spec"]))), {"size": "large"})
+    assert m.kind == "Workflow" and re.fullmatch(r"nightly-[a-z0-9]{5}", m.name)
+    assert m.parameters == {"size": "large", "label": "x"} and m.labels == {"team": "soc"}
+
+
+def test_workflow_template_ref_is_resolved_beside_the_manifest(tmp_path: Path) -> None:
+    """Argo's merge: the template's spec, the referencing workflow's arguments override by name."""
+    template = copy.deepcopy(BASE) | {"kind": "WorkflowTemplate", "metadata": {"name": "train"}}
+    write(tmp_path, template, "template.yaml")
+    ref = {"workflowTemplateRef": {"name": "train"}, "arguments": {"parameters": [{"name": "label", "value": "y"}]}}
+    m = load_manifest(write(tmp_path, _cron(ref), "cron.yaml"), {})
+    assert m.parameters == {"size": "small", "label": "y"} and set(m.templates) == {"main", "work"}
+    missing = {"workflowTemplateRef": {"name": "absent"}}
+    with pytest.raises(ManifestError, match="no WorkflowTemplate of that name"):
+        load_manifest(write(tmp_path, _cron(missing), "cron2.yaml"), {})
+    unknown = ref | {"arguments": {"parameters": [{"name": "nope", "value": "1"}]}}
+    with pytest.raises(ManifestError, match=r"\['nope'\] are not parameters"):
+        load_manifest(write(tmp_path, _cron(unknown), "cron3.yaml"), {})
+
+
+def test_compiled_cron_workflows_load() -> None:
+    for name in ("cron-scoring.yaml", "cron-retrain.yaml"):
+        m = load_manifest(REPO / "workflows" / "compiled" / name, {})
+        assert m.kind == "Workflow" and m.parameters["source"].startswith("s3://")

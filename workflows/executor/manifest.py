@@ -59,11 +59,15 @@ def _read(path: Path) -> dict[str, Any]:
         raise ManifestError(f"{path}: cannot read ({exc.strerror})") from None
     except yaml.YAMLError as exc:
         raise ManifestError(f"{path}: not valid YAML: {exc}") from None
-    flows = [d for d in docs if isinstance(d, dict) and d.get("kind") in KINDS]
+    flows = [d for d in docs if isinstance(d, dict) and d.get("kind") in (*KINDS, "CronWorkflow")]
     if len(flows) != 1:
         kinds = [d.get("kind") if isinstance(d, dict) else type(d).__name__ for d in docs]
-        raise ManifestError(f"{path}: expected exactly one Workflow or WorkflowTemplate document, found {kinds}")
-    return flows[0]
+        raise ManifestError(
+            f"{path}: expected exactly one Workflow, WorkflowTemplate or CronWorkflow document, found {kinds}"
+        )
+    from .cron import as_workflow
+
+    return as_workflow(flows[0], path)  # a CronWorkflow runs once; a workflowTemplateRef is resolved
 
 
 def load_manifest(
