@@ -17,9 +17,14 @@ __all__ = ["COMPILED_DIR", "K8S_DIR", "TARGETS", "render", "outputs", "check", "
 
 COMPILED_DIR = Path(__file__).resolve().parent / "compiled"
 K8S_DIR = Path(__file__).resolve().parents[1] / "k8s"
-TARGETS = {"WorkflowTemplate": "workflow-template.yaml", "Workflow": "workflow.yaml"}
-"""Kind → file name under ``workflows/compiled/``."""
-K8S_COPIES = ("workflow-template.yaml",)
+TARGETS = {
+    "WorkflowTemplate": "workflow-template.yaml",
+    "Workflow": "workflow.yaml",
+    "CronWorkflow:scoring": "cron-scoring.yaml",
+    "CronWorkflow:retrain": "cron-retrain.yaml",
+}
+"""Kind (``CronWorkflow:<which>`` for the two schedules) → file name under ``workflows/compiled/``."""
+K8S_COPIES = ("workflow-template.yaml", "cron-scoring.yaml", "cron-retrain.yaml")
 """Compiled files also written to ``k8s/``: kustomize loads only files below its own folder."""
 
 HEADER = (
@@ -31,9 +36,11 @@ YAML_WIDTH = 120
 
 def render(kind: str) -> str:
     """The manifest of ``kind`` as YAML text (header comment + Hera's stable key order)."""
-    from .pipeline import build
+    from .pipeline import build, build_retrain, build_scoring
 
-    return HEADER + build(kind).to_yaml(width=YAML_WIDTH)
+    builders = {"CronWorkflow:scoring": build_scoring, "CronWorkflow:retrain": build_retrain}
+    wf = builders[kind]() if kind in builders else build(kind)
+    return HEADER + wf.to_yaml(width=YAML_WIDTH)
 
 
 def outputs(directory: Path = COMPILED_DIR, k8s_dir: Path = K8S_DIR) -> dict[Path, str]:
@@ -111,6 +118,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--k8s-dir",
         type=Path,
         default=K8S_DIR,
-        help="where the kustomize copy of the WorkflowTemplate goes (default: %(default)s)",
+        help="where the kustomize copies (WorkflowTemplate, CronWorkflows) go (default: %(default)s)",
     )
     p.set_defaults(handler=_run)

@@ -1,9 +1,13 @@
-"""The Hera definition of the pipeline: ingest → silver → train → eval as an Argo DAG.
+"""The Hera definition of the pipeline: ingest → silver → train → eval as an Argo DAG,
+and its daily half: the scoring and retraining CronWorkflows.
 
 One function, :func:`build`, makes both the ``WorkflowTemplate`` (installed once,
 submitted with ``--from workflowtemplate/cybersec-mlops-pipeline``) and the ``Workflow``
-(submitted directly), so the two cannot diverge. Building is pure: no cluster, no
-network; ``python -m workflows compile`` writes the result to ``workflows/compiled/``.
+(submitted directly), so the two cannot diverge. :func:`build_scoring` schedules
+champion ∥ ingest → silver (score mode) → score from the same container builder;
+:func:`build_retrain` schedules the training WorkflowTemplate by reference (not a copy),
+so the gate decides promotion on schedule. Building is pure: no cluster, no network;
+``python -m workflows compile`` writes the result to ``workflows/compiled/``.
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ from .stagespec import (
     INPUTS_DIR,
     OUTPUTS_DIR,
     PARAMS_DIR,
+    RETRAIN_PARAMETERS,
+    SCORING_PARAMETERS,
+    SCORING_SPECS,
     STAGE_SPECS,
     WORKFLOW_PARAMETERS,
     StageSpec,
+    WorkflowParam,
 )
 
 __all__ = [
@@ -30,7 +38,11 @@ __all__ = [
     "ARTIFACT_REPOSITORY",
     "RUN_AS_USER",
     "LABELS",
+    "SCORING_NAME",
+    "RETRAIN_NAME",
     "build",
+    "build_scoring",
+    "build_retrain",
     "workflow_parameters",
 ]
 
@@ -58,6 +70,19 @@ TTL_AFTER_SUCCESS = 24 * 3600
 TTL_AFTER_FAILURE = 7 * 24 * 3600
 TMP_SIZE_LIMIT = "8Gi"
 
+SCORING_NAME = "cybersec-mlops-scoring"
+SCORING_SCHEDULE = "15 0 * * *"
+"""Daily at 00:15 UTC: the previous day has closed and its flows have landed."""
+SCORING_DESCRIPTION = (
+    "Daily scoring: the registry's champion applied to the previous day of landed flows "
+    "(ingest, silver in score mode, score): alerts, incidents, alerts.html, drift.json; "
+    "output parameter 'drifted' says when the traffic moved away from the training reference."
+)
+RETRAIN_NAME = "cybersec-mlops-retrain"
+RETRAIN_SCHEDULE = "0 3 * * 0"
+"""Weekly, Sunday 03:00 UTC: the training WorkflowTemplate on the latest 7 days; the gate decides promotion."""
+TIMEZONE = "UTC"
+
 _CONFIG_KEYS = ("PG_HOST", "PG_PORT", "PG_DATABASE", "MINIO_ENDPOINT", "MINIO_SECURE", "MLFLOW_TRACKING_URI")
 """Non-secret settings, read from the ConfigMap under the same key names."""
 _SECRET_KEYS = (
@@ -68,22 +93,25 @@ _SECRET_KEYS = (
 )
 
 
-def workflow_parameters(bake: BakeFile) -> list[tuple[str, str, str, tuple[str, ...]]]:
+def workflow_parameters(
+    bake: BakeFile, table: tuple[WorkflowParam, ...] = WORKFLOW_PARAMETERS
+) -> list[tuple[str, str, str, tuple[str, ...]]]:
     """``(name, default, description, enum)`` of every workflow parameter, image ones from the bake file."""
-    params = [(p.name, p.default, p.description, p.enum) for p in WORKFLOW_PARAMETERS]
+    params = [(p.name, p.default, p.description, p.enum) for p in table]
     params.append(("image-registry", bake.registry, "registry of the stage images (docker-bake.hcl REGISTRY)", ()))
     params.append(("image-tag", bake.tag, "tag of the stage images (docker-bake.hcl TAG); never latest", ()))
     return params
 
 
-def _image(bake: BakeFile, stage: str) -> str:
+def _image(bake: BakeFile, stage: str) -> str:  # stage: the bake target
     repository = bake.repository(stage)
     return f"{{{{workflow.parameters.image-registry}}}}/{repository}:{{{{workflow.parameters.image-tag}}}}"
 
 
 def _args(spec: StageSpec) -> list[str]:
     """Stage CLI arguments: input/output paths, options from input parameters, the params dir."""
-    args = [f"{flag}={INPUTS_DIR}/{art.file}" for art, flag in spec.inputs]
+    args = list(spec.fixed_args)
+    args += [f"{flag}={INPUTS_DIR}/{art.file}" for art, flag in spec.inputs]
     args += [f"{out.flag}={OUTPUTS_DIR}/{out.file}" for out in spec.outputs]
     args += [f"{flag}={{{{inputs.parameters.{param}}}}}" for flag, param in spec.options]
     args.append(f"--params-dir={PARAMS_DIR}")
@@ -158,8 +186,8 @@ def _container(spec: StageSpec, bake: BakeFile) -> Any:
     optional = True if spec.optional_outputs else None
     return Container(
         name=spec.name,
-        image=_image(bake, spec.name),
-        command=["python", "-m", f"stages.{spec.name}"],
+        image=_image(bake, spec.stage),
+        command=["python", "-m", f"stages.{spec.stage}"],
         args=_args(spec),
         env=_env(),
         inputs=[Parameter(name=param) for _, param in spec.options]
@@ -187,12 +215,12 @@ def _container(spec: StageSpec, bake: BakeFile) -> Any:
     )
 
 
-def _dag(containers: dict[str, Any]) -> Any:
+def _dag(containers: dict[str, Any], specs: tuple[StageSpec, ...] = STAGE_SPECS) -> Any:
     """The DAG template: one task per stage, artifacts passed by ``from``."""
     from hera.workflows import DAG, Artifact, Parameter, Task
 
     tasks: list[Any] = []
-    for spec in STAGE_SPECS:
+    for spec in specs:
         arguments: list[Any] = [
             Parameter(name=param, value=f"{{{{workflow.parameters.{param}}}}}") for _, param in spec.options
         ]
@@ -206,10 +234,31 @@ def _dag(containers: dict[str, Any]) -> Any:
     return DAG(name=ENTRYPOINT, tasks=tasks)
 
 
+def _common(bake: BakeFile) -> dict[str, Any]:
+    """Workflow spec fields every run shares: service account, artifact repository, deadline, GC."""
+    from hera.workflows.models import ArtifactRepositoryRef, PodGC, TTLStrategy
+
+    return {
+        "service_account_name": SERVICE_ACCOUNT,
+        "artifact_repository_ref": ArtifactRepositoryRef(config_map=ARTIFACT_REPOSITORY[0], key=ARTIFACT_REPOSITORY[1]),
+        "active_deadline_seconds": ACTIVE_DEADLINE_SECONDS,
+        "pod_gc": PodGC(strategy="OnPodSuccess"),
+        "ttl_strategy": TTLStrategy(seconds_after_success=TTL_AFTER_SUCCESS, seconds_after_failure=TTL_AFTER_FAILURE),
+    }
+
+
+def _arguments(bake: BakeFile, table: tuple[WorkflowParam, ...]) -> list[Any]:
+    from hera.workflows import Parameter
+
+    return [
+        Parameter(name=name, value=default, description=description, enum=list(enum) or None)
+        for name, default, description, enum in workflow_parameters(bake, table)
+    ]
+
+
 def build(kind: str = "Workflow", bake: BakeFile | None = None) -> Any:
     """The pipeline as a Hera ``Workflow`` or ``WorkflowTemplate`` (``kind``), images from ``bake``."""
-    from hera.workflows import Parameter, Workflow, WorkflowTemplate
-    from hera.workflows.models import ArtifactRepositoryRef, PodGC, TTLStrategy
+    from hera.workflows import Workflow, WorkflowTemplate
 
     if kind not in ("Workflow", "WorkflowTemplate"):
         raise ValueError(f"kind must be Workflow or WorkflowTemplate, not {kind!r}")
@@ -223,14 +272,63 @@ def build(kind: str = "Workflow", bake: BakeFile | None = None) -> Any:
         labels={**LABELS, "app.kubernetes.io/version": bake.tag},
         annotations={"workflows.argoproj.io/description": DESCRIPTION},
         entrypoint=ENTRYPOINT,
-        arguments=[
-            Parameter(name=name, value=default, description=description, enum=list(enum) or None)
-            for name, default, description, enum in workflow_parameters(bake)
-        ],
-        service_account_name=SERVICE_ACCOUNT,
-        artifact_repository_ref=ArtifactRepositoryRef(config_map=ARTIFACT_REPOSITORY[0], key=ARTIFACT_REPOSITORY[1]),
-        active_deadline_seconds=ACTIVE_DEADLINE_SECONDS,
-        pod_gc=PodGC(strategy="OnPodSuccess"),
-        ttl_strategy=TTLStrategy(seconds_after_success=TTL_AFTER_SUCCESS, seconds_after_failure=TTL_AFTER_FAILURE),
+        arguments=_arguments(bake, WORKFLOW_PARAMETERS),
         templates=[_dag(containers), *containers.values()],
+        **_common(bake),
+    )
+
+
+def _cron(name: str, schedule: str, deadline: int, history: tuple[int, int]) -> dict[str, Any]:
+    """CronWorkflow fields: one run at a time (Forbid), a missed start still runs within ``deadline`` s."""
+    return {
+        "name": name,
+        "schedules": [schedule],
+        "timezone": TIMEZONE,
+        "concurrency_policy": "Forbid",
+        "starting_deadline_seconds": deadline,
+        "successful_jobs_history_limit": history[0],
+        "failed_jobs_history_limit": history[1],
+    }
+
+
+def build_scoring(bake: BakeFile | None = None) -> Any:
+    """The scoring CronWorkflow: champion ∥ ingest → silver (score mode) → score, daily."""
+    from hera.workflows import CronWorkflow
+
+    bake = bake or load_bake()
+    containers = {spec.name: _container(spec, bake) for spec in SCORING_SPECS}
+    return CronWorkflow(
+        **_cron(SCORING_NAME, SCORING_SCHEDULE, 3600, (7, 14)),
+        labels={**LABELS, "app.kubernetes.io/version": bake.tag, "app.kubernetes.io/component": "scoring"},
+        annotations={"workflows.argoproj.io/description": SCORING_DESCRIPTION},
+        entrypoint="scoring",
+        arguments=_arguments(bake, SCORING_PARAMETERS),
+        templates=[_dag_named("scoring", containers), *containers.values()],
+        **_common(bake),
+    )
+
+
+def _dag_named(name: str, containers: dict[str, Any]) -> Any:
+    dag = _dag(containers, SCORING_SPECS)
+    dag.name = name
+    return dag
+
+
+def build_retrain(bake: BakeFile | None = None) -> Any:
+    """The retraining CronWorkflow: the training WorkflowTemplate by reference, on the latest days."""
+    from hera.workflows import CronWorkflow, Parameter
+    from hera.workflows.models import WorkflowTemplateRef
+
+    bake = bake or load_bake()
+    return CronWorkflow(
+        **_cron(RETRAIN_NAME, RETRAIN_SCHEDULE, 6 * 3600, (4, 8)),
+        labels={**LABELS, "app.kubernetes.io/version": bake.tag, "app.kubernetes.io/component": "retrain"},
+        annotations={
+            "workflows.argoproj.io/description": (
+                f"Weekly retraining: runs WorkflowTemplate {TEMPLATE_NAME} on the latest days of landed flows; "
+                "its quality gate decides whether the new model becomes the champion."
+            )
+        },
+        workflow_template_ref=WorkflowTemplateRef(name=TEMPLATE_NAME),
+        arguments=[Parameter(name=p.name, value=p.default) for p in RETRAIN_PARAMETERS],
     )

@@ -17,6 +17,9 @@ __all__ = [
     "StageSpec",
     "WORKFLOW_PARAMETERS",
     "STAGE_SPECS",
+    "SCORING_PARAMETERS",
+    "SCORING_SPECS",
+    "RETRAIN_PARAMETERS",
     "INPUTS_DIR",
     "OUTPUTS_DIR",
     "PARAMS_DIR",
@@ -83,6 +86,14 @@ class StageSpec:
     limits: dict[str, str] = field(default_factory=dict)
     optional_outputs: bool = False
     """Outputs may be missing (eval: a failed gate still uploads what it wrote)."""
+    image: str = ""
+    """Bake target (and ``stages.<image>`` module) when it differs from ``name``."""
+    fixed_args: tuple[str, ...] = ()
+    """Arguments every run passes, e.g. ``--mode=score``."""
+
+    @property
+    def stage(self) -> str:
+        return self.image or self.name
 
 
 WORKFLOW_PARAMETERS: tuple[WorkflowParam, ...] = (
@@ -96,6 +107,11 @@ WORKFLOW_PARAMETERS: tuple[WorkflowParam, ...] = (
         "preset",
         "",
         "CSV column-mapping preset: cicids2017 or unsw-nb15; empty: detect it from the CSV header",
+    ),
+    WorkflowParam(
+        "window",
+        "all",
+        "flows to train and evaluate on: all, last-<N>d, last-<N>h or START/END (ISO 8601, UTC)",
     ),
     WorkflowParam("holdout-fraction", "0.3", "latest share of flows kept for evaluation (time-based split)"),
     WorkflowParam("model", "iforest", "model type", ("iforest", "hgb")),
@@ -140,7 +156,8 @@ STAGE_SPECS: tuple[StageSpec, ...] = (
             OutArtifact("features", "features.parquet", "silver", "--output"),
             OutArtifact("manifest", "manifest.json", "silver", "--manifest"),
         ),
-        options=(("--holdout-fraction", "holdout-fraction"),),
+        options=(("--holdout-fraction", "holdout-fraction"), ("--window", "window")),
+        fixed_args=("--now={{workflow.creationTimestamp}}",),
         out_params=(
             OutParam("rows", "rows"),
             OutParam("train-rows", "train_rows"),
@@ -205,3 +222,96 @@ STAGE_SPECS: tuple[StageSpec, ...] = (
         optional_outputs=True,
     ),
 )
+
+# -- the daily half: scoring and retraining CronWorkflows ------------------------------------
+
+LANDING = "s3://cybersec-mlops/landing/conn.log.gz"
+"""Where the sensors' export lands (one object, rotated by the exporter); both CronWorkflows read it."""
+
+SCORING_PARAMETERS: tuple[WorkflowParam, ...] = (
+    WorkflowParam("source", LANDING, "new flows: s3://bucket/key, a path inside the image, or synthetic://..."),
+    WorkflowParam("source-format", "auto", "format of the source", ("auto", "zeek", "zeek-json", "csv", "parquet")),
+    WorkflowParam("preset", "", "CSV column-mapping preset: cicids2017 or unsw-nb15; empty: from the header"),
+    WorkflowParam(
+        "window",
+        "previous-day",
+        "flows to score: previous-day, previous-hour, last-<N>h, all, or START/END (ISO 8601, UTC); "
+        "relative to the workflow's creation time; earlier flows of the source feed the context windows",
+    ),
+    WorkflowParam(
+        "lookback",
+        "",
+        "RAW flows of the previous batch (e.g. s3://cybersec-mlops/raw/<previous run>/flows.parquet) "
+        "whose last 2 h give the first flows their context; empty: none",
+    ),
+    WorkflowParam("model-uri", "", "models:/NAME@ALIAS or models:/NAME/VERSION; empty: the registry's champion"),
+    WorkflowParam("registered-model", "cybersec-anomaly-detector", "MLflow registered model name"),
+    WorkflowParam("max-psi", "0.25", "PSI of a feature or of the score above which the run reports drift"),
+)
+
+SCORING_SPECS: tuple[StageSpec, ...] = (
+    StageSpec(
+        name="champion",
+        image="score",
+        depends=None,
+        inputs=(),
+        outputs=(
+            OutArtifact("model", "champion-model.skops", "score", "--model-out"),
+            OutArtifact("card", "champion-card.json", "score", "--card-out"),
+            OutArtifact("training-manifest", "training-manifest.json", "score", "--training-manifest-out"),
+        ),
+        options=(("--model-uri", "model-uri"), ("--registered-model", "registered-model")),
+        fixed_args=("--resolve-only",),
+        out_params=(OutParam("model", "model"), OutParam("threshold", "threshold")),
+        requests={"cpu": "100m", "memory": "256Mi"},
+        limits={"cpu": "1", "memory": "1Gi"},
+    ),
+    STAGE_SPECS[0],
+    StageSpec(
+        name="silver",
+        depends="ingest && champion",
+        inputs=(
+            (InArtifact("flows", "flows.parquet", "ingest"), "--input"),
+            (InArtifact("training-manifest", "training-manifest.json", "champion"), "--training-manifest"),
+        ),
+        outputs=STAGE_SPECS[1].outputs,
+        options=(("--window", "window"), ("--lookback", "lookback")),
+        fixed_args=("--mode=score", "--now={{workflow.creationTimestamp}}"),
+        out_params=(OutParam("rows", "rows"), OutParam("sha256", "sha256"), OutParam("schema-hash", "schema_hash")),
+        requests=STAGE_SPECS[1].requests,
+        limits=STAGE_SPECS[1].limits,
+    ),
+    StageSpec(
+        name="score",
+        depends="silver && champion",
+        inputs=(
+            *_ARTIFACTS_SILVER,
+            (InArtifact("model", "champion-model.skops", "champion"), "--model"),
+            (InArtifact("card", "champion-card.json", "champion"), "--card"),
+        ),
+        outputs=(
+            OutArtifact("alerts", "alerts.parquet", "score", "--alerts-out"),
+            OutArtifact("incidents", "incidents.parquet", "score", "--incidents-out"),
+            OutArtifact("alerts-html", "alerts.html", "score", "--html-out"),
+            OutArtifact("drift", "drift.json", "score", "--drift-out"),
+        ),
+        options=(("--max-psi", "max-psi"),),
+        out_params=(
+            OutParam("rows", "rows"),
+            OutParam("alerts", "alerts"),
+            OutParam("incidents", "incidents"),
+            OutParam("high-incidents", "high_incidents"),
+            OutParam("drifted", "drifted"),
+            OutParam("max-psi", "max_psi"),
+        ),
+        requests={"cpu": "500m", "memory": "1Gi"},
+        limits={"cpu": "2", "memory": "4Gi"},
+    ),
+)
+"""champion (resolve once per run) ∥ ingest → silver (score mode) → score."""
+
+RETRAIN_PARAMETERS: tuple[WorkflowParam, ...] = (
+    WorkflowParam("source", LANDING, "flows to retrain on (the training WorkflowTemplate's source)"),
+    WorkflowParam("window", "last-7d", "the latest days to train and evaluate on"),
+)
+"""Arguments the retrain CronWorkflow passes to the training WorkflowTemplate; the rest keep its defaults."""

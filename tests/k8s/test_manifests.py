@@ -55,7 +55,8 @@ def test_kustomization_lists_every_manifest_and_the_template_copy_is_current() -
     listed = set(kustomization["resources"])
     present = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
     assert listed == present
-    assert (K8S / "workflow-template.yaml").read_text() == (COMPILED / "workflow-template.yaml").read_text()
+    for name in ("workflow-template.yaml", "cron-scoring.yaml", "cron-retrain.yaml"):
+        assert (K8S / name).read_text() == (COMPILED / name).read_text(), name
     for subject in by_kind("RoleBinding").values():
         assert {s["namespace"] for s in subject["subjects"]} == {kustomization["namespace"]}
 

@@ -31,7 +31,13 @@ def test_compile_is_deterministic(tmp_path: Path) -> None:
     first = wf_compile.write(tmp_path / "a", tmp_path / "k8s-a")
     second = wf_compile.write(tmp_path / "b", tmp_path / "k8s-b")
     assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
-    assert sorted(p.name for p in first) == ["workflow-template.yaml", "workflow-template.yaml", "workflow.yaml"]
+    assert sorted(p.name for p in first) == [
+        *(["cron-retrain.yaml"] * 2),
+        *(["cron-scoring.yaml"] * 2),
+        "workflow-template.yaml",
+        "workflow-template.yaml",
+        "workflow.yaml",
+    ]
 
 
 def test_committed_manifests_equal_what_the_code_compiles() -> None:
@@ -63,7 +69,7 @@ def test_cli_check_exits_1_on_drift_and_0_after_compiling(tmp_path: Path) -> Non
     out, k8s = tmp_path / "compiled", tmp_path / "k8s"
     drift = run_cli("compile", "--check", "--output-dir", str(out), "--k8s-dir", str(k8s))
     assert drift.returncode == 1
-    assert "3 compiled manifest(s)" in drift.stderr and "missing" in drift.stdout
+    assert "7 compiled manifest(s)" in drift.stderr and "missing" in drift.stdout
     assert not out.exists(), "--check must not write anything"
     assert run_cli("compile", "--output-dir", str(out), "--k8s-dir", str(k8s)).returncode == 0
     ok = run_cli("compile", "--check", "--output-dir", str(out), "--k8s-dir", str(k8s))
@@ -180,3 +186,49 @@ def test_workflow_level_settings(compiled: dict[str, dict[str, Any]]) -> None:
     assert spec["ttlStrategy"]["secondsAfterFailure"] >= spec["ttlStrategy"]["secondsAfterSuccess"]
     assert spec["activeDeadlineSeconds"] == 14400
     assert "workflows.argoproj.io/description" in compiled["Workflow"]["metadata"]["annotations"]
+
+
+def test_scoring_cron_workflow(compiled: dict[str, dict[str, Any]]) -> None:
+    """Daily, one at a time, a missed start still runs within an hour; champion ∥ ingest → silver → score."""
+    cron = compiled["CronWorkflow:scoring"]
+    spec = cron["spec"]
+    assert cron["metadata"]["name"] == "cybersec-mlops-scoring"
+    assert (spec["schedules"], spec["timezone"], spec["concurrencyPolicy"]) == (["15 0 * * *"], "UTC", "Forbid")
+    assert spec["startingDeadlineSeconds"] == 3600
+    assert spec["successfulJobsHistoryLimit"] > 0 and spec["failedJobsHistoryLimit"] > 0
+    wf = spec["workflowSpec"]
+    tasks = {t["name"]: t for t in wf["templates"][0]["dag"]["tasks"]}
+    assert {k: t.get("depends") for k, t in tasks.items()} == {
+        "champion": None,
+        "ingest": None,
+        "silver": "ingest && champion",
+        "score": "silver && champion",
+    }
+    templates = {t["name"]: t for t in wf["templates"][1:]}
+    assert templates["champion"]["container"]["command"] == ["python", "-m", "stages.score"]
+    assert "--resolve-only" in templates["champion"]["container"]["args"]
+    assert "--mode=score" in templates["silver"]["container"]["args"]
+    keys = {a["name"]: a["s3"]["key"] for a in templates["score"]["outputs"]["artifacts"]}
+    assert keys == {
+        name: f"score/{{{{workflow.name}}}}/{file}"
+        for name, file in (
+            ("alerts", "alerts.parquet"),
+            ("incidents", "incidents.parquet"),
+            ("alerts-html", "alerts.html"),
+            ("drift", "drift.json"),
+        )
+    }
+    assert "drifted" in {p["name"] for p in templates["score"]["outputs"]["parameters"]}
+    params = {p["name"]: p["value"] for p in wf["arguments"]["parameters"]}
+    assert params["window"] == "previous-day" and params["source"].startswith("s3://cybersec-mlops/landing/")
+
+
+def test_retrain_cron_workflow_references_the_training_template(compiled: dict[str, dict[str, Any]]) -> None:
+    spec = compiled["CronWorkflow:retrain"]["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid" and spec["schedules"] == ["0 3 * * 0"]
+    wf = spec["workflowSpec"]
+    assert wf["workflowTemplateRef"] == {"name": compiled["WorkflowTemplate"]["metadata"]["name"]}
+    assert "templates" not in wf  # a reference, not a copy
+    template_params = {p["name"] for p in compiled["WorkflowTemplate"]["spec"]["arguments"]["parameters"]}
+    assert {p["name"]: p["value"] for p in wf["arguments"]["parameters"]}["window"] == "last-7d"
+    assert {p["name"] for p in wf["arguments"]["parameters"]} <= template_params
