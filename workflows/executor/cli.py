@@ -188,6 +188,11 @@ def add_parser(subparsers: Any) -> None:
         help="extra workflow parameter overrides",
     )
     d.add_argument("-v", "--verbose", action="store_true", help="stream the stages' output")
+    d.add_argument(
+        "--no-scoring",
+        action="store_true",
+        help="stop after training (default: then score a later synthetic day with the new champion)",
+    )
     d.set_defaults(handler=_demo)
 
     s = subparsers.add_parser("services", help="start, stop or show the embedded PostgreSQL used by the demo")

@@ -5,7 +5,9 @@ sqlite store under ``.local/mlflow`` (its experiment's artifacts in
 ``.local/mlflow/artifacts``, not MLflow's default ``./mlruns`` in the working directory),
 runs the compiled workflow with the subprocess runtime and artifacts in
 ``.local/artifacts``, and prints rows per stage, headline metrics, the gate verdict, the
-audit rows and where to look next. The exit code is the workflow's.
+audit rows and where to look next. Then it scores a later synthetic day with the new
+champion through the scoring CronWorkflow (``demo_scoring``) and prints the incidents and
+where alerts.html is. The exit code is the last workflow's.
 """
 
 from __future__ import annotations
@@ -127,7 +129,16 @@ def run_demo(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 2
     _summary(outcome, state, pg, mlflow_uri, time.monotonic() - started)
-    return outcome.exit_code
+    if outcome.exit_code != 0 or args.no_scoring:
+        return outcome.exit_code
+    from .demo_scoring import score_later_day
+
+    try:  # the daily half: the champion on a day it never saw
+        scoring = score_later_day(overrides["source"], state, env, args.verbose)
+    except ExecutorError as exc:
+        log.error("%s", exc)
+        return 2
+    return scoring.exit_code
 
 
 def _tasks(root: Node) -> dict[str, Node]:
