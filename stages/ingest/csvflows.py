@@ -59,7 +59,10 @@ def _header(path: Path, first: bytes | bytearray, preset: str | None, mapping: P
             f"{path} line 1: the header is one column ({text[:80]!r}); expected comma-separated flow columns "
             "— wrong delimiter, or not a CSV flow export?"
         )
-    raw_names = next(csv.reader([text], delimiter=sep))
+    try:
+        raw_names = next(csv.reader([text], delimiter=sep))
+    except csv.Error as exc:  # e.g. a bare carriage return inside the header line
+        raise InputError(f"{path} line 1: the header is not a CSV line ({exc})") from exc
     headerless = len(raw_names) == len(UNSW_FULL_COLUMNS) and bool(_IPV4.match(raw_names[0].strip().encode()))
     names = [normal_name(n) for n in (UNSW_FULL_COLUMNS if headerless else raw_names)]
     seen: dict[str, int] = {}
