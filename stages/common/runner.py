@@ -137,7 +137,7 @@ class StageContext:
             check_terminated()
             for s in order:
                 if s.primary:
-                    self.storage.remove(s.artifact.uri)
+                    _remove(self.storage, s.artifact.uri)
             for s in order:
                 check_terminated()
                 self.storage.publish(s.path, s.artifact.uri)
@@ -145,10 +145,7 @@ class StageContext:
             check_terminated()
         except BaseException:
             for s in reversed(done):
-                try:
-                    self.storage.remove(s.artifact.uri)
-                except Exception as exc:  # noqa: BLE001 - the publish error is the one reported
-                    log.error("could not remove %s after a failed publish: %s", s.artifact.uri, exc)
+                _remove(self.storage, s.artifact.uri)
             raise
         finally:
             for s in order:
@@ -176,6 +173,14 @@ class StageContext:
         with os.fdopen(fd, "w") as fh:
             fh.write(str(value))
         os.replace(tmp, self.params_dir / name)
+
+
+def _remove(storage: Storage, uri: str) -> None:
+    """Best effort: a key that cannot be deleted (no s3:DeleteObject, S3 down) is logged, not fatal."""
+    try:
+        storage.remove(uri)
+    except Exception as exc:  # noqa: BLE001 - the publish (or its error) is what decides the outcome
+        log.warning("could not remove %s: %s", uri, exc)
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:

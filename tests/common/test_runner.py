@@ -203,3 +203,15 @@ def test_two_outputs_at_the_same_place_are_refused(tmp_path: Path, monkeypatch: 
     for second in (tmp_path / "same", tmp_path / "link"):
         assert _run(_two_outputs(tmp_path / "same", second), [], monkeypatch) == 2
         assert sorted(p.name for p in tmp_path.iterdir()) == ["link"]
+
+
+def test_a_key_that_cannot_be_deleted_does_not_fail_the_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Removing the old primary first is a safeguard; a user without s3:DeleteObject still publishes."""
+    from stages.common.storage import Storage
+
+    def refuse(self: Storage, uri: str) -> None:
+        raise InputError(f"{uri}: access denied (AccessDenied)")
+
+    monkeypatch.setattr(Storage, "remove", refuse)
+    assert _run(_two_outputs(tmp_path / "rejects", tmp_path / "flows"), [], monkeypatch) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flows", "rejects"]
