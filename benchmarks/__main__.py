@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 SUITES = ("perf", "detection")  # images rebuilds everything with --no-cache: run it by name
-SECTIONS = ("perf", "detection", "images")
+SECTIONS = ("perf", "detection", "images", "scoring")
 ROOT = Path(__file__).resolve().parent
 USAGE = (
-    "usage: python -m benchmarks [perf|detection|images|all|collect] [ARGS...]"
+    "usage: python -m benchmarks [perf|detection|images|scoring|all|collect] [ARGS...]"
     "   (python -m benchmarks.<name> --help for ARGS)"
 )
 HEADER = """# Benchmarks
