@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 SUITES = ("perf", "detection")  # images rebuilds everything with --no-cache: run it by name
-SECTIONS = ("perf", "detection", "images", "scoring")
+SECTIONS = ("perf", "detection", "images", "scoring", "cluster")
 ROOT = Path(__file__).resolve().parent
 USAGE = (
     "usage: python -m benchmarks [perf|detection|images|scoring|all|collect] [ARGS...]"

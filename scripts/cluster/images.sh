@@ -64,8 +64,17 @@ build_images() {
 import_images() {
   local images=("$PAUSE_IMAGE" "$COREDNS_IMAGE" "$MINIO_IMAGE" "$ARGOEXEC_IMAGE" "$CONTROLLER_IMAGE:$ARGO_TAG" "$ARGOCLI_IMAGE:$ARGO_TAG")
   mapfile -t -O "${#images[@]}" images < <(pipeline_images)
-  log "importing ${#images[@]} images into containerd (namespace k8s.io; layers it has are skipped)"
-  docker save "${images[@]}" | ctr_k8s images import - >/dev/null
+  # A stamp per image holds the docker image ID last imported: only changed ones go again.
+  local stamps="$CLUSTER_STATE/containerd/imported" changed=() img id
+  mkdir -p "$stamps"
+  for img in "${images[@]}"; do
+    id="$(docker image inspect -f '{{.Id}}' "$img")" || die "image $img is missing: run $here/images.sh build"
+    [[ "$(cat "$stamps/${img//[\/:]/_}" 2>/dev/null)" == "$id" ]] || changed+=("$img")
+  done
+  ((${#changed[@]})) || { log "images: containerd has all ${#images[@]}"; return; }
+  log "importing ${#changed[@]} of ${#images[@]} images into containerd (namespace k8s.io)"
+  docker save "${changed[@]}" | ctr_k8s images import - >/dev/null
+  for img in "${changed[@]}"; do docker image inspect -f '{{.Id}}' "$img" >"$stamps/${img//[\/:]/_}"; done
 }
 
 case "${1:-build}" in

@@ -19,6 +19,9 @@ import pytest
 
 from tests.cluster import kube
 
+# The images tier's fixture that starts dockerd when needed; the cluster builds images too.
+from tests.images.conftest import docker  # noqa: F401
+
 _not_run: list[str] = []
 
 
@@ -35,19 +38,24 @@ def not_run(reason: str) -> None:
 
 
 def _cluster_up() -> bool:
-    probe = subprocess.run(
-        [f"{kube.settings()['K8S_BIN']}/kubectl", "get", "--raw", "/readyz"],
-        capture_output=True,
-        env=kube.env(),
-        timeout=30,
-        check=False,
-    ) if os.path.exists(f"{kube.settings()['K8S_BIN']}/kubectl") else None
+    probe = (
+        subprocess.run(
+            [f"{kube.settings()['K8S_BIN']}/kubectl", "get", "--raw", "/readyz"],
+            capture_output=True,
+            env=kube.env(),
+            timeout=30,
+            check=False,
+        )
+        if os.path.exists(f"{kube.settings()['K8S_BIN']}/kubectl")
+        else None
+    )
     return probe is not None and probe.returncode == 0
 
 
 @pytest.fixture(scope="session")
-def cluster(docker: str) -> Iterator[dict[str, str]]:
+def cluster(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     """A running cluster with the add-ons; started (and built, the first time) when needed."""
+    request.getfixturevalue("docker")
     if os.geteuid() != 0:
         not_run("needs root (kubelet, containerd and the pod bridge); run `sudo make cluster-up` first")
     if shutil.which("go") is None:
@@ -59,7 +67,9 @@ def cluster(docker: str) -> Iterator[dict[str, str]]:
             proc = subprocess.run([str(kube.SCRIPTS / "up.sh")], stdout=fh, stderr=subprocess.STDOUT, timeout=3600)
         if proc.returncode != 0:
             with open(log) as fh:
-                pytest.fail(f"scripts/cluster/up.sh failed (exit {proc.returncode}):\n{fh.read()[-4000:]}", pytrace=False)
+                pytest.fail(
+                    f"scripts/cluster/up.sh failed (exit {proc.returncode}):\n{fh.read()[-4000:]}", pytrace=False
+                )
         started = True
     else:
         # A running cluster may predate a code change: refresh the images and host services.
@@ -68,10 +78,6 @@ def cluster(docker: str) -> Iterator[dict[str, str]]:
     yield kube.settings()
     if started and not os.environ.get("CLUSTER_KEEP"):
         subprocess.run([str(kube.SCRIPTS / "down.sh")], check=False, timeout=300)
-
-
-# The images tier's docker fixture starts dockerd when needed; the cluster tier reuses it.
-from tests.images.conftest import docker  # noqa: E402,F401
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

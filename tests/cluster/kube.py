@@ -111,7 +111,9 @@ def run_job(*params: str, timeout: float = 1200) -> JobRun:
     run(cmd, timeout=timeout, check=False)
     job = kubectl_json("get", "job", JOB)
     conditions = {c["type"]: c["status"] for c in job.get("status", {}).get("conditions", [])}
-    condition = "Complete" if conditions.get("Complete") == "True" else "Failed" if conditions.get("Failed") == "True" else "?"
+    condition = (
+        "Complete" if conditions.get("Complete") == "True" else "Failed" if conditions.get("Failed") == "True" else "?"
+    )
     pods = kubectl_json("get", "pods", "-l", f"job-name={JOB}")["items"]
     exit_code = None
     for status in pods[-1]["status"].get("containerStatuses", []) if pods else []:
