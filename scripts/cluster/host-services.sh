@@ -117,17 +117,17 @@ import boto3
 from botocore.exceptions import ClientError, EndpointConnectionError
 s3 = boto3.client("s3", endpoint_url=os.environ["MINIO_ENDPOINT"], aws_access_key_id=os.environ["MINIO_ACCESS_KEY"],
                   aws_secret_access_key=os.environ["MINIO_SECRET_KEY"], region_name="us-east-1")
-for attempt in range(60):
+for attempt in range(120):
     try:
         s3.create_bucket(Bucket="cybersec-mlops")
         break
     except ClientError as exc:
         if exc.response["Error"]["Code"] in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
             break
-        if attempt == 59:
+        if attempt == 119:
             raise
     except EndpointConnectionError:
-        if attempt == 59:
+        if attempt == 119:
             raise
     time.sleep(1)
 EOF
