@@ -2,8 +2,9 @@
 
 Output parameters: ``rows`` (flows written), ``rejected`` (quarantined rows), ``sha256``
 (of flows.parquet). Exit 2 when the source as a whole is unusable (missing, empty,
-no header, wrong delimiter, corrupt gzip, wrong Parquet schema); bad rows alone never
-fail the stage — they are counted and kept in the rejects file.
+no header, wrong delimiter, corrupt gzip, wrong Parquet schema), and when more rows are
+rejected than ``--max-reject-fraction`` allows (or all of them): a few bad rows are counted
+and kept in the rejects file, but a format misread as a whole is never a success.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from stages.common.errors import InputError
 from stages.common.runner import StageContext, main_exit, run_stage
 
 if TYPE_CHECKING:
     from .readers import Chunk
+    from .writer import Stats
 
 log = logging.getLogger("stages.ingest")
 
@@ -51,9 +54,65 @@ def build_parser() -> argparse.ArgumentParser:
         '{"columns": {canonical: csv_column}, "label": {"column": c, "benign": [...], "attack_column": c}, '
         '"timestamp": {"column": c, "format": strptime|"iso"|"epoch", "unit": "s|ms|us|ns"}, "duration_unit": "s"}',
     )
+    p.add_argument(
+        "--max-reject-fraction",
+        type=_fraction,
+        default=0.05,
+        metavar="F",
+        help="exit 2 (with the top reasons and example lines, nothing published) when more than this share "
+        "of the input rows is rejected; default 0.05. Ordinary dirt in flow exports — a truncated last line, "
+        "a stray header, a few unparseable values — stays far below 1%%; a misread format (wrong timestamp "
+        "shape, relative times, wrong preset) rejects nearly 100%%, and a training set silently missing "
+        "more than one row in twenty is no longer the traffic it claims to be. An input with rows that "
+        "yields none always fails, whatever this says; 1 allows any other share",
+    )
+    p.add_argument(
+        "--time-origin",
+        type=_origin,
+        default=None,
+        metavar="WHEN",
+        help="added to every timestamp, for logs whose ts counts seconds from the capture's start "
+        "(Zeek run on a pcap with relative times): ISO 8601 (no offset = UTC) or epoch seconds",
+    )
     p.add_argument("--output", required=True, help="where flows.parquet goes (path or URI)")
     p.add_argument("--rejects", required=True, help="where rejects.parquet goes (path or URI)")
     return p
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction between 0 and 1")
+    return value
+
+
+def _origin(text: str) -> float:
+    """``--time-origin`` → epoch seconds (ISO 8601 without offset is UTC)."""
+    import datetime as dt
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither ISO 8601 nor epoch seconds") from exc
+    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def check_reject_budget(stats: Stats, source: str, max_fraction: float) -> None:
+    """InputError when too many rows were rejected — and always when rows came in and none went out."""
+    share = stats.reject_fraction()
+    if stats.rejected and (share > max_fraction or stats.rows_out == 0):
+        raise InputError(
+            f"{source}: {stats.rejected} of {stats.rows_in} rows rejected ({share:.1%}; "
+            f"--max-reject-fraction {max_fraction:g}), so this input was not read as what it is — "
+            f"nothing published. Top reasons and examples:{stats.reject_summary()}"
+        )
 
 
 def _synthetic(uri: str) -> Iterator[Chunk]:
@@ -70,6 +129,7 @@ def _synthetic(uri: str) -> Iterator[Chunk]:
 def body(ctx: StageContext) -> None:
     from pathlib import Path
 
+    from .normalise import time_origin
     from .readers import read_source
     from .writer import write_chunks
 
@@ -85,12 +145,14 @@ def body(ctx: StageContext) -> None:
         ctx.output("flows", args.output, ".parquet", primary=True) as flows,
         ctx.output("rejects", args.rejects, ".parquet") as rejects,
     ):
-        stats = write_chunks(chunks, flows.path, rejects.path, count_duplicates=not synthetic)
+        with time_origin(args.time_origin):
+            stats = write_chunks(chunks, flows.path, rejects.path, count_duplicates=not synthetic)
         flows.rows, rejects.rows = stats.rows_out, stats.rejected
         if stats.rows_in == 0:
             log.warning("%s has no data rows; the outputs are empty", args.source)
     ctx.metrics.update(stats.metrics())
     ctx.metrics["source"] = args.source
+    check_reject_budget(stats, args.source, args.max_reject_fraction)
     log.info(
         "ingested %d rows (%d rejected, %d duplicates) in %.1f s",
         stats.rows_out,

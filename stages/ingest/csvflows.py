@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 
 _TEXT = {"ts", "uid", "src_ip", "dst_ip", "proto", "service", "conn_state", "history"}
 _IPV4 = re.compile(rb"^\d{1,3}(\.\d{1,3}){3}$")
+# CIC-IDS2017 comes in two releases with the same columns under other names and other timestamps:
+CIC_ORIGINAL = "CIC-IDS2017 original release (UNB 2017, 'Source IP' header)"
+CIC_CORRECTED = "CIC-IDS2017 corrected release (Engelen et al. 2021, 'id'/'Src IP'/'Attempted Category' header)"
+_ISO_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?$")
+_DMY_SHAPE = re.compile(r"^\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2}(:\d{2})?$")
 
 
 @dataclass
@@ -48,6 +53,7 @@ class _Dialect:
     label: str | None
     attack: str | None
     ts_format: str | None = None
+    variant: str = ""  # what the header says the file is (CIC-IDS2017: original or corrected release)
 
 
 def _header(path: Path, first: bytes | bytearray, preset: str | None, mapping: Path | None) -> _Dialect:
@@ -79,8 +85,27 @@ def _header(path: Path, first: bytes | bytearray, preset: str | None, mapping: P
         raise InputError(f"{path} line 1: missing required column(s) {want} for {spec.name} (found {names[:10]} ...)")
     label = next((a for a in spec.label if a in names), None)
     attack = next((a for a in spec.attack if a in names), None)
-    log.info("%s: CSV as %s, %d of %d columns used", path, spec.name, len(use) + bool(label), len(names))
-    return _Dialect(names, sep, 1 if headerless else 2, spec, use, label, attack)
+    variant = _cic_variant(set(names)) if spec.ts_format == "dmy-auto" else ""
+    log.info(
+        "%s: CSV as %s%s, %d of %d columns used",
+        path,
+        spec.name,
+        f" ({variant} by its header)" if variant else "",
+        len(use) + bool(label),
+        len(names),
+    )
+    return _Dialect(names, sep, 1 if headerless else 2, spec, use, label, attack, variant=variant)
+
+
+def _cic_variant(names: set[str]) -> str:
+    """Which CICFlowMeter export the header looks like; the timestamps' shape decides the parsing."""
+    if "attempted category" in names or {"id", "src ip", "total fwd packet"} <= names:
+        return CIC_CORRECTED
+    if "source ip" in names:
+        return CIC_ORIGINAL
+    if "dst port" in names and "tot fwd pkts" in names:
+        return "CSE-CIC-IDS2018 naming"
+    return "CICFlowMeter export"
 
 
 def _any(aliases: tuple[str, ...], names: list[str]) -> bool:
@@ -276,14 +301,34 @@ def _proto(arr: pa.Array) -> pa.Array:
 
 
 def _ts_format(d: _Dialect, arr: pa.Array) -> str | None:
-    """Resolve ``dmy-auto`` once per file from the first values: day-first unless a month > 12 shows."""
+    """Resolve ``dmy-auto`` once per file from the shape of the first values.
+
+    ISO 8601 (``2017-07-06 12:39:06.818901``, the corrected CIC-IDS2017 release) or
+    day/month/year (``3/7/2017 8:55``, the original release): day-first unless a month > 12
+    shows. The choice and the header's variant are logged; a disagreement is a warning.
+    """
     if d.spec.ts_format != "dmy-auto":
         return d.spec.ts_format
     if d.ts_format is None:
-        sample = [v for v in arr.cast(pa.string()).drop_null()[:2000].to_pylist() if "/" in v]
-        parts = [re.split(r"[/ ]", v.strip()) for v in sample]
-        firsts = [int(p[0]) for p in parts if p[0].isdigit()]
-        seconds = [int(p[1]) for p in parts if len(p) > 1 and p[1].isdigit()]
-        month_first = bool(seconds) and max(seconds) > 12 and (not firsts or max(firsts) <= 12)
-        d.ts_format = ("%m/%d/%Y" if month_first else "%d/%m/%Y") + " %H:%M:%S"
+        values = [v.strip() for v in arr.cast(pa.string()).drop_null()[:2000].to_pylist()]
+        iso = sum(bool(_ISO_SHAPE.match(v)) for v in values)
+        dmy = sum(bool(_DMY_SHAPE.match(v)) for v in values)
+        if iso > dmy:
+            d.ts_format, shape, expected = "iso", "ISO 8601 (e.g. 2017-07-06 12:39:06.818901)", CIC_CORRECTED
+        else:
+            parts = [re.split(r"[/ ]", v) for v in values if "/" in v]
+            firsts = [int(p[0]) for p in parts if p[0].isdigit()]
+            seconds = [int(p[1]) for p in parts if len(p) > 1 and p[1].isdigit()]
+            month_first = bool(seconds) and max(seconds) > 12 and (not firsts or max(firsts) <= 12)
+            d.ts_format = ("%m/%d/%Y" if month_first else "%d/%m/%Y") + " %H:%M:%S"
+            shape = ("month" if month_first else "day") + "-first m/d/Y H:M[:S] (e.g. 3/7/2017 8:55)"
+            expected = CIC_ORIGINAL
+        example = values[0][:40] if values else "no values"
+        log.info("%s: timestamps read as %s, taken as UTC (first value %r)", d.variant or d.spec.name, shape, example)
+        if d.variant in (CIC_ORIGINAL, CIC_CORRECTED) and d.variant != expected:
+            log.warning(
+                "the header looks like the %s but the timestamps like the %s; following the timestamps",
+                d.variant,
+                expected,
+            )
     return d.ts_format

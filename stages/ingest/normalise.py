@@ -14,7 +14,9 @@ as required must be present. Label vocabularies: see ``label_value``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -34,6 +36,8 @@ __all__ = [
     "attack_name",
     "label_value",
     "raw_text",
+    "time_origin",
+    "RELATIVE_TS",
 ]
 
 REJECT_SCHEMA = pa.schema(
@@ -52,7 +56,23 @@ BENIGN_WORDS = frozenset({"benign", "normal", "0", "false", "legitimate", "clean
 MALICIOUS_WORDS = frozenset({"malicious", "attack", "anomaly", "anomalous", "1", "true", "malware"})
 UNKNOWN_WORDS = frozenset({"", "-", "(empty)", "unknown", "background", "?", "none", "nan"})
 _ACRONYMS = {"DDoS": "ddos", "DoS": "dos", "C&C": "c&c", "XSS": "xss"}
+RELATIVE_TS = (
+    "timestamp out of range: before 1990, so probably seconds since the capture started; "
+    "pass --time-origin with the capture's start time"
+)
+_TIME_ORIGIN: ContextVar[float | None] = ContextVar("time_origin", default=None)
 PROTO_NUMBERS = {"1": "icmp", "6": "tcp", "17": "udp", "58": "ipv6-icmp", "132": "sctp", "47": "gre", "50": "esp"}
+
+
+@contextmanager
+def time_origin(seconds: float | None) -> Iterator[None]:
+    """While active, ``conform`` adds ``seconds`` (epoch) to every timestamp: for logs whose ``ts``
+    counts from the capture's start (Zeek run on a pcap with relative times) — ``--time-origin``."""
+    token = _TIME_ORIGIN.set(seconds)
+    try:
+        yield
+    finally:
+        _TIME_ORIGIN.reset(token)
 
 
 def raw_text(raw: bytes | bytearray) -> str:
@@ -137,13 +157,14 @@ def parse_timestamps(arr: pa.Array, fmt: str | None = None, unit: str = "s") -> 
         per_second = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e6}[arr.type.unit]
         return pc.divide(pc.cast(count, pa.float64(), safe=False), per_second), np.zeros(n, bool)
     if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
-        return pc.multiply(pc.cast(arr, pa.float64()), scale), np.zeros(n, bool)
+        # safe=False: an integer past 2**53 loses precision instead of raising (it is out of range anyway)
+        return pc.multiply(pc.cast(arr, pa.float64(), safe=False), scale), np.zeros(n, bool)
     if pa.types.is_null(arr.type):
         return pa.nulls(n, pa.float64()), np.zeros(n, bool)
     arr = pc.utf8_trim_whitespace(arr.cast(pa.string()))
     if fmt and fmt not in ("iso", "epoch"):
         parsed = pc.strptime(arr, format=fmt, unit="us", error_is_null=True)
-        secs = pc.multiply(pc.cast(pc.cast(parsed, pa.int64()), pa.float64()), 1e-6)
+        secs = pc.multiply(pc.cast(pc.cast(parsed, pa.int64()), pa.float64(), safe=False), 1e-6)
         return secs, _np_bool(pc.and_(pc.is_valid(arr), pc.is_null(parsed)))
     nums, bad = parse_numbers(arr, pa.float64())
     if not bad.any():
@@ -157,7 +178,7 @@ def _parse_iso(arr: pa.Array) -> pa.Array:
     """ISO 8601 strings → epoch seconds (null where unparseable); naive times are UTC."""
     for typ in (pa.timestamp("us", tz="UTC"), pa.timestamp("us")):
         try:
-            return pc.multiply(pc.cast(pc.cast(pc.cast(arr, typ), pa.int64()), pa.float64()), 1e-6)
+            return pc.multiply(pc.cast(pc.cast(pc.cast(arr, typ), pa.int64()), pa.float64(), safe=False), 1e-6)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             continue
     import datetime as dt
@@ -260,8 +281,14 @@ def conform(
         problems.add(pc.is_null(cols[name]), name, "missing value")
     if "ts" in cols:
         secs = cols["ts"]
+        origin = _TIME_ORIGIN.get()
+        if origin is not None:
+            secs = pc.add(pc.cast(secs, pa.float64()), origin)
         finite = pc.is_finite(secs)
         ok = pc.and_(pc.and_(pc.greater_equal(secs, TS_MIN), pc.less(secs, TS_MAX)), finite)
+        if origin is None:  # small non-negative numbers: relative to the capture start, not epoch seconds
+            relative = pc.and_(pc.greater_equal(secs, 0.0), pc.less(secs, TS_MIN))
+            problems.add(pc.and_(pc.is_valid(secs), relative), "ts", RELATIVE_TS)
         problems.add(pc.and_(pc.is_valid(secs), pc.invert(ok)), "ts", "timestamp out of range")
         micros = pc.cast(pc.round(pc.multiply(pc.if_else(ok, secs, None), 1e6)), pa.int64())
         out["ts"] = micros.cast(pa.timestamp("us", tz="UTC"))

@@ -32,6 +32,7 @@ __all__ = ["Stats", "write_chunks", "row_hashes"]
 
 log = logging.getLogger(__name__)
 PROGRESS_SECONDS = 5.0
+EXAMPLES = 3  # example rejects kept per reason for the reject-budget message
 # One random odd 64-bit key per byte position (cycling after 4096): a string's hash is the
 # mixed sum of (byte + 1) * key[position], computed for all strings at once.
 _NULL_HASH = np.uint64(0x9E3779B97F4A7C15)
@@ -51,10 +52,25 @@ class Stats:
     rejected: int = 0
     duplicates: int = 0
     rejects_by_reason: Counter[str] = field(default_factory=Counter)
+    # up to EXAMPLES rejects (line, field, full reason, raw) per reason, for the reject-budget message
+    examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     unknown_labels: Counter[str] = field(default_factory=Counter)
     labelled_rows: int = 0
     attack_rows: int = 0
     seconds: float = 0.0
+
+    def reject_fraction(self) -> float:
+        return self.rejected / self.rows_in if self.rows_in else 0.0
+
+    def reject_summary(self, reasons: int = 3) -> str:
+        """The top reasons with counts and EXAMPLES example lines (the top reason's first)."""
+        top = self.rejects_by_reason.most_common(reasons)
+        lines = [f"{count} x {reason}" for reason, count in top]
+        shown = [ex for reason, _ in top for ex in self.examples.get(reason, [])][:EXAMPLES]
+        for ex in shown:
+            raw = ex["raw"] if len(ex["raw"]) <= 160 else ex["raw"][:160] + "..."
+            lines.append(f"line {ex['line']} ({ex['field'] or 'record'}: {ex['reason']}): {raw}")
+        return "\n  ".join(["", *lines])
 
     def metrics(self) -> dict[str, Any]:
         """Headline numbers for ``ctx.metrics`` (JSON-ready)."""
@@ -136,6 +152,11 @@ def _account(stats: Stats, chunk: Chunk) -> None:
     if chunk.rejects.num_rows:
         for item in pc.value_counts(chunk.rejects.column("reason").combine_chunks()):
             stats.rejects_by_reason[str(item["values"].as_py()).split(":", 1)[0]] += item["counts"].as_py()
+        if any(len(stats.examples.get(r, ())) < EXAMPLES for r in stats.rejects_by_reason):
+            for row in chunk.rejects.slice(0, 1000).to_pylist():
+                kept = stats.examples.setdefault(str(row["reason"]).split(":", 1)[0], [])
+                if len(kept) < EXAMPLES:
+                    kept.append(row)
     label = chunk.flows.column("label")
     stats.labelled_rows += len(label) - label.null_count
     stats.attack_rows += int(pc.sum(label).as_py() or 0)

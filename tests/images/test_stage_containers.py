@@ -312,6 +312,8 @@ def test_ingest_reads_a_read_only_mounted_zeek_log_and_uploads_to_s3(
         "s3://cybersec-mlops/raw/images-s3/rejects.parquet",
         "--params-dir",
         "/data/params",
+        "--max-reject-fraction",  # 1 of 4 rows is bad on purpose
+        "0.5",
     ]
     proc = run_container(images["ingest"].tag, args, params, {"RUN_ID": "images-s3", **s3_server}, options=options)
     assert proc.returncode == 0, proc.stderr[-4000:]

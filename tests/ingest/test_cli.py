@@ -61,7 +61,9 @@ def test_help_is_instant_and_imports_nothing_heavy() -> None:
 
 
 def test_zeek_file_success_params_and_audit(tmp_path: Path, stage_env: dict[str, str], audit_db: Any) -> None:
-    args = _args(tmp_path, str(BADINPUT / "nonnumeric.log"), "--run-id", "ingest-cli-ok")
+    args = _args(
+        tmp_path, str(BADINPUT / "nonnumeric.log"), "--run-id", "ingest-cli-ok", "--max-reject-fraction", "0.5"
+    )
     done = run_stage("ingest", *args, env=stage_env)
     assert done.returncode == 0, done.stderr
     flows = tmp_path / "out" / "flows.parquet"

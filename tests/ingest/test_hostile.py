@@ -165,8 +165,13 @@ def _peak_rss_mib(*args: str) -> tuple[int, int, str]:
     ("head", "fmt", "code"),
     [
         (b"", "auto", 2),
-        (b'{"ts": 1767571201, "uid": "', "zeek-json", 0),
-        (b"".join((FIXTURES / "conn.log").read_bytes().splitlines(keepends=True)[:8]) + b"1767571201.1\tC", "zeek", 0),
+        # one good row first: a file whose every row is rejected exits 2 (the reject budget)
+        (
+            (FIXTURES / "conn.json").read_bytes().splitlines(keepends=True)[0] + b'{"ts": 1767571201, "uid": "',
+            "zeek-json",
+            0,
+        ),
+        (b"".join((FIXTURES / "conn.log").read_bytes().splitlines(keepends=True)[:9]) + b"1767571201.1\tC", "zeek", 0),
     ],
     ids=["zeros-alone", "json-line", "zeek-after-header"],
 )
@@ -176,7 +181,16 @@ def test_gzip_bomb_stays_in_bounded_memory(head: bytes, fmt: str, code: int, tmp
     assert bomb.stat().st_size < 8 << 20
     out, rej = tmp_path / "flows.parquet", tmp_path / "rejects.parquet"
     exit_code, peak, err = _peak_rss_mib(
-        "--source", str(bomb), "--format", fmt, "--output", str(out), "--rejects", str(rej)
+        "--source",
+        str(bomb),
+        "--format",
+        fmt,
+        "--output",
+        str(out),
+        "--rejects",
+        str(rej),
+        "--max-reject-fraction",
+        "1",
     )
     assert exit_code == code, err[-2000:]
     assert peak < 600, f"peak RSS {peak} MiB"
