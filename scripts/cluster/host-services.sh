@@ -95,6 +95,7 @@ endpoints: [{addresses: ["$NODE_IP"]}]
 EOF
   done
   local minio_user=cybersec-mlops minio_password; minio_password="$(secret minio-password)"
+  printf %s "$minio_user" >"$secrets/minio-user"
   kubectl -n minio create secret generic minio-root --from-literal=user="$minio_user" \
     --from-file=password=<(printf %s "$minio_password") --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   kubectl -n "$PIPELINE_NS" create secret generic cybersec-mlops-minio --from-literal=accesskey="$minio_user" \
@@ -110,7 +111,7 @@ bucket() {
   kubectl -n minio rollout restart deploy/minio >/dev/null 2>&1 || true
   wait_for 120 "MinIO with its credentials" kubectl -n minio rollout status deploy/minio --timeout=1s
   local ip; ip="$(kubectl -n minio get svc minio -o jsonpath='{.spec.clusterIP}')"
-  MINIO_ENDPOINT="http://$ip:9000" MINIO_ACCESS_KEY=cybersec-mlops MINIO_SECRET_KEY="$(secret minio-password)" \
+  MINIO_ENDPOINT="http://$ip:9000" MINIO_ACCESS_KEY="$(cat "$secrets/minio-user")" MINIO_SECRET_KEY="$(secret minio-password)" \
     "$repo/.venv/bin/python" - <<'EOF'
 import os, time
 import boto3

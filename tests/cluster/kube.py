@@ -137,7 +137,7 @@ def s3() -> Any:
     return boto3.client(
         "s3",
         endpoint_url=f"http://{ip}:9000",
-        aws_access_key_id="cybersec-mlops",
+        aws_access_key_id=(state / "secrets" / "minio-user").read_text().strip(),
         aws_secret_access_key=(state / "secrets" / "minio-password").read_text().strip(),
         region_name="us-east-1",
     )
