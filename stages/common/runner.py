@@ -65,7 +65,7 @@ def check_terminated() -> None:
 
 @dataclass
 class OutputFile:
-    """A temporary local file that becomes an artifact once the ``with`` block succeeds."""
+    """A temporary local file, staged as an output once the ``with`` block succeeds."""
 
     path: Path
     rows: int | None = None

@@ -1,7 +1,8 @@
 """Coverage-guided fuzzing of the ingest readers (atheris), also a plain replay function.
 
 One input is one source file: its first byte picks the declared format (and gzip, with
-the high bit), the rest is the file. The property: reading it either succeeds (rows in =
+the high bit; with bit 0x20 the file starts with a --mapping JSON, up to a NUL byte), the
+rest is the file. The property: reading it either succeeds (rows in =
 rows out + rejected, checked by the writer) or raises InputError (exit 2) — any other
 exception would be exit 1 on hostile data, which is a bug. Every crash found is kept in
 ``fuzz_crashes/`` and replayed by tests/ingest/test_fuzz.py.
@@ -20,9 +21,10 @@ from pathlib import Path
 FORMATS = ("auto", "zeek", "zeek-json", "csv", "parquet")
 
 
-def encode(fmt: str, body: bytes, gz: bool = False) -> bytes:
-    """The fuzz input that reads ``body`` as ``fmt``."""
-    return bytes([FORMATS.index(fmt) | (0x80 if gz else 0)]) + body
+def encode(fmt: str, body: bytes, gz: bool = False, mapping: bytes | None = None) -> bytes:
+    """The fuzz input that reads ``body`` as ``fmt`` (with a ``--mapping`` file when given)."""
+    flags = (0x80 if gz else 0) | (0x20 if mapping is not None else 0)
+    return bytes([FORMATS.index(fmt) | flags]) + (mapping + b"\0" if mapping is not None else b"") + body
 
 
 def run_one(data: bytes, workdir: Path) -> None:
@@ -33,12 +35,17 @@ def run_one(data: bytes, workdir: Path) -> None:
 
     if not data:
         return
-    fmt = FORMATS[(data[0] & 0x7F) % len(FORMATS)]
-    body = gzip.compress(data[1:], 1) if data[0] & 0x80 else data[1:]
+    fmt = FORMATS[(data[0] & 0x1F) % len(FORMATS)]
+    body, mapping = data[1:], None
+    if data[0] & 0x20:
+        text, _, body = body.partition(b"\0")
+        mapping = workdir / "mapping.json"
+        mapping.write_bytes(text)
     source = workdir / "input"
-    source.write_bytes(body)
+    source.write_bytes(gzip.compress(body, 1) if data[0] & 0x80 else body)
     try:
-        write_chunks(read_source(source, "fuzz", fmt), workdir / "flows.parquet", workdir / "rejects.parquet")
+        chunks = read_source(source, "fuzz", fmt, None, mapping)
+        write_chunks(chunks, workdir / "flows.parquet", workdir / "rejects.parquet")
     except InputError:
         pass
 

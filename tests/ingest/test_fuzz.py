@@ -32,7 +32,9 @@ def _seeds() -> list[bytes]:
     files = [
         p for p in [*FIXTURES.iterdir(), *BADINPUT.iterdir()] if p.suffix in _FORMAT_OF and "mapping" not in p.name
     ]
-    return [encode(_FORMAT_OF[p.suffix], p.read_bytes()[:8192]) for p in sorted(files)]
+    seeds = [encode(_FORMAT_OF[p.suffix], p.read_bytes()[:8192]) for p in sorted(files)]
+    mapping = (FIXTURES / "custom-mapping.json").read_bytes()
+    return [*seeds, encode("csv", (FIXTURES / "custom-flows.csv").read_bytes(), mapping=mapping)]
 
 
 @pytest.mark.parametrize("crash", sorted(CRASHES.iterdir()), ids=lambda p: p.name)
