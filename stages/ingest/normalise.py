@@ -14,7 +14,9 @@ as required must be present. Label vocabularies: see ``label_value``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -34,6 +36,8 @@ __all__ = [
     "attack_name",
     "label_value",
     "raw_text",
+    "time_origin",
+    "RELATIVE_TS",
 ]
 
 REJECT_SCHEMA = pa.schema(
@@ -52,7 +56,23 @@ BENIGN_WORDS = frozenset({"benign", "normal", "0", "false", "legitimate", "clean
 MALICIOUS_WORDS = frozenset({"malicious", "attack", "anomaly", "anomalous", "1", "true", "malware"})
 UNKNOWN_WORDS = frozenset({"", "-", "(empty)", "unknown", "background", "?", "none", "nan"})
 _ACRONYMS = {"DDoS": "ddos", "DoS": "dos", "C&C": "c&c", "XSS": "xss"}
+RELATIVE_TS = (
+    "timestamp out of range: before 1990, so probably seconds since the capture started; "
+    "pass --time-origin with the capture's start time"
+)
+_TIME_ORIGIN: ContextVar[float | None] = ContextVar("time_origin", default=None)
 PROTO_NUMBERS = {"1": "icmp", "6": "tcp", "17": "udp", "58": "ipv6-icmp", "132": "sctp", "47": "gre", "50": "esp"}
+
+
+@contextmanager
+def time_origin(seconds: float | None) -> Iterator[None]:
+    """While active, ``conform`` adds ``seconds`` (epoch) to every timestamp: for logs whose ``ts``
+    counts from the capture's start (Zeek run on a pcap with relative times) — ``--time-origin``."""
+    token = _TIME_ORIGIN.set(seconds)
+    try:
+        yield
+    finally:
+        _TIME_ORIGIN.reset(token)
 
 
 def raw_text(raw: bytes | bytearray) -> str:
@@ -261,8 +281,14 @@ def conform(
         problems.add(pc.is_null(cols[name]), name, "missing value")
     if "ts" in cols:
         secs = cols["ts"]
+        origin = _TIME_ORIGIN.get()
+        if origin is not None:
+            secs = pc.add(pc.cast(secs, pa.float64()), origin)
         finite = pc.is_finite(secs)
         ok = pc.and_(pc.and_(pc.greater_equal(secs, TS_MIN), pc.less(secs, TS_MAX)), finite)
+        if origin is None:  # small non-negative numbers: relative to the capture start, not epoch seconds
+            relative = pc.and_(pc.greater_equal(secs, 0.0), pc.less(secs, TS_MIN))
+            problems.add(pc.and_(pc.is_valid(secs), relative), "ts", RELATIVE_TS)
         problems.add(pc.and_(pc.is_valid(secs), pc.invert(ok)), "ts", "timestamp out of range")
         micros = pc.cast(pc.round(pc.multiply(pc.if_else(ok, secs, None), 1e6)), pa.int64())
         out["ts"] = micros.cast(pa.timestamp("us", tz="UTC"))
