@@ -28,6 +28,7 @@ from stages.common.errors import InputError
 
 from . import normalise as nz
 from .csvspecs import PRESETS, UNSW_FULL_COLUMNS, Spec, load_mapping, normal_name
+from .protocols import PROTO_NUMBERS
 from .readers import MAX_LINE_BYTES, TOO_LONG, Chunk, blocks
 
 __all__ = ["read_csv"]
@@ -293,10 +294,10 @@ def _float(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
 
 
 def _proto(arr: pa.Array) -> pa.Array:
-    """IANA protocol numbers (CIC writes 6/17/0) → names; names are lower-cased."""
+    """IANA protocol numbers (CIC writes 6/17/0) → keywords (``protocols``); names are lower-cased."""
     text = pc.utf8_lower(pc.utf8_trim_whitespace(arr.cast(pa.string())))
-    keys = pa.array(list(nz.PROTO_NUMBERS))
-    mapped = pa.array(list(nz.PROTO_NUMBERS.values())).take(pc.index_in(text, value_set=keys))
+    keys = pa.array(list(PROTO_NUMBERS))
+    mapped = pa.array(list(PROTO_NUMBERS.values())).take(pc.index_in(text, value_set=keys))
     return pc.coalesce(mapped, text)
 
 

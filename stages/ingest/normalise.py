@@ -61,7 +61,6 @@ RELATIVE_TS = (
     "pass --time-origin with the capture's start time"
 )
 _TIME_ORIGIN: ContextVar[float | None] = ContextVar("time_origin", default=None)
-PROTO_NUMBERS = {"1": "icmp", "6": "tcp", "17": "udp", "58": "ipv6-icmp", "132": "sctp", "47": "gre", "50": "esp"}
 
 
 @contextmanager

@@ -87,7 +87,7 @@ def test_cicids2017_bom_leading_spaces_infinity_and_cp1252(ingest: Ingest) -> No
     t = got.flows
     assert t.num_rows == 7 and got.rejects.num_rows == 0, "Infinity/NaN sit in unmapped rate columns"
     assert _col(t, "dst_port")[:2] == [54865, 53]
-    assert _col(t, "proto")[:3] == ["tcp", "udp", "0"]
+    assert _col(t, "proto")[:3] == ["tcp", "udp", "hopopt"]  # IANA 0 is HOPOPT
     assert _col(t, "duration")[1] == pytest.approx(0.030846)  # microseconds → seconds
     assert _col(t, "src_pkts")[3] == 11 and _col(t, "dst_bytes")[3] == 318
     assert _col(t, "label") == [0, 0, 0, 1, 1, 1, 1]
