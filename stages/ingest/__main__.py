@@ -154,10 +154,11 @@ def body(ctx: StageContext) -> None:
     ctx.metrics["source"] = args.source
     check_reject_budget(stats, args.source, args.max_reject_fraction)
     log.info(
-        "ingested %d rows (%d rejected, %d duplicates) in %.1f s",
+        "ingested %d rows (%d rejected, %d duplicates%s) in %.1f s",
         stats.rows_out,
         stats.rejected,
         stats.duplicates,
+        f": rows equal in their {' + '.join(sorted(stats.duplicates_compared))}" if stats.duplicates_compared else "",
         stats.seconds,
         extra={"rows_in": stats.rows_in, "rejects_by_reason": dict(stats.rejects_by_reason)},
     )

@@ -226,7 +226,7 @@ def _block(seg: bytes | bytearray, line: int, d: _Dialect, source: str) -> Chunk
             lines = lines or _records(seg, line)
             return [lines[int(i)][0] for i in idx], [nz.raw_text(lines[int(i)][1]) for i in idx]
 
-        return _to_chunk(table, d, source, raw, table.num_rows, None)
+        return _to_chunk(table, d, source, raw, table.num_rows, None, _record_array(seg, line, table.num_rows))
     rejects: list[tuple[int | None, str | None, str, str]] = []
     good: list[tuple[int, bytes]] = []
     all_lines = _records(seg, line)
@@ -256,10 +256,38 @@ def _block(seg: bytes | bytearray, line: int, d: _Dialect, source: str) -> Chunk
     def raw_good(idx: Any) -> tuple[list[int | None], list[str]]:
         return [good[int(i)][0] for i in idx], [nz.raw_text(good[int(i)][1]) for i in idx]
 
-    return _to_chunk(table, d, source, raw_good, len(all_lines), prior)
+    records = pa.array([r for _, r in good], pa.binary())
+    return _to_chunk(table, d, source, raw_good, len(all_lines), prior, records)
 
 
-def _to_chunk(table: pa.Table, d: _Dialect, source: str, raw: Any, rows_in: int, prior: pa.Table | None) -> Chunk:
+def _record_array(seg: bytes | bytearray, line: int, n: int) -> pa.Array | None:
+    """Each CSV record's bytes in pyarrow's row order, the key for counting duplicate source rows.
+
+    Without quotes or blank lines a record is a line: the offsets come from the newlines at
+    numpy speed and the bytes are not copied (a value keeps its line end). Otherwise the
+    records are split like the careful pass does. None if the count disagrees with pyarrow's.
+    """
+    data = np.frombuffer(seg, np.uint8)
+    ends = np.flatnonzero(data == 10)
+    if len(ends) == n and n and ends[-1] == len(data) - 1 and b'"' not in seg:
+        starts = np.r_[0, ends[:-1] + 1]
+        body = ends - starts - (data[np.maximum(ends - 1, 0)] == 13)
+        if bool((body > 0).all()):
+            offsets = pa.py_buffer(np.r_[0, ends + 1].astype(np.int32))
+            return pa.Array.from_buffers(pa.binary(), n, [None, offsets, pa.py_buffer(seg)])
+    records = _records(seg, line)
+    return pa.array([r for _, r in records], pa.binary()) if len(records) == n else None
+
+
+def _to_chunk(
+    table: pa.Table,
+    d: _Dialect,
+    source: str,
+    raw: Any,
+    rows_in: int,
+    prior: pa.Table | None,
+    records: pa.Array | None = None,
+) -> Chunk:
     n = table.num_rows
     cols = {canon: table.column(c).combine_chunks() for canon, c in d.use.items()}
     problems = nz.Problems(n)
@@ -286,7 +314,9 @@ def _to_chunk(table: pa.Table, d: _Dialect, source: str, raw: Any, rows_in: int,
     good, rejects = nz.split(flows, problems, source, raw, d.use)
     parts = [t for t in (prior, rejects) if t is not None and t.num_rows]
     all_rejects = pa.concat_tables(parts).sort_by("line") if len(parts) > 1 else parts[0] if parts else rejects
-    return Chunk(good, all_rejects, rows_in, unknown)
+    if records is not None and problems.bad.any():
+        records = records.filter(pa.array(~problems.bad))
+    return Chunk(good, all_rejects, rows_in, unknown, records)
 
 
 def _float(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:

@@ -46,6 +46,9 @@ class Chunk:
     rejects: pa.Table
     rows_in: int
     unknown_labels: dict[str, int] = field(default_factory=dict)
+    # the whole source record of each flow row (binary), where the reader has it: duplicates
+    # are then counted over source records, not over the canonical columns a mapping kept
+    records: pa.Array | None = None
 
 
 def open_binary(path: Path) -> IO[bytes]:
