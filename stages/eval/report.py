@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +19,52 @@ import numpy as np
 from . import plots
 from .metrics import robust_z
 
-__all__ = ["ReportData", "top_alerts", "render"]
+__all__ = ["ReportData", "top_alerts", "render", "raw_value"]
+
+# Silver feeds counts and sizes to the model as log1p (stages/silver features.py, windows.py):
+# pair_distinct_port_1m 3.33 is 27 ports. The report turns them back, with their unit.
+_LOG1P_UNITS = (
+    (re.compile(r"log_(src|dst)_bytes_per_pkt"), "bytes/packet"),
+    (re.compile(r"log_(src|dst)(_ip)?_bytes"), "bytes"),
+    (re.compile(r"log_(src|dst)_pkts"), "packets"),
+    (re.compile(r"log_duration"), "s"),
+    (re.compile(r"log_bytes_per_s"), "bytes/s"),
+    (re.compile(r"(src|pair|dst)_conns_\w+"), "connections"),
+    (re.compile(r"src_distinct_dst_\w+"), "destinations"),
+    (re.compile(r"(src|pair)_distinct_port_\w+"), "ports"),
+    (re.compile(r"dst_distinct_src_\w+"), "sources"),
+)
+_COUNTS = frozenset({"packets", "connections", "destinations", "ports", "sources"})
+READING_GUIDE = (
+    "<p><b>How to read “most unusual”.</b> Each alert lists the three features furthest from what the "
+    "model saw in training. The first number is this flow’s actual value — e.g. "
+    "<code>pair_distinct_port_1m 27 ports</code>: in the minute before this flow, its source contacted 27 "
+    "different ports on this destination. <i>z</i> says how far that is from a typical training flow, in "
+    "robust standard deviations (median and interquartile range; measured on the log scale the model uses "
+    "for counts and sizes): |z| around 1 is ordinary, above 3 unusual, above 10 far outside anything seen in "
+    "training; + means more than usual, − less. Windows (1m, 10m, 1h) look back from the flow per source, "
+    "pair (source → destination) or destination. <code>_share</code> features are fractions (0–1), "
+    "<code>_asym</code> run from −1 (all received) to +1 (all sent), <code>proto_</code>/<code>svc_</code>/"
+    "<code>cs_</code> features are 0/1 flags, <code>pair_regularity_1h</code> above ~4 means machine-regular "
+    "timing (a beacon).</p>"
+)
+
+
+def raw_value(feature: str, value: float) -> tuple[float, str]:
+    """The feature's value as the analyst knows it (27 ports, not log1p 3.33) and its unit ('' if none)."""
+    for pattern, unit in _LOG1P_UNITS:
+        if pattern.fullmatch(feature):
+            return (math.expm1(value) if math.isfinite(value) else value), unit
+    return value, ""
+
+
+def _raw_text(feature: str, value: float) -> str:
+    raw, unit = raw_value(feature, value)
+    if not math.isfinite(raw):
+        return str(raw)
+    number = f"{raw:,.0f}" if unit in _COUNTS or (unit == "bytes" and raw >= 10) else f"{raw:.3g}"
+    return f"{number} {unit}".rstrip()
+
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2733;background:#f4f6f8}
@@ -237,7 +284,8 @@ def _alerts(d: ReportData) -> str:
         ts = a.get("ts")
         label = {0: "benign", 1: a.get("attack_type") or "malicious"}.get(a.get("label"), "unknown")  # type: ignore[arg-type]
         unusual = "<br>".join(
-            f'<span class="nowrap">{e(u["feature"])} {u["value"]:.4g} <span class="sub">z {u["z"]:+.1f}</span></span>'
+            f'<span class="nowrap" title="model input {u["value"]:.4g}">{e(u["feature"])} '
+            f'<b>{e(_raw_text(u["feature"], u["value"]))}</b> <span class="sub">z {u["z"]:+.1f}</span></span>'
             for u in a["unusual"]
         )
         rows.append(
@@ -254,10 +302,7 @@ def _alerts(d: ReportData) -> str:
                 _td(unusual),
             ]
         )
-    intro = (
-        f'<p>The {len(d.alerts)} highest-scoring alerts. "Most unusual" lists the features furthest from '
-        "the training data (robust z-score: distance from the train median in IQR units).</p>"
-    )
+    intro = f"<p>The {len(d.alerts)} highest-scoring alerts.</p>" + (READING_GUIDE if rows else "")
     return '<h2 id="alerts">Top alerts</h2>' + intro + (_table(head, rows) if rows else "<p>No alerts.</p>")
 
 

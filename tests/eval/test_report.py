@@ -126,3 +126,50 @@ def test_top_alerts_explain_the_unusual_feature() -> None:
     rows: list[dict[str, Any]] = top_alerts(holdout, X, scores, 0.5, ["a", "b", "c"], M.robust_stats(train), n=5)
     assert [r["uid"] for r in rows] == ["u2", "u3"]  # alerts only, highest score first
     assert rows[0]["unusual"][0]["feature"] == "b" and rows[0]["unusual"][0]["z"] > 5
+
+
+def test_unusual_features_show_the_raw_value_silver_scaled_away() -> None:
+    """Silver gives the model log1p counts and sizes; the report shows 27 ports, not 3.33."""
+    from stages.eval.report import raw_value
+    from stages.silver.features import flow_features, flow_groups
+    from stages.silver.windows import Flows, context_features, context_groups
+
+    n = 27  # one source probing 27 ports of one destination within half a minute
+    flows = Flows(
+        rel_ms=np.arange(n, dtype=np.int64) * 1000,
+        src=np.zeros(n, np.int64),
+        dst=np.zeros(n, np.int64),
+        port=np.arange(1000, 1000 + n, dtype=np.int64),
+        failed=np.ones(n, bool),
+        src_bytes=np.full(n, 60, np.int64),
+        dst_bytes=np.zeros(n, np.int64),
+    )
+    groups, _ = context_groups({"rel_ms", "src", "dst", "port", "failed", "src_bytes", "dst_bytes"})
+    context = {k: float(v[-1]) for k, v in context_features(flows, groups).items()}
+    assert raw_value("pair_distinct_port_1m", context["pair_distinct_port_1m"]) == (pytest.approx(27), "ports")
+    expected = {"src_conns_1m": 27, "pair_conns_1m": 27, "dst_conns_1m": 27, "src_distinct_port_1m": 27}
+    expected |= {"src_distinct_dst_1m": 1, "dst_distinct_src_1m": 1}
+    for feature, count in expected.items():
+        assert raw_value(feature, context[feature])[0] == pytest.approx(count), feature
+    for feature, value in context.items():  # every log-scaled count is turned back, nothing else is
+        scaled = "conns" in feature or "distinct" in feature
+        assert (raw_value(feature, value)[1] != "") == scaled, feature
+    table = pa.table({"src_bytes": [1200], "dst_bytes": [0], "src_pkts": [3], "dst_pkts": [0], "duration": [2.5]})
+    names, _ = flow_groups(set(table.column_names))
+    per_flow = {k: float(v[0]) for k, v in flow_features(table, names).items()}
+    assert raw_value("log_src_bytes", per_flow["log_src_bytes"]) == (pytest.approx(1200), "bytes")
+    assert raw_value("log_duration", per_flow["log_duration"]) == (pytest.approx(2.5), "s")
+    assert raw_value("bytes_asym", per_flow["bytes_asym"]) == (per_flow["bytes_asym"], "")
+    for feature, value in per_flow.items():
+        assert (raw_value(feature, value)[1] != "") == feature.startswith("log_"), feature
+
+
+def test_report_shows_raw_values_and_how_to_read_them(hostile: tuple[str, dict]) -> None:
+    html, _ = hostile
+    assert "How to read “most unusual”" in html
+    cells = re.findall(r'<span class="nowrap" title="model input ([^"]+)">([^<]+) <b>([^<]+)</b>', html)
+    units = {"log_src_bytes": " bytes", "log_dst_pkts": " packets"}
+    assert {feature.strip() for _, feature, _ in cells} & set(units)
+    for scaled, feature, shown in cells:
+        if feature.strip() in units:  # the raw value with its unit, never the log-scaled model input
+            assert shown.endswith(units[feature.strip()]) and shown != scaled
