@@ -216,17 +216,26 @@ def _parse(seg: bytes | bytearray, d: _Dialect, as_strings: bool) -> pa.Table | 
     return None if invalid else table
 
 
+class _Misaligned(Exception):
+    """pyarrow and ``_records`` disagree on where a block's records are."""
+
+
 def _block(seg: bytes | bytearray, line: int, d: _Dialect, source: str) -> Chunk:
     table = _parse(seg, d, as_strings=False)
     if table is not None:
-        lines = None
+        lines, expected = None, table.num_rows
 
         def raw(idx: Any) -> tuple[list[int | None], list[str]]:
             nonlocal lines
             lines = lines or _records(seg, line)
+            if len(lines) != expected:  # a quote pyarrow took literally: only the careful pass can tell
+                raise _Misaligned
             return [lines[int(i)][0] for i in idx], [nz.raw_text(lines[int(i)][1]) for i in idx]
 
-        return _to_chunk(table, d, source, raw, table.num_rows, None, _record_array(seg, line, table.num_rows))
+        try:
+            return _to_chunk(table, d, source, raw, table.num_rows, None, _record_array(seg, line, table.num_rows))
+        except _Misaligned:
+            pass
     rejects: list[tuple[int | None, str | None, str, str]] = []
     good: list[tuple[int, bytes]] = []
     all_lines = _records(seg, line)
@@ -249,7 +258,7 @@ def _block(seg: bytes | bytearray, line: int, d: _Dialect, source: str) -> Chunk
         good.append((no, rawb))
     prior = nz.reject_rows(source, rejects)
     table = _parse(b"".join(r + b"\n" for _, r in good), d, as_strings=True) if good else None
-    if table is None:
+    if table is None or table.num_rows != len(good):
         rejects += [(no, None, "unparseable line", nz.raw_text(r)) for no, r in good]
         return Chunk(nz.conform({}, 0, source, nz.Problems(0)), nz.reject_rows(source, rejects), len(all_lines))
 
