@@ -115,6 +115,7 @@ def build_metrics(run_id: str, data: EvalData, scores: np.ndarray, threshold: fl
         "rows": int(scores.size),
         "threshold": float(threshold),
         **M.alert_stats(alerts, data.ts),
+        "benign_alert_rate": M.benign_alert_rate(data.y, alerts) if data.has_labels else None,
         "score_quantiles": summary["quantiles"],
         "score_histogram": summary["histogram"],
         "drift": M.drift(data.train_X, data.holdout_X, data.features),

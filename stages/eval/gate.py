@@ -1,8 +1,13 @@
 """The quality gate and the champion decision, as pure functions on metric dicts.
 
 The gate never assumes success: a check whose metric cannot be computed (for example
-recall on a labelled holdout without any attack) fails, with a note saying why. Without
-labels only the alert-rate check (and the optional drift check) applies.
+recall on a labelled holdout without any attack) fails, with a note saying why.
+
+With labels the gate judges detection: PR-AUC, recall and FPR at the card's threshold, and
+the alert budget counts only the alerts that are not attacks (``benign_alert_rate``): a
+holdout that is a third DoS flows must alert on them, and the plain alert rate would fail
+a model for doing its job. Without labels the budget is the plain ``alert_rate`` — the one
+thing that can be judged — plus the optional drift check.
 """
 
 from __future__ import annotations
@@ -45,7 +50,17 @@ def gate_checks(metrics: dict[str, Any], limits: GateThresholds) -> dict[str, An
             _check("recall", metrics.get("recall"), ">=", limits.min_recall, "no malicious labelled rows"),
             _check("fpr", metrics.get("fpr"), "<=", limits.max_fpr, "no benign labelled rows"),
         ]
-    checks.append(_check("alert_rate", metrics.get("alert_rate"), "<=", limits.max_alert_rate, "no holdout rows"))
+        checks.append(
+            _check(
+                "benign_alert_rate",
+                metrics.get("benign_alert_rate"),
+                "<=",
+                limits.max_alert_rate,
+                "no holdout rows",
+            )
+        )
+    else:
+        checks.append(_check("alert_rate", metrics.get("alert_rate"), "<=", limits.max_alert_rate, "no holdout rows"))
     if limits.max_psi is not None:
         checks.append(
             _check(

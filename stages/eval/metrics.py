@@ -23,6 +23,7 @@ __all__ = [
     "psi",
     "drift",
     "robust_stats",
+    "benign_alert_rate",
     "robust_z",
 ]
 
@@ -111,6 +112,20 @@ def recall_by_attack(y_true: np.ndarray, attack_type: np.ndarray, alerts: np.nda
         rows, detected = int(sel.sum()), int(hits[sel].sum())
         out[name] = {"rows": rows, "detected": detected, "recall": detected / rows}
     return out
+
+
+def benign_alert_rate(y_true: np.ndarray, alerts: np.ndarray) -> float | None:
+    """Share of all holdout flows that alert without being labelled malicious (benign or unknown label).
+
+    This is the alert volume that costs an analyst time for nothing. Unlike the plain alert
+    rate it does not grow with the attack share of the holdout, so a labelled attack-heavy
+    day (a DoS capture is a third attacks) does not fail a model for catching them.
+    """
+    alerts = np.asarray(alerts, dtype=bool)
+    if not alerts.size:
+        return None
+    malicious = np.nan_to_num(np.asarray(y_true, dtype=float), nan=0.0) > 0.5
+    return float(np.sum(alerts & ~malicious)) / alerts.size
 
 
 def alert_stats(alerts: np.ndarray, ts: np.ndarray | None) -> dict[str, Any]:

@@ -5,20 +5,44 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import numpy as np
 import pytest
 
 from stages.eval.gate import GateThresholds, champion_decision, failed_summary, gate_checks
 
-GOOD = {"has_labels": True, "pr_auc": 0.8, "recall": 0.7, "fpr": 0.01, "alert_rate": 0.02, "drift": {"max_psi": 0.1}}
+GOOD = {
+    "has_labels": True,
+    "pr_auc": 0.8,
+    "recall": 0.7,
+    "fpr": 0.01,
+    "alert_rate": 0.02,
+    "benign_alert_rate": 0.01,
+    "drift": {"max_psi": 0.1},
+}
 
 
 @pytest.mark.parametrize(
     ("metrics", "limits", "verdict", "failed", "names"),
     [
-        (GOOD, GateThresholds(), "passed", [], ["pr_auc", "recall", "fpr", "alert_rate"]),
+        (GOOD, GateThresholds(), "passed", [], ["pr_auc", "recall", "fpr", "benign_alert_rate"]),
         ({**GOOD, "recall": 0.49}, GateThresholds(), "failed", ["recall"], None),
-        ({**GOOD, "recall": 0.5, "pr_auc": 0.3, "fpr": 0.05, "alert_rate": 0.1}, GateThresholds(), "passed", [], None),
-        ({**GOOD, "fpr": 0.2, "alert_rate": 0.3}, GateThresholds(), "failed", ["fpr", "alert_rate"], None),
+        (
+            {**GOOD, "recall": 0.5, "pr_auc": 0.3, "fpr": 0.05, "benign_alert_rate": 0.1},
+            GateThresholds(),
+            "passed",
+            [],
+            None,
+        ),
+        (
+            {**GOOD, "fpr": 0.2, "benign_alert_rate": 0.3},
+            GateThresholds(),
+            "failed",
+            ["fpr", "benign_alert_rate"],
+            None,
+        ),
+        # a third of the holdout is attacks: 40% alerted is the model doing its job, not an alert flood
+        ({**GOOD, "alert_rate": 0.4, "benign_alert_rate": 0.02}, GateThresholds(), "passed", [], None),
+        ({**GOOD, "benign_alert_rate": None}, GateThresholds(), "failed", ["benign_alert_rate"], None),
         ({**GOOD, "pr_auc": None, "auc_note": "no malicious rows"}, GateThresholds(), "failed", ["pr_auc"], None),
         (
             {"has_labels": False, "alert_rate": 0.02, "drift": {"max_psi": 0.5}},
@@ -36,7 +60,18 @@ GOOD = {"has_labels": True, "pr_auc": 0.8, "recall": 0.7, "fpr": 0.01, "alert_ra
         ),
         ({**GOOD, "pr_auc": 0.4}, GateThresholds(min_pr_auc=0.9), "failed", ["pr_auc"], None),
     ],
-    ids=["all-pass", "low-recall", "on-the-limits", "two-fail", "unmeasurable", "no-labels", "drift-gated", "strict"],
+    ids=[
+        "all-pass",
+        "low-recall",
+        "on-the-limits",
+        "two-fail",
+        "attack-heavy",
+        "benign-alerts-unmeasurable",
+        "unmeasurable",
+        "no-labels",
+        "drift-gated",
+        "strict",
+    ],
 )
 def test_gate_checks(
     metrics: dict[str, Any], limits: GateThresholds, verdict: str, failed: list[str], names: list[str] | None
@@ -96,3 +131,12 @@ def test_champion_decision(kw: dict[str, Any], promoted: bool, reason: str) -> N
     assert got["promoted"] is promoted
     assert got["previous_version"] == args["champion_version"] and got["candidate_version"] == args["candidate_version"]
     assert re.search(reason, got["reason"]), got["reason"]
+
+
+def test_benign_alert_rate_counts_alerts_not_labelled_malicious() -> None:
+    from stages.eval.metrics import benign_alert_rate
+
+    y = np.array([1, 1, 1, 0, 0, 0, 0, np.nan, 0, 0])
+    alerts = np.array([1, 1, 1, 1, 0, 0, 0, 1, 0, 0], bool)  # 3 attacks caught, 1 benign and 1 unknown alerted
+    assert benign_alert_rate(y, alerts) == 0.2
+    assert benign_alert_rate(np.array([]), np.array([], bool)) is None
