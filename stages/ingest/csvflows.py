@@ -40,6 +40,7 @@ _IPV4 = re.compile(rb"^\d{1,3}(\.\d{1,3}){3}$")
 # CIC-IDS2017 comes in two releases with the same columns under other names and other timestamps:
 CIC_ORIGINAL = "CIC-IDS2017 original release (UNB 2017, 'Source IP' header)"
 CIC_CORRECTED = "CIC-IDS2017 corrected release (Engelen et al. 2021, 'id'/'Src IP'/'Attempted Category' header)"
+CIC_CAPTURE = (1499040000.0, 1499472000.0)  # 2017-07-03 and 2017-07-08 00:00 UTC: the five capture days
 _ISO_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?$")
 _DMY_SHAPE = re.compile(r"^\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2}(:\d{2})?$")
 
@@ -55,6 +56,7 @@ class _Dialect:
     attack: str | None
     ts_format: str | None = None
     variant: str = ""  # what the header says the file is (CIC-IDS2017: original or corrected release)
+    pm_logged: bool = False
 
 
 def _header(path: Path, first: bytes | bytearray, preset: str | None, mapping: Path | None) -> _Dialect:
@@ -307,6 +309,8 @@ def _to_chunk(
             cols["ts"] = pc.coalesce(cols["ts"], short)
             bad &= bad2
         problems.add(bad, d.use["ts"], "unparseable timestamp")
+        if d.variant == CIC_ORIGINAL and d.ts_format != "iso":
+            cols["ts"] = _afternoon(cols["ts"], d)
     if "duration" in cols and d.spec.duration_unit != "s":
         scale = {"ms": 1e-3, "us": 1e-6, "ns": 1e-9}[d.spec.duration_unit]
         values, bad = _float(cols["duration"])
@@ -338,6 +342,21 @@ def _proto(arr: pa.Array) -> pa.Array:
     keys = pa.array(list(PROTO_NUMBERS))
     mapped = pa.array(list(PROTO_NUMBERS.values())).take(pc.index_in(text, value_set=keys))
     return pc.coalesce(mapped, text)
+
+
+def _afternoon(secs: pa.Array, d: _Dialect) -> pa.Array:
+    """CIC-IDS2017's original release writes a 12-hour clock without AM/PM (``7/7/2017 3:56`` is the
+    DDoS at 15:56). Its capture ran 08:55-17:xx on 3-7 July 2017, so an hour of 1-7 on those days
+    can only be afternoon: 12 h are added, and nothing else changes (a 24-hour file has no such hours)."""
+    t = np.asarray(pc.fill_null(secs, np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
+    hour = np.floor(np.mod(t, 86400.0) / 3600.0)
+    shift = (t >= CIC_CAPTURE[0]) & (t < CIC_CAPTURE[1]) & (hour >= 1) & (hour < 8)
+    if not shift.any():
+        return secs
+    if not d.pm_logged:
+        d.pm_logged = True
+        log.info("%s: times at 1-7 o'clock read as afternoon (a 12-hour clock without AM/PM)", CIC_ORIGINAL)
+    return pc.if_else(pa.array(shift), pc.add(secs, 43200.0), secs)
 
 
 def _ts_format(d: _Dialect, arr: pa.Array) -> str | None:

@@ -110,3 +110,17 @@ def test_cli_reject_budget_default_and_override(tmp_path: Path) -> None:
     assert pq.read_table(tmp_path / "out" / "rejects.parquet").num_rows == 1
     code, err = _cli(tmp_path, path, "--max-reject-fraction", "2")
     assert code == 2 and "not a fraction between 0 and 1" in err
+
+
+def test_original_release_twelve_hour_clock_is_read_as_afternoon(ingest: Ingest, tmp_path: Path) -> None:
+    """The original release writes the 15:56 DDoS as ``7/7/2017 3:56`` (no AM/PM); capture days only."""
+    lines = (FIXTURES / "cicids2017.csv").read_bytes().splitlines()
+    last = lines[-1]
+    assert b"7/7/2017 15:56" in last
+    path = tmp_path / "twelve-hour.csv"
+    rows = [last.replace(b"15:56", b"3:56"), last.replace(b"7/7/2017 15:56", b"8/7/2017 3:56"), lines[1]]
+    path.write_bytes(b"\n".join([lines[0], *rows]) + b"\n")
+    ts = ingest(path).flows.column("ts").to_pylist()
+    assert ts[0] == dt.datetime(2017, 7, 7, 15, 56, tzinfo=dt.UTC)
+    assert ts[1] == dt.datetime(2017, 7, 8, 3, 56, tzinfo=dt.UTC)  # after the capture: left alone
+    assert ts[2] == dt.datetime(2017, 7, 3, 8, 55, tzinfo=dt.UTC)  # morning stays morning
