@@ -106,10 +106,15 @@ def _origin(text: str) -> float:
 
 def check_reject_budget(stats: Stats, source: str, max_fraction: float) -> None:
     """InputError when too many rows were rejected — and always when rows came in and none went out."""
-    share = stats.reject_fraction()
+    empty = stats.rejects_by_reason.get("empty record", 0)  # ",,,,": no data, not a misread one
+    rejected, rows = stats.rejected - empty, stats.rows_in - empty
+    share = rejected / rows if rows else 0.0
     if stats.rejected and (share > max_fraction or stats.rows_out == 0):
+        aside = f"{empty} empty records aside; " if empty else ""
+        if not rows:
+            raise InputError(f"{source}: all {empty} records are empty (only separators); nothing to ingest")
         raise InputError(
-            f"{source}: {stats.rejected} of {stats.rows_in} rows rejected ({share:.1%}; "
+            f"{source}: {rejected} of {rows} rows rejected ({share:.1%}; {aside}"
             f"--max-reject-fraction {max_fraction:g}), so this input was not read as what it is — "
             f"nothing published. Top reasons and examples:{stats.reject_summary()}"
         )

@@ -40,6 +40,7 @@ _IPV4 = re.compile(rb"^\d{1,3}(\.\d{1,3}){3}$")
 # CIC-IDS2017 comes in two releases with the same columns under other names and other timestamps:
 CIC_ORIGINAL = "CIC-IDS2017 original release (UNB 2017, 'Source IP' header)"
 CIC_CORRECTED = "CIC-IDS2017 corrected release (Engelen et al. 2021, 'id'/'Src IP'/'Attempted Category' header)"
+EMPTY_RECORD = "empty record: every field empty (not counted against --max-reject-fraction)"
 CIC_CAPTURE = (1499040000.0, 1499472000.0)  # 2017-07-03 and 2017-07-08 00:00 UTC: the five capture days
 _ISO_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?$")
 _DMY_SHAPE = re.compile(r"^\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2}(:\d{2})?$")
@@ -302,6 +303,7 @@ def _to_chunk(
     n = table.num_rows
     cols = {canon: table.column(c).combine_chunks() for canon, c in d.use.items()}
     problems = nz.Problems(n)
+    problems.add(_empty_records(table, d, records), None, EMPTY_RECORD)
     if "ts" in cols:
         cols["ts"], bad = nz.parse_timestamps(cols["ts"], _ts_format(d, cols["ts"]), d.spec.ts_unit)
         if d.ts_format and d.ts_format.endswith("%S"):  # CIC files mix "8:55" and "08:55:58"
@@ -330,6 +332,23 @@ def _to_chunk(
     if records is not None and problems.bad.any():
         records = records.filter(pa.array(~problems.bad))
     return Chunk(good, all_rejects, rows_in, unknown, records)
+
+
+def _empty_records(table: pa.Table, d: _Dialect, records: pa.Array | None) -> np.ndarray:
+    """Records with no value at all (``,,,,``: the original CIC-IDS2017 Thursday morning file
+    ends in ~288,000 of them): every parsed column null, and the raw bytes only separators."""
+    n = table.num_rows
+    if not n or records is None:
+        return np.zeros(n, bool)
+    nulls = np.ones(n, bool)
+    for name in table.column_names:
+        nulls &= np.asarray(table.column(name).is_null().to_numpy(zero_copy_only=False), bool)
+    if not nulls.any():
+        return nulls
+    strip = (d.sep + " \t\r\n").encode()
+    for i in np.flatnonzero(nulls):
+        nulls[i] = not records[int(i)].as_py().strip(strip)
+    return nulls
 
 
 def _float(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:

@@ -124,3 +124,17 @@ def test_original_release_twelve_hour_clock_is_read_as_afternoon(ingest: Ingest,
     assert ts[0] == dt.datetime(2017, 7, 7, 15, 56, tzinfo=dt.UTC)
     assert ts[1] == dt.datetime(2017, 7, 8, 3, 56, tzinfo=dt.UTC)  # after the capture: left alone
     assert ts[2] == dt.datetime(2017, 7, 3, 8, 55, tzinfo=dt.UTC)  # morning stays morning
+
+
+def test_empty_records_are_rejected_but_not_counted_against_the_budget(tmp_path: Path) -> None:
+    """The original CIC-IDS2017 Thursday morning file ends in ~288,000 records of only commas."""
+    lines = CORRECTED.read_text().splitlines()
+    path = tmp_path / "trailing-empty.csv"
+    path.write_text("\n".join([*lines, *["," * 90] * 10]) + "\n")  # 10 of 16 records empty
+    code, err = _cli(tmp_path, path)
+    assert code == 0, err
+    rejects = pq.read_table(tmp_path / "out" / "rejects.parquet").to_pylist()
+    assert len(rejects) == 10 and all(r["reason"].startswith("empty record") for r in rejects)
+    path.write_text("\n".join([lines[0], *["," * 90] * 3]) + "\n")  # nothing but empty records
+    code, err = _cli(tmp_path, path)
+    assert code == 2 and "all 3 records are empty" in err
