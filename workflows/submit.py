@@ -61,6 +61,9 @@ def parse_params(pairs: list[str], known: list[str]) -> dict[str, str]:
             raise ValueError(f"-p {pair!r}: expected name=value")
         if name not in known:
             raise ValueError(f"-p {name}: unknown workflow parameter; known: {', '.join(known)}")
+        if name == "image-tag" and value.strip().lower() in ("", "latest"):
+            # A moving tag makes a run unreproducible and lets a pushed image change what runs.
+            raise ValueError(f"-p image-tag={value!r}: give a fixed tag (e.g. 0.1.0) or a digest, never latest")
         out[name] = value
     return out
 

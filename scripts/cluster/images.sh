@@ -41,7 +41,7 @@ EOF
 pipeline_images() {
   (cd "$repo" && .venv/bin/python -c 'from workflows.images import load_bake
 bake = load_bake()
-for target in ("ingest", "silver", "train", "eval", "submitter"):
+for target in sorted(bake.tag_templates):
     print(bake.image(target))')
 }
 

@@ -19,7 +19,7 @@ mkdir -p "$run" "$logs" "$CLUSTER_STATE/manifests"
 packages() {
   local need=()
   for pair in containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins \
-    conntrack:conntrack iptables:iptables socat:socat openssl:openssl; do
+    conntrack:conntrack iptables:iptables socat:socat openssl:openssl envsubst:gettext-base; do
     local probe="${pair%%:*}" pkg="${pair##*:}"
     [[ -e "$probe" ]] || command -v "$probe" >/dev/null || need+=("$pkg")
   done

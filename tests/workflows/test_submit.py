@@ -325,6 +325,16 @@ def test_unknown_parameter_is_a_usage_error(argo: FakeArgo, capsys: pytest.Captu
     assert argo.requests == []
 
 
+@pytest.mark.parametrize("tag", ["latest", "LATEST", ""])
+def test_a_moving_image_tag_is_refused_before_anything_is_sent(
+    argo: FakeArgo, capsys: pytest.CaptureFixture[str], tag: str
+) -> None:
+    code, log = submit(argo, capsys, "-p", f"image-tag={tag}")
+    assert code == SubmitExit.USAGE
+    assert "never latest" in log
+    assert argo.requests == []
+
+
 def test_token_and_namespace_from_the_service_account_files(
     argo: FakeArgo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
