@@ -173,6 +173,52 @@ def test_gate_failure_fails_the_workflow_and_the_job_with_exit_3(cluster: dict[s
     assert {"name": "cybersec-mlops-registry"} in job_pod["spec"].get("imagePullSecrets", [])
 
 
+def test_daily_half_cronworkflows_score_with_the_champion_and_retrain(
+    success: tuple[kube.JobRun, Follower],
+) -> None:
+    """Both CronWorkflows are installed by `kubectl apply -k k8s/`; one run of each, as
+    `argo submit --from cronwf/...` starts it: scoring a later day with the champion the
+    successful run promoted, and retraining through the WorkflowTemplate it references."""
+    crons = kube.argo("cron", "list").stdout
+    assert "cybersec-mlops-scoring" in crons and "cybersec-mlops-retrain" in crons, crons
+    later_day = "synthetic://?rows=20000&seed=99&attack_share=0.03&days=1&start=2026-02-01T00:00:00Z"
+    scoring = kube.argo(
+        "submit",
+        "--from",
+        "cronwf/cybersec-mlops-scoring",
+        "-p",
+        f"source={later_day}",
+        "-p",
+        "window=all",
+        "-o",
+        "name",
+    ).stdout.strip()
+    retrain = kube.argo(
+        "submit",
+        "--from",
+        "cronwf/cybersec-mlops-retrain",
+        "-p",
+        f"source={SOURCE}",
+        "-p",
+        "window=all",
+        "-o",
+        "name",
+    ).stdout.strip()
+    wf = kube.wait_workflow(scoring)
+    assert wf["status"]["phase"] == "Succeeded", wf["status"].get("message")
+    keys = set(kube.keys(f"score/{scoring}/"))
+    assert {
+        f"score/{scoring}/{name}" for name in ("alerts.parquet", "incidents.parquet", "alerts.html", "drift.json")
+    } <= keys
+    incidents = kube.audit("SELECT count(*) FROM incidents WHERE run_id = %s", scoring)[0][0]
+    assert incidents > 0
+    wf = kube.wait_workflow(retrain)
+    assert wf["status"]["phase"] == "Succeeded", wf["status"].get("message")
+    assert wf["spec"]["workflowTemplateRef"]["name"] == "cybersec-mlops-pipeline"
+    rows = kube.audit("SELECT stage FROM stage_attempts WHERE run_id = %s AND status = 'SUCCEEDED'", retrain)
+    assert sorted(r[0] for r in rows) == sorted(STAGES)
+
+
 def _server_env(cluster: dict[str, str]) -> dict[str, str]:
     """The Argo Server at its fixed Service address, its CA, and the submitter's token."""
     token = kube.kubectl("create", "token", "cybersec-mlops-submitter", "--duration", "1h").strip()
