@@ -371,12 +371,15 @@ def _shape(codes: dict[str, list[int]]) -> list[list[int]]:
     return sorted(codes.values())
 
 
-def test_parity_with_the_local_executor(
-    cluster: dict[str, str], tmp_path: Path, postgres: dict[str, str], mlflow_server: str
-) -> None:
+def test_parity_with_the_local_executor(cluster: dict[str, str], tmp_path: Path, postgres: dict[str, str]) -> None:
     """The same scenarios through `python -m workflows run-local` end in the same phases and exit codes."""
     from tests.e2e.test_pipeline_local import PG_CONNECT_ATTEMPTS, base_env, run_local
     from tests.faults.proxy import FaultProxy
+    from workflows.executor.demo import prepare_mlflow
+
+    # A store of its own: registering models in the session's shared MLflow server would
+    # move the version numbers other tiers expect.
+    mlflow_store = prepare_mlflow(tmp_path / "mlflow")
 
     missing = set(("success", "gate failure", "transient fault", "bad input")) - OUTCOMES.keys()
     if missing:
@@ -393,7 +396,7 @@ def test_parity_with_the_local_executor(
         with FaultProxy(("127.0.0.1", int(postgres["PG_PORT"]))) as proxy:
             if scenario == "transient fault":
                 proxy.reset_next(PG_CONNECT_ATTEMPTS)
-            env = base_env(postgres, proxy.port, mlflow_server)
+            env = base_env(postgres, proxy.port, mlflow_store)
             run = run_local(tmp_path / scenario.replace(" ", "-"), env, "-p", f"source={SOURCE}", *args)
         local_codes = {
             c["displayName"]: [a["exitCode"] for a in c.get("children", []) if a.get("exitCode") is not None]

@@ -138,8 +138,21 @@ def _gzip_bomb(path: Path, head: bytes, gib: float = 1.0) -> Path:
     return path
 
 
+_MEASURE = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss // 1024)
+"""
+
+
 def _peak_rss_mib(*args: str) -> tuple[int, int, str]:
-    """Run the ingest CLI; return its exit code, its peak RSS in MiB and its stderr."""
+    """Run the ingest CLI; return its exit code, its peak RSS in MiB and its stderr.
+
+    Linux keeps a process's RSS high-water mark across exec, so a child forked from this
+    (large, late in a session) pytest process would report pytest's size: a small Python
+    in between starts the stage and measures it.
+    """
     import os
     import subprocess
     import sys
@@ -147,17 +160,16 @@ def _peak_rss_mib(*args: str) -> tuple[int, int, str]:
     from tests.helpers import REPO
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG_", "MINIO_", "MLFLOW_"))}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stages.ingest", *args, "--log-format", "text"],
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEASURE, sys.executable, "-m", "stages.ingest", *args, "--log-format", "text"],
         cwd=REPO,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    assert proc.stderr is not None
-    err = proc.stderr.read().decode()
-    _, status, usage = os.wait4(proc.pid, 0)
-    return os.waitstatus_to_exitcode(status), usage.ru_maxrss // 1024, err
+    exit_code, peak = (int(v) for v in proc.stdout.split())
+    return exit_code, peak, proc.stderr
 
 
 @pytest.mark.slow
