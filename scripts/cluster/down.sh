@@ -34,7 +34,7 @@ for name in kube-scheduler kube-controller-manager kube-apiserver etcd; do stop 
 "$here/host-services.sh" down || true
 
 # Mounts the kubelet and containerd left (volumes, sandboxes' shm, rootfs).
-grep -oE "$CLUSTER_STATE/[^ ]+" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+{ grep -oE "$CLUSTER_STATE/[^ ]+" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 for ns in $(ip netns list 2>/dev/null | awk '/^cni-/{print $1}'); do ip netns delete "$ns" 2>/dev/null || true; done
 if [[ -x "$(k8s_bin)/kube-proxy" ]]; then "$(k8s_bin)/kube-proxy" --cleanup >/dev/null 2>&1 || true; fi
 for dir in -i -o; do iptables -D FORWARD "$dir" "$BRIDGE" -j ACCEPT 2>/dev/null || true; done
