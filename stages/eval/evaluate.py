@@ -8,9 +8,7 @@ only then ``GateFailed``.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,37 +17,22 @@ from typing import Any
 import numpy as np
 
 from stages.common.errors import GateFailed, InputError
+from stages.common.jsondoc import read_object as load_json
+from stages.common.jsondoc import to_json
 from stages.common.model_io import anomaly_scores, load_model
 from stages.common.runner import StageContext
 
 from . import metrics as M
 from .gate import PRIMARY_METRIC, GateThresholds, champion_decision, failed_summary, gate_checks
-from .inputs import EvalData, check_contract, check_model_file, load_features, load_json
+from .inputs import EvalData, check_contract, check_model_file, load_features
 
-__all__ = ["run", "build_metrics", "score", "to_json"]
+__all__ = ["run", "build_metrics", "score"]
 
 log = logging.getLogger(__name__)
 
 PARAMS = ["pr_auc", "roc_auc", "precision", "recall", "fpr", "alert_rate"]
 _BASELINE_ROWS = 100_000  # train rows sampled for medians/IQRs of the top-alert explanations
 _SCORE_ROWS = 131_072  # holdout rows scored per slice (see _chunked_scores)
-
-
-def to_json(doc: Any) -> str:
-    """Deterministic JSON (indent 2, sorted keys, trailing newline); NaN/inf and numpy types made plain."""
-
-    def clean(x: Any) -> Any:
-        if isinstance(x, dict):
-            return {str(k): clean(v) for k, v in x.items()}
-        if isinstance(x, list | tuple):
-            return [clean(v) for v in x]
-        if isinstance(x, np.generic):
-            x = x.item()
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        return x
-
-    return json.dumps(clean(doc), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
 def score(model: Any, data: EvalData, card: dict[str, Any], model_uri: str) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 
 from stages.common.errors import InputError
 
-__all__ = ["PASSTHROUGH", "EvalData", "load_json", "check_contract", "check_model_file", "load_features"]
+__all__ = ["PASSTHROUGH", "EvalData", "check_contract", "check_model_file", "load_features"]
 
 PASSTHROUGH = ["ts", "uid", "src_ip", "dst_ip", "dst_port", "proto", "service", "conn_state", "label", "attack_type"]
 
@@ -44,16 +44,6 @@ class EvalData:
     @property
     def has_labels(self) -> bool:
         return bool(np.any(~np.isnan(self.y)))
-
-
-def load_json(path: Path, uri: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{uri}: not a readable JSON file ({exc})") from exc
-    if not isinstance(data, dict):
-        raise InputError(f"{uri}: expected a JSON object at the top level, found {type(data).__name__}")
-    return data
 
 
 def _require(doc: dict[str, Any], uri: str, keys: list[str]) -> None:

@@ -8,7 +8,6 @@ still scores with one model. Only MlflowClient calls the REST API serves are use
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -20,7 +19,7 @@ from stages.common.config import redact_uri
 from stages.common.errors import InputError, TransientError
 from stages.common.retry import retry
 
-__all__ = ["Resolved", "resolve", "check_contract", "load_json"]
+__all__ = ["Resolved", "resolve", "check_contract"]
 
 log = logging.getLogger(__name__)
 ALIAS = "champion"
@@ -38,16 +37,6 @@ class Resolved:
     manifest: Path
     source: str
     """models:/name/version or the URI it came from, for the audit and the report."""
-
-
-def load_json(path: Path, uri: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{uri}: not a readable JSON file ({exc})") from exc
-    if not isinstance(doc, dict):
-        raise InputError(f"{uri}: expected a JSON object at the top level")
-    return doc
 
 
 class _Retryable(Exception):

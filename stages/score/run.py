@@ -8,20 +8,20 @@ replaced in one transaction, output parameters are written.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from stages.common.errors import InputError
+from stages.common.jsondoc import read_object as load_json
+from stages.common.jsondoc import to_json
 from stages.common.runner import StageContext
 
-from .champion import check_contract, load_json, resolve
+from .champion import check_contract, resolve
 
 __all__ = ["resolve_only", "score"]
 
@@ -50,21 +50,6 @@ def resolve_only(ctx: StageContext) -> None:
     ctx.metrics.update(model=got.source, threshold=card.get("threshold"))
     ctx.set_param("model", got.source)
     ctx.set_param("threshold", repr(card.get("threshold")))
-
-
-def _dump(doc: Any) -> str:
-    def clean(x: Any) -> Any:
-        if isinstance(x, dict):
-            return {str(k): clean(v) for k, v in x.items()}
-        if isinstance(x, list | tuple):
-            return [clean(v) for v in x]
-        if isinstance(x, np.generic):
-            x = x.item()
-        if isinstance(x, float) and not np.isfinite(x):
-            return None
-        return x
-
-    return json.dumps(clean(doc), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
 def _alerts_frame(scored: Any) -> pd.DataFrame:
@@ -133,7 +118,7 @@ def score(ctx: StageContext) -> None:
     with ctx.output("html", args.html_out, ".html") as out:
         out.path.write_text(report.render(alerts, table, report_drift, info), encoding="utf-8")
     with ctx.output("drift", args.drift_out, ".json", primary=True) as out:
-        out.path.write_text(_dump(report_drift))
+        out.path.write_text(to_json(report_drift))
     audit = open_audit(ctx.settings)
     try:
         if audit.enabled:

@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from stages.common.errors import InputError
+from stages.common.jsondoc import read_object
 
 from .dataset import output_schema, schema_hash
 
@@ -211,12 +212,7 @@ def run(ctx: Any) -> None:
     if not args.training_manifest:
         raise InputError("--mode score needs --training-manifest (the manifest.json the model was trained on)")
     path = ctx.fetch_input("training_manifest", args.training_manifest)
-    try:
-        training = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{args.training_manifest}: not a readable JSON file ({exc})") from exc
-    if not isinstance(training, dict):
-        raise InputError(f"{args.training_manifest}: expected a JSON object")
+    training = read_object(path, args.training_manifest)
     check_training(training, args.training_manifest)
     window = window_of(args)
     flows_path = ctx.storage.fetch(args.input)

@@ -12,8 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from stages.common.errors import InputError
-from stages.eval.evaluate import build_metrics, score, to_json
-from stages.eval.inputs import check_contract, load_features, load_json
+from stages.common.jsondoc import read_object as load_json
+from stages.common.jsondoc import to_json
+from stages.eval.evaluate import build_metrics, score
+from stages.eval.inputs import check_contract, load_features
 from tests.eval import builders as b
 
 
