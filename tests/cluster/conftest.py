@@ -20,17 +20,13 @@ import pytest
 from tests.cluster import kube
 
 # The images tier's fixture that starts dockerd when needed; the cluster builds images too.
-from tests.images.conftest import docker  # noqa: F401
+from tests.images.conftest import docker, in_ci  # noqa: F401
 
 _not_run: list[str] = []
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
 def not_run(reason: str) -> None:
-    if _in_ci():
+    if in_ci():
         pytest.fail(f"cluster tier cannot run in CI: {reason}", pytrace=False)
     if reason not in _not_run:
         _not_run.append(reason)

@@ -33,6 +33,13 @@ def settings() -> dict[str, str]:
     return values
 
 
+def bake_image(target: str) -> str:
+    """The image docker-bake.hcl names for a target (what the cluster imported)."""
+    from workflows.images import load_bake
+
+    return load_bake().image(target)
+
+
 def env() -> dict[str, str]:
     return {**os.environ, "KUBECONFIG": settings()["KUBECONFIG_ADMIN"]}
 
@@ -76,22 +83,6 @@ def pod_nodes(wf: dict[str, Any]) -> list[dict[str, Any]]:
     """The workflow's pod nodes (one per attempt), oldest first."""
     nodes = [n for n in wf["status"].get("nodes", {}).values() if n.get("type") == "Pod"]
     return sorted(nodes, key=lambda n: n.get("startedAt") or "")
-
-
-def step_phases(wf: dict[str, Any]) -> dict[str, str]:
-    """Each DAG task's final phase (its Retry node when it has one), by task name."""
-    phases: dict[str, str] = {}
-    for node in wf["status"].get("nodes", {}).values():
-        if node.get("type") in ("Retry", "Pod") and node.get("displayName", "").split("(")[0] in (
-            "ingest",
-            "silver",
-            "train",
-            "eval",
-        ):
-            name = node["displayName"]
-            if node["type"] == "Retry" or name not in phases:
-                phases[name] = node["phase"]
-    return phases
 
 
 @dataclass

@@ -99,12 +99,13 @@ def test_job_completes_after_the_four_stage_pods_ran_our_images(success: tuple[k
     assert _wf_exit_codes(wf) == {stage: [0] for stage in STAGES}
     spec = wf["status"]["storedWorkflowTemplateSpec"]
     images = {t["name"]: t["container"]["image"] for t in spec["templates"] if "container" in t}
+    # The template's defaults, then what the Job passed: the images the pods were given.
+    params = {p["name"]: p.get("value") for p in spec["arguments"]["parameters"]}
+    params.update({p["name"]: p.get("value") for p in wf["spec"].get("arguments", {}).get("parameters", [])})
+    registry, tag = "{{workflow.parameters.image-registry}}", "{{workflow.parameters.image-tag}}"
     for stage in STAGES:
-        assert images[
-            stage
-        ] == f"registry.local/cybersec-mlops-{stage}:{{{{workflow.parameters.image-tag}}}}" or images[stage].startswith(
-            f"{{{{workflow.parameters.image-registry}}}}/cybersec-mlops-{stage}:"
-        )
+        assert images[stage] == f"{registry}/cybersec-mlops-{stage}:{tag}"
+        assert f"{params['image-registry']}/cybersec-mlops-{stage}:{params['image-tag']}" == kube.bake_image(stage)
 
 
 def test_artifacts_audit_and_mlflow_run_exist(success: tuple[kube.JobRun, Follower]) -> None:
