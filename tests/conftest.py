@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[dict[str, str]]:
     """PG_* environment of a fresh PostgreSQL server for this test session."""
-    from workflows.localservices import EmbeddedPostgres
+    from workflows.local.services import EmbeddedPostgres
 
     data_dir = Path(tempfile.mkdtemp(prefix="pg-test-"))
     server = EmbeddedPostgres(data_dir).start()
@@ -51,7 +51,7 @@ def s3_server() -> Iterator[dict[str, str]]:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from workflows.localservices import free_port
+    from workflows.local.services import free_port
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -85,7 +85,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     import time
     import urllib.request
 
-    from workflows.localservices import free_port
+    from workflows.local.services import free_port
 
     state = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
@@ -133,7 +133,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def mlflow_uri(tmp_path: Path) -> str:
     """A sqlite MLflow store whose default experiment keeps its artifacts in ``tmp_path``."""
-    from workflows.executor.demo import prepare_mlflow
+    from workflows.local.demo import prepare_mlflow
 
     return prepare_mlflow(tmp_path)
 

@@ -20,7 +20,7 @@ COMMAND_MODULES: dict[str, bool] = {
     "workflows.validate": True,
     "workflows.submit": True,
     # run-local / demo / services: the local executor's CLI.
-    "workflows.executor.cli": False,
+    "workflows.localargo.cli": False,
 }
 
 

@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     if "big" not in skip and args.big_rows > 0:
         pipeline_runs.append(("e2e_big", args.big_rows, args.big_repeat))
     if pipeline_runs:
-        from workflows.localservices import EmbeddedPostgres
+        from workflows.local.services import EmbeddedPostgres
 
         pg = EmbeddedPostgres(data / "state" / "pg")
         already_running = pg.is_running()

@@ -28,8 +28,8 @@ MANIFEST = Path("workflows/compiled/workflow.yaml")
 
 def _services(state: Path) -> dict[str, str]:
     """Start (or reuse) the demo's PostgreSQL and MLflow store; the stages' environment."""
-    from workflows.executor.demo import _EMPTY, prepare_mlflow
-    from workflows.localservices import EmbeddedPostgres
+    from workflows.local.demo import _EMPTY, prepare_mlflow
+    from workflows.local.services import EmbeddedPostgres
 
     pg = EmbeddedPostgres(state / "pg").start()
     return {**pg.env, "MLFLOW_TRACKING_URI": prepare_mlflow(state), **{k: "" for k in _EMPTY}}
@@ -44,9 +44,9 @@ def _stage_rows(stage: str, params: dict[str, str], metrics: dict[str, Any]) -> 
 
 def run_pipeline(rows: int, state: Path, seed: int = 7, keep: bool = False) -> dict[str, Any]:
     """Run the workflow once on ``rows`` synthetic flows; timings, phases and per-stage stats."""
-    from workflows.executor.demo import synthetic_source
-    from workflows.executor.engine import RunOptions, run_workflow
-    from workflows.executor.manifest import load_manifest
+    from workflows.local.demo import synthetic_source
+    from workflows.localargo.engine import RunOptions, run_workflow
+    from workflows.localargo.manifest import load_manifest
 
     from .procmon import ChildMonitor
 

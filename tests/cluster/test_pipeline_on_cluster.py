@@ -376,7 +376,7 @@ def test_parity_with_the_local_executor(cluster: dict[str, str], tmp_path: Path,
     """The same scenarios through `python -m workflows run-local` end in the same phases and exit codes."""
     from tests.e2e.test_pipeline_local import PG_CONNECT_ATTEMPTS, base_env, run_local
     from tests.faults.proxy import FaultProxy
-    from workflows.executor.demo import prepare_mlflow
+    from workflows.local.demo import prepare_mlflow
 
     # A store of its own: registering models in the session's shared MLflow server would
     # move the version numbers other tiers expect.

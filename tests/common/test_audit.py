@@ -9,7 +9,7 @@ import pytest
 from stages.common.audit import Artifact, Audit, open_audit
 from stages.common.config import Settings
 from stages.common.errors import TransientError
-from workflows.localservices import free_port
+from workflows.local.services import free_port
 
 
 def _rows(conn: Any, sql: str, *params: Any) -> list[tuple[Any, ...]]:

@@ -9,7 +9,7 @@ import pytest
 from stages.common.config import Settings
 from stages.common.errors import InputError, TransientError
 from stages.common.storage import Location, Storage, sha256_file
-from workflows.localservices import free_port
+from workflows.local.services import free_port
 
 
 @pytest.mark.parametrize(

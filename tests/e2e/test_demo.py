@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from workflows.executor.demo import EXPERIMENT, synthetic_source
+from workflows.local.demo import EXPERIMENT, synthetic_source
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -97,7 +97,7 @@ def base_env(postgres: dict[str, str], proxy_port: int, mlflow_uri: str) -> dict
 @pytest.fixture(scope="module")
 def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A sqlite store whose experiment keeps its artifacts in the temp dir (not ./mlruns in the repo)."""
-    from workflows.executor.demo import prepare_mlflow
+    from workflows.local.demo import prepare_mlflow
 
     return prepare_mlflow(tmp_path_factory.mktemp("mlflow-state"))
 

@@ -281,7 +281,7 @@ def test_tampered_model_is_refused(
 def test_unreachable_mlflow_is_transient(
     tmp_path: Path, table: pa.Table, stage_env: dict[str, str], audit_db: Any
 ) -> None:
-    from workflows.localservices import free_port
+    from workflows.local.services import free_port
 
     mlflow = {
         "tracking_uri_set": True,

@@ -69,7 +69,7 @@ def test_champion_reads_the_alias_and_its_metric_tag(tmp_path: Path, mlflow_uri:
 
 
 def test_unreachable_server_becomes_transient_error() -> None:
-    from workflows.localservices import free_port
+    from workflows.local.services import free_port
 
     uri = f"http://127.0.0.1:{free_port()}"
     reg = Registry(uri, "m", retries=2)
@@ -155,7 +155,7 @@ def test_record_without_a_train_run_creates_one(
 
 
 def test_credentials_in_the_tracking_uri_never_reach_the_message() -> None:
-    from workflows.localservices import free_port
+    from workflows.local.services import free_port
 
     port, password = free_port(), f"pw-{secrets.token_hex(4)}"  # made at run time: no literal secret in git
     reg = Registry(f"http://analyst:{password}@127.0.0.1:{port}", "m", retries=1)

@@ -38,7 +38,7 @@ def stage_env(postgres: dict[str, str], mlflow_uri: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def champion(postgres: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Champion:
     """ingest → silver → train → eval (promotes ``champion``), then the later day ingested."""
-    from workflows.executor.demo import prepare_mlflow
+    from workflows.local.demo import prepare_mlflow
 
     d = tmp_path_factory.mktemp("champion")
     env = stage_env(postgres, prepare_mlflow(d))

@@ -96,7 +96,7 @@ def test_empty_window_is_a_successful_run_with_zero_alerts(champion: Champion, t
 
 
 def test_no_champion_yet_exits_2(postgres: dict[str, str], tmp_path: Path) -> None:
-    from workflows.executor.demo import prepare_mlflow
+    from workflows.local.demo import prepare_mlflow
 
     env = stage_env(postgres, prepare_mlflow(tmp_path / "empty-registry"))
     proc = _resolve(env, tmp_path)

@@ -46,7 +46,7 @@ class PipelineRun:
 def pipeline_run(
     tmp_path_factory: pytest.TempPathFactory, postgres: dict[str, str], s3_server: dict[str, str]
 ) -> PipelineRun:
-    from workflows.executor.demo import prepare_mlflow
+    from workflows.local.demo import prepare_mlflow
 
     tmp = tmp_path_factory.mktemp("secure-run")
     values = random_secrets()

@@ -17,7 +17,7 @@ from tests.helpers import REPO
 
 ALLOWED = {
     # CREATE DATABASE takes no bind parameters; the name is the dev sandbox's own constant.
-    ("workflows/localservices.py", 'CREATE DATABASE "{self.database}"'),
+    ("workflows/local/services.py", 'CREATE DATABASE "{self.database}"'),
 }
 """(path, text of the query argument) pairs reviewed and accepted."""
 

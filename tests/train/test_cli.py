@@ -279,7 +279,7 @@ def test_s3_round_trip(
 def test_mlflow_unreachable_exits_75_and_publishes_nothing(
     stage_env: dict[str, str], audit_db: Any, silver: dict[str, Path], tmp_path: Path
 ) -> None:
-    from workflows.localservices import free_port
+    from workflows.local.services import free_port
 
     uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     env = stage_env | {"MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
@@ -296,7 +296,7 @@ def test_mlflow_unreachable_exits_75_and_publishes_nothing(
 def test_credentials_in_an_unreachable_tracking_uri_stay_out_of_logs_and_audit(
     stage_env: dict[str, str], audit_db: Any, silver: dict[str, Path], tmp_path: Path
 ) -> None:
-    from workflows.localservices import free_port
+    from workflows.local.services import free_port
 
     port, password = free_port(), f"pw-{secrets.token_hex(4)}"  # made at run time: no literal secret in git
     env = stage_env | {

@@ -20,7 +20,7 @@ from tests.workflows.argo_fake import (
     workflow_status,
 )
 from workflows.__main__ import main
-from workflows.localservices import free_port
+from workflows.local.services import free_port
 from workflows.submit import SubmitExit
 
 REPO = Path(__file__).resolve().parents[2]

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlparse
 
-from .engine import REPO_ROOT, Outcome, RunOptions, run_workflow
-from .errors import ExecutorError
-from .manifest import load_manifest, parse_overrides
-from .status import Node
+from workflows.localargo.engine import REPO_ROOT, Outcome, RunOptions, run_workflow
+from workflows.localargo.errors import ExecutorError
+from workflows.localargo.manifest import load_manifest, parse_overrides
+from workflows.localargo.status import Node
 
 __all__ = ["run_demo", "services", "synthetic_source", "prepare_mlflow", "EXPERIMENT"]
 
@@ -47,7 +47,7 @@ def synthetic_source(default: str | None, rows: int) -> str:
 
 
 def _postgres(state: Path) -> Any:
-    from workflows.localservices import EmbeddedPostgres
+    from workflows.local.services import EmbeddedPostgres
 
     return EmbeddedPostgres(state / "pg")
 
@@ -75,7 +75,7 @@ def prepare_mlflow(state: Path) -> str:
     directory (the repository, for the subprocess runtime); creating the experiment first
     with an explicit location keeps runs and models beside the database instead.
     """
-    from workflows.localservices import mlflow_sqlite_uri
+    from workflows.local.services import mlflow_sqlite_uri
 
     uri = mlflow_sqlite_uri(state / "mlflow")
     artifacts = (state / "mlflow" / "artifacts").resolve()

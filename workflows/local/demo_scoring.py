@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlparse
 
-from .engine import REPO_ROOT, Outcome, RunOptions, run_workflow
+from workflows.localargo.engine import REPO_ROOT, Outcome, RunOptions, run_workflow
 
 __all__ = ["SCORING_MANIFEST", "later_day", "score_later_day"]
 

@@ -135,13 +135,13 @@ def _run_local(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from workflows.local.demo import run_demo
 
     return run_demo(args)
 
 
 def _services(args: argparse.Namespace) -> int:
-    from .demo import services
+    from workflows.local.demo import services
 
     return services(args)
 

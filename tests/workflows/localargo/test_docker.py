@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from workflows.executor.engine import RunOptions, run_workflow
-from workflows.executor.errors import RuntimeUnavailable
-from workflows.executor.runtimes.docker_runtime import DockerRuntime
+from workflows.localargo.engine import RunOptions, run_workflow
+from workflows.localargo.errors import RuntimeUnavailable
+from workflows.localargo.runtimes.docker_runtime import DockerRuntime
 
 FIXTURES = Path(__file__).parent / "fixtures"
 IMAGE = "executor-test-busybox:1"

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from workflows.executor.errors import ManifestError, ResolveError, Unsupported
-from workflows.executor.expr import depends_tasks, eval_depends, eval_retry, eval_when
-from workflows.executor.retry import RetrySpec, parse_duration
-from workflows.executor.runtimes.subprocess_runtime import map_arg
-from workflows.executor.status import Node, Phase
-from workflows.executor.templating import require_resolved, substitute
+from workflows.localargo.errors import ManifestError, ResolveError, Unsupported
+from workflows.localargo.expr import depends_tasks, eval_depends, eval_retry, eval_when
+from workflows.localargo.retry import RetrySpec, parse_duration
+from workflows.localargo.runtimes.subprocess_runtime import map_arg
+from workflows.localargo.status import Node, Phase
+from workflows.localargo.templating import require_resolved, substitute
 
 PHASES = {
     "A": Phase.SUCCEEDED,

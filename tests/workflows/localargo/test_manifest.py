@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-from workflows.executor.errors import ManifestError, Unsupported
-from workflows.executor.manifest import load_manifest, parse_overrides
+from workflows.localargo.errors import ManifestError, Unsupported
+from workflows.localargo.manifest import load_manifest, parse_overrides
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).parent / "fixtures"
 
 BASE: dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""The local executor on plain Argo workflows (tests/workflows/fixtures), subprocess runtime.
+"""The local executor on plain Argo workflows (tests/workflows/localargo/fixtures), subprocess runtime.
 
 These workflows are not ours: they show the executor follows Argo's semantics for
 parameters, artifacts passed by ``from``, ``depends`` over task results, failFast,
@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from workflows.executor.engine import Outcome, RunOptions, run_workflow
-from workflows.executor.errors import ManifestError
+from workflows.localargo.engine import Outcome, RunOptions, run_workflow
+from workflows.localargo.errors import ManifestError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workflows.executor.engine import RunOptions, run_workflow
-from workflows.executor.errors import ExecutorError
+from workflows.localargo.engine import RunOptions, run_workflow
+from workflows.localargo.errors import ExecutorError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BUCKET = "cybersec-mlops"
