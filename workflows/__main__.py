@@ -19,8 +19,8 @@ COMMAND_MODULES: dict[str, bool] = {
     "workflows.compile": True,
     "workflows.validate": True,
     "workflows.submit": True,
-    # run-local / demo / services: the local executor's CLI.
-    "workflows.localargo.cli": False,
+    # run-local / demo / services: the local executor (workflows.localargo) with this repository's settings.
+    "workflows.local.cli": False,
 }
 
 

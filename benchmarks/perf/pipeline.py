@@ -28,11 +28,9 @@ MANIFEST = Path("workflows/compiled/workflow.yaml")
 
 def _services(state: Path) -> dict[str, str]:
     """Start (or reuse) the demo's PostgreSQL and MLflow store; the stages' environment."""
-    from workflows.local.demo import _EMPTY, prepare_mlflow
-    from workflows.local.services import EmbeddedPostgres
+    from workflows.local.demo import local_env
 
-    pg = EmbeddedPostgres(state / "pg").start()
-    return {**pg.env, "MLFLOW_TRACKING_URI": prepare_mlflow(state), **{k: "" for k in _EMPTY}}
+    return local_env(state)
 
 
 def _stage_rows(stage: str, params: dict[str, str], metrics: dict[str, Any]) -> int | None:
@@ -45,6 +43,7 @@ def _stage_rows(stage: str, params: dict[str, str], metrics: dict[str, Any]) -> 
 def run_pipeline(rows: int, state: Path, seed: int = 7, keep: bool = False) -> dict[str, Any]:
     """Run the workflow once on ``rows`` synthetic flows; timings, phases and per-stage stats."""
     from workflows.local.demo import synthetic_source
+    from workflows.local.project import REPO_ROOT
     from workflows.localargo.engine import RunOptions, run_workflow
     from workflows.localargo.manifest import load_manifest
 
@@ -60,6 +59,7 @@ def run_pipeline(rows: int, state: Path, seed: int = 7, keep: bool = False) -> d
         runtime="subprocess",
         artifacts=str(state / "artifacts"),
         workdir=state / "runs",
+        workspace=REPO_ROOT,
         extra_env=env,
     )
     with open(state / "executor.log", "a") as out, ChildMonitor() as mon:

@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlparse
 
-from workflows.localargo.engine import REPO_ROOT, Outcome, RunOptions, run_workflow
+from workflows.localargo.engine import Outcome, RunOptions, run_workflow
 from workflows.localargo.errors import ExecutorError
 from workflows.localargo.manifest import load_manifest, parse_overrides
 from workflows.localargo.status import Node
 
-__all__ = ["run_demo", "services", "synthetic_source", "prepare_mlflow", "EXPERIMENT"]
+from .project import REPO_ROOT, STATE
+
+__all__ = ["run_demo", "services", "synthetic_source", "prepare_mlflow", "local_env", "EXPERIMENT"]
 
 log = logging.getLogger(__name__)
 EXPERIMENT = "cybersec-anomaly"
@@ -47,7 +49,7 @@ def synthetic_source(default: str | None, rows: int) -> str:
 
 
 def _postgres(state: Path) -> Any:
-    from workflows.local.services import EmbeddedPostgres
+    from .services import EmbeddedPostgres
 
     return EmbeddedPostgres(state / "pg")
 
@@ -75,7 +77,7 @@ def prepare_mlflow(state: Path) -> str:
     directory (the repository, for the subprocess runtime); creating the experiment first
     with an explicit location keeps runs and models beside the database instead.
     """
-    from workflows.local.services import mlflow_sqlite_uri
+    from .services import mlflow_sqlite_uri
 
     uri = mlflow_sqlite_uri(state / "mlflow")
     artifacts = (state / "mlflow" / "artifacts").resolve()
@@ -102,6 +104,17 @@ def _has_experiment(db: Path) -> bool:
         return False
 
 
+def local_env(state: Path) -> dict[str, str]:
+    """Start (or reuse) the PostgreSQL under ``state/pg`` and the MLflow store; the stages' environment.
+
+    ``PG_*`` for the audit, ``MLFLOW_TRACKING_URI`` for the sqlite store, and empty values
+    for what the demo leaves unconfigured (see ``_EMPTY``). Raises :class:`ExecutorError`
+    when PostgreSQL cannot start.
+    """
+    pg = _start_postgres(state)
+    return {**pg.env, "MLFLOW_TRACKING_URI": prepare_mlflow(state), **{k: "" for k in _EMPTY}}
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo; returns the workflow's exit code (2 when it cannot start)."""
     state: Path = args.state.resolve()
@@ -111,9 +124,7 @@ def run_demo(args: argparse.Namespace) -> int:
         default = load_manifest(args.manifest, {}).parameters.get("source")
         overrides.setdefault("source", args.source or synthetic_source(default, args.rows))
         print(f"starting PostgreSQL ({state / 'pg'}) and MLflow ({state / 'mlflow'}) ...", flush=True)
-        pg = _start_postgres(state)
-        mlflow_uri = prepare_mlflow(state)
-        env = {**pg.env, "MLFLOW_TRACKING_URI": mlflow_uri, **{k: "" for k in _EMPTY}}
+        env = local_env(state)
         outcome = run_workflow(
             RunOptions(
                 manifest=args.manifest,
@@ -121,6 +132,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 runtime="subprocess",
                 artifacts=str(state / "artifacts"),
                 workdir=state / "runs",
+                workspace=REPO_ROOT,
                 verbose=args.verbose,
                 extra_env=env,
             )
@@ -128,7 +140,7 @@ def run_demo(args: argparse.Namespace) -> int:
     except ExecutorError as exc:
         log.error("%s", exc)
         return 2
-    _summary(outcome, state, pg, mlflow_uri, time.monotonic() - started)
+    _summary(outcome, state, env, time.monotonic() - started)
     if outcome.exit_code != 0 or args.no_scoring:
         return outcome.exit_code
     from .demo_scoring import score_later_day
@@ -145,7 +157,7 @@ def _tasks(root: Node) -> dict[str, Node]:
     return {c.display_name: c for c in root.children}
 
 
-def _summary(outcome: Outcome, state: Path, pg: Any, mlflow_uri: str, seconds: float) -> None:
+def _summary(outcome: Outcome, state: Path, env: dict[str, str], seconds: float) -> None:
     t = _tasks(outcome.root)
     p = {name: node.parameters for name, node in t.items()}
     out = sys.stdout
@@ -169,7 +181,7 @@ def _summary(outcome: Outcome, state: Path, pg: Any, mlflow_uri: str, seconds: f
     out.write(f"\n  report:     {report if report.exists() else '(not written)'}\n")
     out.write(f"  artifacts:  {state / 'artifacts'}/{{raw,silver,models,eval}}/{outcome.name}/\n")
     out.write(f"  run state:  {outcome.status_path.parent}\n")
-    _audit(out, pg.env, outcome.name)
+    _audit(out, env, outcome.name)
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     cmd = (
         str(mlflow_bin.relative_to(REPO_ROOT))
@@ -177,10 +189,10 @@ def _summary(outcome: Outcome, state: Path, pg: Any, mlflow_uri: str, seconds: f
         else "mlflow"
     )
     out.write(
-        f"\n  MLflow UI:  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false {cmd} ui --backend-store-uri {mlflow_uri}"
+        f"\n  MLflow UI:  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false {cmd} ui --backend-store-uri {env['MLFLOW_TRACKING_URI']}"
         " --port 5000\n"
     )
-    state_flag = "" if state == Path(".local").resolve() else f" --state {state}"
+    state_flag = "" if state == STATE.resolve() else f" --state {state}"
     out.write(f"  stop the embedded PostgreSQL:  python -m workflows services stop{state_flag}\n")
 
 

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlparse
 
-from workflows.localargo.engine import REPO_ROOT, Outcome, RunOptions, run_workflow
+from workflows.localargo.engine import Outcome, RunOptions, run_workflow
+
+from .project import REPO_ROOT
 
 __all__ = ["SCORING_MANIFEST", "later_day", "score_later_day"]
 
@@ -50,6 +52,7 @@ def score_later_day(training_source: str, state: Path, env: dict[str, str], verb
             runtime="subprocess",
             artifacts=str(state / "artifacts"),
             workdir=state / "runs",
+            workspace=REPO_ROOT,
             verbose=verbose,
             extra_env=env,
         )

@@ -10,7 +10,11 @@ One small module per concern, in the spirit of ``kfp/local``:
 - ``artifacts``: the artifact repository (a local directory or S3);
 - ``runtimes``: how a container runs (``subprocess`` or ``docker``) behind ``run(task) -> Result``;
 - ``pod``: one container node: inputs, attempts with ``retryStrategy``, outputs;
-- ``engine``: the workflow as a whole; ``tree``: the ``argo get``-like view; ``cli``/``demo``: commands.
+- ``engine``: the workflow as a whole; ``tree``: the ``argo get``-like view; ``cli``: ``run-local``.
+
+It knows nothing of the project that uses it: the workspace the subprocess runtime runs in,
+the default paths and how to build missing images come in through ``RunOptions`` and
+``cli.RunLocalDefaults`` (this repository's are in ``workflows/local/project.py``).
 
 Nothing runs at import; heavy libraries (yaml, boto3) are imported where used.
 """

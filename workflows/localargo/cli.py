@@ -1,20 +1,38 @@
-"""``run-local``, ``demo`` and ``services``: the local executor's subcommands of ``python -m workflows``.
+"""``run-local``: the executor's command, for a caller's ``argparse`` subparsers.
 
-Only the standard library is imported here, so ``--help`` stays instant.
+The caller supplies what differs between projects (the default manifest, where artifacts
+and runs go, the directory commands run in, how to build missing images) through
+:class:`RunLocalDefaults`. Only the standard library is imported here, so ``--help`` stays
+instant.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parser", "add_parsers"]
+__all__ = ["RunLocalDefaults", "add_run_local"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MANIFEST = Path("workflows/compiled/workflow.yaml")
+
+@dataclass(frozen=True)
+class RunLocalDefaults:
+    """What ``run-local`` assumes when an option is not given."""
+
+    manifest: Path | None = None
+    """The manifest to run when none is named (None: the argument is required)."""
+    artifacts: str = ".localargo/artifacts"
+    workdir: Path = Path(".localargo/runs")
+    workspace: Path = field(default_factory=Path.cwd)
+    """Where the subprocess runtime runs commands (and what it puts on PYTHONPATH)."""
+    build_hint: Callable[[Sequence[str]], str | None] | None = None
+    """The docker runtime's advice for images missing locally."""
+
 
 RUN_LOCAL_HELP = """\
 Run an Argo Workflow or WorkflowTemplate manifest on this machine and print an
@@ -23,8 +41,8 @@ Errored, 2 when the manifest uses something this executor refuses (the message n
 the field) or the run cannot start.
 
 Runtimes:
-  subprocess  each container's command/args run as a local process in the repository
-              root with PYTHONPATH set to it (command[0] python → this interpreter).
+  subprocess  each container's command/args run as a local process in the workspace
+              directory with PYTHONPATH set to it (command[0] python → this interpreter).
               The container paths /tmp/inputs and /tmp/outputs (and any emptyDir
               mountPath) map to a per-task sandbox, where artifact and output-parameter
               paths are read. A command/args item or env value is rewritten only when it
@@ -42,22 +60,25 @@ the value of the executor's own environment variable of the same NAME (export it
 put it in --env-file); when unset the variable is left out, with a warning.
 
 Artifacts: --artifacts replaces the manifest's artifactRepositoryRef: keys such as
-raw/<workflow>/flows.parquet land in DIR/raw/<workflow>/flows.parquet or
-s3://BUCKET/raw/<workflow>/flows.parquet (S3 through MINIO_ENDPOINT, MINIO_ACCESS_KEY,
+data/<workflow>/part.parquet land in DIR/data/<workflow>/part.parquet or
+s3://BUCKET/data/<workflow>/part.parquet (S3 through MINIO_ENDPOINT, MINIO_ACCESS_KEY,
 MINIO_SECRET_KEY, or --s3-endpoint).
 
 RUN_LOCAL_BACKOFF_SCALE=0.01 shrinks retryStrategy backoff delays (for tests).
 """
 
 
-def _run_local_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "manifest",
-        nargs="?",
-        type=Path,
-        default=DEFAULT_MANIFEST,
-        help="Workflow or WorkflowTemplate YAML (default: %(default)s)",
-    )
+def _run_local_args(p: argparse.ArgumentParser, d: RunLocalDefaults) -> None:
+    if d.manifest is None:
+        p.add_argument("manifest", type=Path, help="Workflow or WorkflowTemplate YAML")
+    else:
+        p.add_argument(
+            "manifest",
+            nargs="?",
+            type=Path,
+            default=d.manifest,
+            help="Workflow or WorkflowTemplate YAML (default: %(default)s)",
+        )
     p.add_argument(
         "-p",
         "--parameter",
@@ -74,7 +95,7 @@ def _run_local_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--artifacts",
-        default=".local/artifacts",
+        default=d.artifacts,
         metavar="DIR|s3://BUCKET",
         help="artifact repository: a directory or an S3 bucket (default: %(default)s)",
     )
@@ -87,7 +108,7 @@ def _run_local_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workdir",
         type=Path,
-        default=Path(".local/runs"),
+        default=d.workdir,
         help="where runs keep sandboxes, logs and status.json (default: %(default)s)",
     )
     p.add_argument(
@@ -110,7 +131,7 @@ def _run_local_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _run_local(args: argparse.Namespace) -> int:
+def _run_local(args: argparse.Namespace, d: RunLocalDefaults) -> int:
     from .engine import RunOptions, run_workflow
     from .errors import ExecutorError
     from .manifest import parse_overrides
@@ -127,6 +148,8 @@ def _run_local(args: argparse.Namespace) -> int:
             name=args.name,
             namespace=args.namespace,
             s3_endpoint=args.s3_endpoint,
+            workspace=d.workspace,
+            build_hint=d.build_hint,
         )
         return run_workflow(opts).exit_code
     except ExecutorError as exc:
@@ -134,71 +157,15 @@ def _run_local(args: argparse.Namespace) -> int:
         return 2
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from workflows.local.demo import run_demo
-
-    return run_demo(args)
-
-
-def _services(args: argparse.Namespace) -> int:
-    from workflows.local.demo import services
-
-    return services(args)
-
-
-def add_parser(subparsers: Any) -> None:
-    """Register ``run-local``, ``demo`` and ``services`` on ``python -m workflows``."""
+def add_run_local(subparsers: Any, defaults: RunLocalDefaults | None = None) -> argparse.ArgumentParser:
+    """Register ``run-local`` on ``subparsers``, with the caller's defaults; returns its parser."""
+    d = defaults or RunLocalDefaults()
     p = subparsers.add_parser(
         "run-local",
         help="run a workflow manifest locally (subprocess or docker runtime)",
         description=RUN_LOCAL_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _run_local_args(p)
-    p.set_defaults(handler=_run_local)
-
-    d = subparsers.add_parser(
-        "demo",
-        help="run the whole pipeline locally on synthetic data and summarise it",
-        description="Start (or reuse) an embedded PostgreSQL (.local/pg) and a local MLflow store (.local/mlflow), "
-        "run the compiled workflow with the subprocess runtime and a local artifact directory, "
-        "then print rows per stage, metrics, the gate verdict, the audit rows and where everything is. "
-        "Exit code: the workflow's.",
-    )
-    d.add_argument("--rows", type=int, default=100_000, help="synthetic flows to generate (default: %(default)s)")
-    d.add_argument(
-        "--source",
-        default=None,
-        metavar="URI",
-        help="ingest this instead of synthetic data (default: synthetic://?rows=ROWS)",
-    )
-    d.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST, help="workflow to run (default: %(default)s)")
-    d.add_argument(
-        "--state",
-        type=Path,
-        default=Path(".local"),
-        help="state directory for pg/, mlflow/, artifacts/ and runs/ (default: %(default)s)",
-    )
-    d.add_argument(
-        "-p",
-        "--parameter",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="extra workflow parameter overrides",
-    )
-    d.add_argument("-v", "--verbose", action="store_true", help="stream the stages' output")
-    d.add_argument(
-        "--no-scoring",
-        action="store_true",
-        help="stop after training (default: then score a later synthetic day with the new champion)",
-    )
-    d.set_defaults(handler=_demo)
-
-    s = subparsers.add_parser("services", help="start, stop or show the embedded PostgreSQL used by the demo")
-    s.add_argument("action", choices=["start", "stop", "status"], help="what to do")
-    s.add_argument("--state", type=Path, default=Path(".local"), help="state directory (default: %(default)s)")
-    s.set_defaults(handler=_services)
-
-
-add_parsers = add_parser
+    _run_local_args(p, d)
+    p.set_defaults(handler=lambda args: _run_local(args, d))
+    return p

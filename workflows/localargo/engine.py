@@ -27,24 +27,31 @@ from .dag import DagRun
 from .errors import ExecutorError, ManifestError
 from .manifest import Manifest, load_manifest
 from .pod import run_pod
-from .runtimes import get_runtime
+from .runtimes import BuildHint, get_runtime
 from .status import Node, Phase, write_json
 from .templating import TAG, substitute
 from .tree import TreeDisplay
 
-__all__ = ["RunOptions", "Outcome", "run_workflow", "execute_template", "read_env_file", "REPO_ROOT"]
+__all__ = ["RunOptions", "Outcome", "run_workflow", "execute_template", "read_env_file"]
 
 log = logging.getLogger(__name__)
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
 class RunOptions:
+    """One run. The caller says where things live; nothing here knows what the workflow does."""
+
     manifest: Path
+    artifacts: str
+    """The artifact repository: a directory or ``s3://BUCKET[/PREFIX]``."""
+    workdir: Path
+    """Where runs keep sandboxes, logs and status.json (``<workdir>/<workflow>/``)."""
     parameters: dict[str, str] = field(default_factory=dict)
     runtime: str = "subprocess"
-    artifacts: str = ".local/artifacts"
-    workdir: Path = Path(".local/runs")
+    workspace: Path = field(default_factory=Path.cwd)
+    """The subprocess runtime's working directory, put first on ``PYTHONPATH`` (the code the commands run)."""
+    build_hint: BuildHint | None = None
+    """The docker runtime's advice for images missing locally (default: ``docker build -t IMAGE``)."""
     env_file: Path | None = None
     verbose: bool = False
     name: str | None = None
@@ -166,7 +173,7 @@ def run_workflow(opts: RunOptions, out: TextIO | None = None) -> Outcome:
     repo = open_repository(opts.artifacts, env, opts.s3_endpoint)
     _report_ignored(m, str(repo))
     scope = _global_scope(m)
-    runtime = get_runtime(opts.runtime, REPO_ROOT)
+    runtime = get_runtime(opts.runtime, opts.workspace.resolve(), opts.build_hint)
     runtime.check(_images(m, scope))
     run_dir = (opts.workdir / m.name).resolve()
     if (run_dir / "status.json").exists():
@@ -193,7 +200,7 @@ def run_workflow(opts: RunOptions, out: TextIO | None = None) -> Outcome:
         runtime=runtime,
         runtime_name=opts.runtime,
         run_dir=run_dir,
-        repo_root=REPO_ROOT,
+        repo_root=opts.workspace.resolve(),
         env=env,
         on_change=display.update,
         echo=(lambda task, line: print(f"{task} | {line}", file=out, flush=True)) if opts.verbose else None,

@@ -14,8 +14,8 @@ step by step, in its order:
 3. ``limit`` counts retries (attempts = limit + 1); no limit means retry until success.
 4. ``expression`` must be true (see :func:`expr.eval_retry`), e.g. ``asInt(lastRetry.exitCode) == 75``.
 
-So, as on the cluster, an attempt that will not be retried (exit 3 under the pipeline's
-expression) still waits its backoff before the node fails, and without ``limit`` retries
+So, as on the cluster, an attempt that will not be retried (an exit code the
+expression rejects) still waits its backoff before the node fails, and without ``limit`` retries
 start at once whatever the backoff says.
 
 ``RUN_LOCAL_BACKOFF_SCALE`` (a float, default 1) multiplies every backoff duration, cap and maxDuration,

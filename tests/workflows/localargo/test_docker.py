@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from workflows.local.project import bake_hint
 from workflows.localargo.engine import RunOptions, run_workflow
 from workflows.localargo.errors import RuntimeUnavailable
 from workflows.localargo.runtimes.docker_runtime import DockerRuntime
@@ -94,4 +95,11 @@ def test_missing_image_names_the_build_command(busybox_image: str) -> None:
         match=r"registry.local/cybersec-mlops-nothing:9.9.9.*"
         r"build with: docker buildx bake nothing",
     ):
-        DockerRuntime().check({busybox_image, "registry.local/cybersec-mlops-nothing:9.9.9"})
+        DockerRuntime(build_hint=bake_hint).check({busybox_image, "registry.local/cybersec-mlops-nothing:9.9.9"})
+
+
+def test_missing_image_without_a_build_hint_gives_the_generic_advice(busybox_image: str) -> None:
+    with pytest.raises(
+        RuntimeUnavailable, match=r"registry.local/other:1 ?; build or load it \(docker build -t IMAGE \.\.\.\)"
+    ):
+        DockerRuntime().check({busybox_image, "registry.local/other:1"})

@@ -17,18 +17,13 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..errors import RuntimeUnavailable
 from .base import Result, RuntimeTask, stream_process
 
-__all__ = ["DockerRuntime", "bake_target"]
-
-
-def bake_target(image: str) -> str | None:
-    """The docker-bake.hcl target that builds ``image`` (``.../cybersec-mlops-<target>:tag``), if ours."""
-    m = re.search(r"cybersec-mlops-([a-z]+):[^/]+$", image)
-    return m.group(1) if m else None
+__all__ = ["DockerRuntime"]
 
 
 def _memory(limit: str) -> str:
@@ -50,8 +45,10 @@ class DockerRuntime:
 
     name = "docker"
 
-    def __init__(self, docker: str = "docker") -> None:
+    def __init__(self, docker: str = "docker", build_hint: Callable[[Sequence[str]], str | None] | None = None) -> None:
         self.docker = docker
+        self.build_hint = build_hint
+        """``build_hint(missing)``: the command that builds those images, when the caller knows one."""
 
     def check(self, images: set[str]) -> None:
         """Fail early, naming the build command, when docker or an image is missing."""
@@ -70,12 +67,8 @@ class DockerRuntime:
             if subprocess.run([self.docker, "image", "inspect", i], capture_output=True).returncode != 0
         ]
         if missing:
-            targets = sorted({t for t in map(bake_target, missing) if t})
-            how = (
-                f"build with: docker buildx bake {' '.join(targets)}"
-                if targets
-                else "build or load it (docker build -t IMAGE ...)"
-            )
+            hint = self.build_hint(missing) if self.build_hint else None
+            how = f"build with: {hint}" if hint else "build or load it (docker build -t IMAGE ...)"
             raise RuntimeUnavailable(f"image(s) not found locally: {', '.join(missing)}; {how}")
 
     def _argv(self, task: RuntimeTask) -> list[str]:
