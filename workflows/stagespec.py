@@ -25,6 +25,9 @@ __all__ = [
     "PARAMS_DIR",
 ]
 
+PRESETS = ("", "cicids2017", "unsw-nb15")
+"""CSV column-mapping presets of ``stages.ingest --preset`` ("": recognised from the header)."""
+
 INPUTS_DIR = "/tmp/inputs"
 OUTPUTS_DIR = "/tmp/outputs"
 PARAMS_DIR = "/tmp/outputs/params"
@@ -107,6 +110,19 @@ WORKFLOW_PARAMETERS: tuple[WorkflowParam, ...] = (
         "preset",
         "",
         "CSV column-mapping preset: cicids2017 or unsw-nb15; empty: detect it from the CSV header",
+        PRESETS,
+    ),
+    WorkflowParam(
+        "max-reject-fraction",
+        "0.05",
+        "ingest fails (exit 2, nothing published) when more than this share of the input rows is rejected; "
+        "1 allows any share short of all",
+    ),
+    WorkflowParam(
+        "time-origin",
+        "",
+        "added to every timestamp, for Zeek logs whose ts counts from the capture's start: "
+        "ISO 8601 (no offset = UTC) or epoch seconds; empty: timestamps are absolute",
     ),
     WorkflowParam(
         "window",
@@ -124,7 +140,12 @@ WORKFLOW_PARAMETERS: tuple[WorkflowParam, ...] = (
     WorkflowParam("gate-min-pr-auc", "0.3", "quality gate: minimum PR-AUC on the holdout"),
     WorkflowParam("gate-min-recall", "0.5", "quality gate: minimum recall at the threshold"),
     WorkflowParam("gate-max-fpr", "0.05", "quality gate: maximum false-positive rate"),
-    WorkflowParam("gate-max-alert-rate", "0.1", "quality gate: maximum share of flows alerted"),
+    WorkflowParam(
+        "gate-max-alert-rate",
+        "0.1",
+        "quality gate: maximum share of holdout flows alerted; with labels only alerts on flows not labelled "
+        "malicious count (benign alert rate), so an attack-heavy holdout is not failed for catching its attacks",
+    ),
     WorkflowParam("registered-model", "cybersec-anomaly-detector", "MLflow registered model name"),
     # image-registry and image-tag get their defaults from docker-bake.hcl (pipeline.py).
 )
@@ -143,7 +164,13 @@ STAGE_SPECS: tuple[StageSpec, ...] = (
             OutArtifact("flows", "flows.parquet", "raw", "--output"),
             OutArtifact("rejects", "rejects.parquet", "raw", "--rejects"),
         ),
-        options=(("--source", "source"), ("--format", "source-format"), ("--preset", "preset")),
+        options=(
+            ("--source", "source"),
+            ("--format", "source-format"),
+            ("--preset", "preset"),
+            ("--max-reject-fraction", "max-reject-fraction"),
+            ("--time-origin", "time-origin"),
+        ),
         out_params=(OutParam("rows", "rows"), OutParam("rejected", "rejected"), OutParam("sha256", "sha256")),
         requests={"cpu": "500m", "memory": "1Gi"},
         limits={"cpu": "2", "memory": "4Gi"},
@@ -231,7 +258,8 @@ LANDING = "s3://cybersec-mlops/landing/conn.log.gz"
 SCORING_PARAMETERS: tuple[WorkflowParam, ...] = (
     WorkflowParam("source", LANDING, "new flows: s3://bucket/key, a path inside the image, or synthetic://..."),
     WorkflowParam("source-format", "auto", "format of the source", ("auto", "zeek", "zeek-json", "csv", "parquet")),
-    WorkflowParam("preset", "", "CSV column-mapping preset: cicids2017 or unsw-nb15; empty: from the header"),
+    WorkflowParam("preset", "", "CSV column-mapping preset: cicids2017 or unsw-nb15; empty: from the header", PRESETS),
+    *(p for p in WORKFLOW_PARAMETERS if p.name in ("max-reject-fraction", "time-origin")),
     WorkflowParam(
         "window",
         "previous-day",

@@ -18,7 +18,7 @@ from stages.common.errors import InputError
 from stages.common.runner import StageContext, main_exit, run_stage
 
 if TYPE_CHECKING:
-    from .readers import Chunk
+    from .chunk import Chunk
     from .writer import Stats
 
 log = logging.getLogger("stages.ingest")
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="WHEN",
         help="added to every timestamp, for logs whose ts counts seconds from the capture's start "
-        "(Zeek run on a pcap with relative times): ISO 8601 (no offset = UTC) or epoch seconds",
+        "(Zeek run on a pcap with relative times): ISO 8601 (no offset = UTC) or epoch seconds; empty: none",
     )
     p.add_argument("--output", required=True, help="where flows.parquet goes (path or URI)")
     p.add_argument("--rejects", required=True, help="where rejects.parquet goes (path or URI)")
@@ -89,10 +89,12 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _origin(text: str) -> float:
-    """``--time-origin`` → epoch seconds (ISO 8601 without offset is UTC)."""
+def _origin(text: str) -> float | None:
+    """``--time-origin`` → epoch seconds (ISO 8601 without offset is UTC); empty: none (the workflow's default)."""
     import datetime as dt
 
+    if not text.strip():
+        return None
     try:
         return float(text)
     except ValueError:
@@ -124,8 +126,8 @@ def _synthetic(uri: str) -> Iterator[Chunk]:
     import pyarrow as pa
 
     from . import synthetic
+    from .chunk import Chunk
     from .normalise import REJECT_SCHEMA
-    from .readers import Chunk
 
     for batch in synthetic.generate_batches(**synthetic.parse_uri(uri)):
         yield Chunk(pa.Table.from_batches([batch]), REJECT_SCHEMA.empty_table(), batch.num_rows)
