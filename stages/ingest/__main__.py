@@ -18,7 +18,7 @@ from stages.common.errors import InputError
 from stages.common.runner import StageContext, main_exit, run_stage
 
 if TYPE_CHECKING:
-    from .readers import Chunk
+    from .chunk import Chunk
     from .writer import Stats
 
 log = logging.getLogger("stages.ingest")
@@ -126,8 +126,8 @@ def _synthetic(uri: str) -> Iterator[Chunk]:
     import pyarrow as pa
 
     from . import synthetic
+    from .chunk import Chunk
     from .normalise import REJECT_SCHEMA
-    from .readers import Chunk
 
     for batch in synthetic.generate_batches(**synthetic.parse_uri(uri)):
         yield Chunk(pa.Table.from_batches([batch]), REJECT_SCHEMA.empty_table(), batch.num_rows)

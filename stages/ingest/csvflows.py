@@ -27,9 +27,10 @@ import pyarrow.csv as pcsv
 from stages.common.errors import InputError
 
 from . import normalise as nz
+from .chunk import Chunk, Misaligned, SourceLines
 from .csvspecs import PRESETS, UNSW_FULL_COLUMNS, Spec, load_mapping, normal_name
 from .protocols import PROTO_NUMBERS
-from .readers import MAX_LINE_BYTES, TOO_LONG, Chunk, blocks
+from .textblocks import MAX_LINE_BYTES, TOO_LONG, blocks, numbered_lines
 
 __all__ = ["read_csv"]
 
@@ -174,12 +175,12 @@ def _records(seg: bytes | bytearray, line: int) -> list[tuple[int, bytes]]:
     out: list[tuple[int, bytes]] = []
     parts: list[bytes] = []
     first = quotes = 0
-    for k, raw in enumerate(bytes(seg).split(b"\n")[:-1]):
+    for no, raw in numbered_lines(seg, line, "none"):
         raw = raw.rstrip(b"\r")
         if not parts:
             if not raw:
                 continue
-            first = line + k
+            first = no
         parts.append(raw)
         quotes += raw.count(b'"')
         if quotes % 2 == 0:  # "" inside a quoted value keeps the parity
@@ -219,25 +220,14 @@ def _parse(seg: bytes | bytearray, d: _Dialect, as_strings: bool) -> pa.Table | 
     return None if invalid else table
 
 
-class _Misaligned(Exception):
-    """pyarrow and ``_records`` disagree on where a block's records are."""
-
-
 def _block(seg: bytes | bytearray, line: int, d: _Dialect, source: str) -> Chunk:
     table = _parse(seg, d, as_strings=False)
     if table is not None:
-        lines, expected = None, table.num_rows
-
-        def raw(idx: Any) -> tuple[list[int | None], list[str]]:
-            nonlocal lines
-            lines = lines or _records(seg, line)
-            if len(lines) != expected:  # a quote pyarrow took literally: only the careful pass can tell
-                raise _Misaligned
-            return [lines[int(i)][0] for i in idx], [nz.raw_text(lines[int(i)][1]) for i in idx]
-
+        # a quote pyarrow took literally shows as another record count: only the careful pass can tell
+        raw = SourceLines(lambda: _records(seg, line), rows=table.num_rows)
         try:
             return _to_chunk(table, d, source, raw, table.num_rows, None, _record_array(seg, line, table.num_rows))
-        except _Misaligned:
+        except Misaligned:
             pass
     rejects: list[tuple[int | None, str | None, str, str]] = []
     good: list[tuple[int, bytes]] = []
@@ -264,12 +254,8 @@ def _block(seg: bytes | bytearray, line: int, d: _Dialect, source: str) -> Chunk
     if table is None or table.num_rows != len(good):
         rejects += [(no, None, "unparseable line", nz.raw_text(r)) for no, r in good]
         return Chunk(nz.conform({}, 0, source, nz.Problems(0)), nz.reject_rows(source, rejects), len(all_lines))
-
-    def raw_good(idx: Any) -> tuple[list[int | None], list[str]]:
-        return [good[int(i)][0] for i in idx], [nz.raw_text(good[int(i)][1]) for i in idx]
-
     records = pa.array([r for _, r in good], pa.binary())
-    return _to_chunk(table, d, source, raw_good, len(all_lines), prior, records)
+    return _to_chunk(table, d, source, SourceLines(good), len(all_lines), prior, records)
 
 
 def _record_array(seg: bytes | bytearray, line: int, n: int) -> pa.Array | None:

@@ -1,115 +1,34 @@
-"""Source readers: format detection, byte blocks, Parquet input and the dispatch to each format.
+"""Source readers: format detection, Parquet input and the dispatch to each format.
 
-Every reader yields ``Chunk``s — canonical flows, quarantined rows and how many input
-records the chunk covered — so the CLI streams any file size in bounded memory and can
-check ``rows_in == rows_out + rows_rejected``. Text formats are read in blocks of whole
-lines (``blocks``) with line numbers kept for the rejects file; gzip is recognised by its
-magic bytes, and a truncated or corrupt stream is an ``InputError`` naming the file.
+Every reader yields ``Chunk``s (``chunk.py``) — canonical flows, quarantined rows and how
+many input records the chunk covered — so the CLI streams any file size in bounded memory
+and can check ``rows_in == rows_out + rows_rejected``. The text formats (``zeek``,
+``zeekjson``, ``csvflows``) read their files through ``textblocks``; they never import this
+module, so the readers form no import circle.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
-import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import pyarrow as pa
 
 from stages.common.errors import InputError
 from stages.common.schema import FLOW_COLUMNS
 
-from .normalise import REJECT_SCHEMA, Problems, conform, labels, parse_timestamps, split
+from .chunk import Chunk
+from .normalise import Problems, conform, labels, parse_timestamps, split
+from .textblocks import head
 
-__all__ = ["Chunk", "FORMATS", "MAX_LINE_BYTES", "TOO_LONG", "detect_format", "read_source", "open_binary", "blocks"]
+__all__ = ["FORMATS", "detect_format", "read_parquet", "read_source"]
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("auto", "zeek", "zeek-json", "csv", "parquet")
-BLOCK_BYTES = 32 << 20  # text read per block; a block ends on a line boundary
-MAX_LINE_BYTES = 1 << 20  # longer lines are quarantined ("line too long"), and only this much of them is read
-TOO_LONG = f"line too long: over {MAX_LINE_BYTES} bytes"
-_GZIP_MAGIC = b"\x1f\x8b"
 _PARQUET_MAGIC = b"PAR1"
-_BOM = b"\xef\xbb\xbf"
-
-
-@dataclass
-class Chunk:
-    """One block's outcome: flows in FLOW_SCHEMA, rejects in REJECT_SCHEMA, records read."""
-
-    flows: pa.Table
-    rejects: pa.Table
-    rows_in: int
-    unknown_labels: dict[str, int] = field(default_factory=dict)
-    # the whole source record of each flow row (binary), where the reader has it: duplicates
-    # are then counted over source records, not over the canonical columns a mapping kept
-    records: pa.Array | None = None
-
-
-def open_binary(path: Path) -> IO[bytes]:
-    """The file's bytes, transparently gunzipped when it starts with the gzip magic."""
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    if magic == _GZIP_MAGIC:
-        return gzip.GzipFile(path, "rb")  # type: ignore[return-value]
-    return open(path, "rb")  # noqa: SIM115
-
-
-def blocks(path: Path, size: int = BLOCK_BYTES) -> Iterator[bytearray]:
-    """Yield the (decompressed) file in blocks of ~``size`` bytes that end with a newline.
-
-    The next block is read (and gunzipped) in a background thread while the caller parses
-    the current one. Each block is completed to the end of its last line with ``readline``,
-    so nothing is copied twice; a UTF-8 BOM is dropped. Memory stays bounded whatever the
-    input: a line that goes on past MAX_LINE_BYTES (a gzip bomb of zeros has no newline at
-    all) is kept only up to the limit, so it is rejected as too long, and the rest of it is
-    read and dropped in 1 MiB pieces. Raises InputError when a gzip
-    stream is truncated or corrupt (nothing after the damage can be trusted, so the whole
-    file is refused rather than half-ingested).
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    with open_binary(path) as fh, ThreadPoolExecutor(1, thread_name_prefix="read") as pool:
-        ahead = pool.submit(_read_block, fh, size, path)
-        first = True
-        while True:
-            block = ahead.result()
-            if not block:
-                return
-            ahead = pool.submit(_read_block, fh, size, path)
-            if first and block.startswith(_BOM):
-                del block[: len(_BOM)]
-            first = False
-            yield block
-
-
-def _read_block(fh: IO[bytes], size: int, path: Path) -> bytearray:
-    try:
-        block = bytearray(fh.read(size))
-        if block and not block.endswith(b"\n"):
-            rest = fh.readline(MAX_LINE_BYTES + 1)
-            block += rest
-            if len(rest) > MAX_LINE_BYTES:  # over the limit and still going: drop the remainder
-                while (piece := fh.readline(1 << 20)) and not piece.endswith(b"\n"):
-                    pass
-    except (EOFError, OSError, zlib.error) as exc:
-        raise InputError(f"{path}: truncated or corrupt gzip stream ({exc}); re-copy or re-export the file") from exc
-    if block and not block.endswith(b"\n"):
-        block += b"\n"
-    return block
-
-
-def _head(path: Path, n: int = 4096) -> bytes:
-    try:
-        with open_binary(path) as fh:
-            return fh.read(n).removeprefix(_BOM)
-    except (EOFError, OSError, zlib.error) as exc:
-        raise InputError(f"{path}: truncated or corrupt gzip stream ({exc}); re-copy or re-export the file") from exc
 
 
 def detect_format(path: Path, declared: str = "auto") -> str:
@@ -119,12 +38,12 @@ def detect_format(path: Path, declared: str = "auto") -> str:
     with open(path, "rb") as fh:
         if fh.read(4) == _PARQUET_MAGIC:
             return "parquet"
-    head = _head(path).lstrip()
-    if not head:
+    first = head(path).lstrip()
+    if not first:
         raise InputError(f"{path}: empty file (no bytes after decompression); nothing to ingest")
-    if head.startswith(b"#"):
+    if first.startswith(b"#"):
         return "zeek"
-    if head.startswith(b"{"):
+    if first.startswith(b"{"):
         return "zeek-json"
     return "csv"
 
@@ -231,7 +150,3 @@ def _plain(batch: pa.RecordBatch) -> pa.RecordBatch:
         for c in batch.columns
     ]
     return pa.RecordBatch.from_arrays(cols, names=batch.schema.names)
-
-
-def empty_rejects() -> pa.Table:
-    return REJECT_SCHEMA.empty_table()

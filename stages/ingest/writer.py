@@ -29,8 +29,8 @@ import pyarrow.parquet as pq
 from stages.common.errors import InputError
 from stages.common.schema import FLOW_SCHEMA
 
+from .chunk import Chunk
 from .normalise import REJECT_SCHEMA
-from .readers import Chunk
 
 __all__ = ["Stats", "write_chunks", "row_hashes"]
 

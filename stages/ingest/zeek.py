@@ -26,8 +26,9 @@ import pyarrow.csv as pcsv
 
 from stages.common.errors import InputError
 
-from .normalise import RAW_LIMIT, Problems, conform, labels, parse_timestamps, reject_rows, split
-from .readers import MAX_LINE_BYTES, TOO_LONG, Chunk, blocks
+from .chunk import Chunk, SourceLines
+from .normalise import Problems, conform, labels, parse_timestamps, raw_text, reject_rows, split
+from .textblocks import MAX_LINE_BYTES, TOO_LONG, blocks, numbered_lines
 
 __all__ = ["ZEEK_TYPES", "CONN_FIELDS", "read_tsv", "arrow_type", "to_chunk"]
 
@@ -214,7 +215,7 @@ class _TsvReader:
             self.checked = True
         table = _fast(seg, layout)
         if table is not None:
-            yield to_chunk(table, self.source, _raw_lookup(seg, line), table.num_rows, [])
+            yield to_chunk(table, self.source, SourceLines(lambda: numbered_lines(seg, line)), table.num_rows, [])
         else:
             yield _careful(seg, line, layout, self.source)
 
@@ -277,29 +278,15 @@ def _fast(
     return None if invalid else table
 
 
-def _lines(seg: bytes | bytearray, line: int) -> list[tuple[int, bytes]]:
-    """(line number, bytes) of the non-empty lines of a segment, as pyarrow counts rows."""
-    return [(line + k, raw.rstrip(b"\r")) for k, raw in enumerate(bytes(seg).split(b"\n")[:-1]) if raw.rstrip(b"\r")]
-
-
-def _raw_lookup(seg: bytes | bytearray, line: int) -> Any:
-    def raw(idx: Any) -> tuple[list[int | None], list[str]]:
-        lines = _lines(seg, line)
-        picked = [lines[int(i)] for i in idx]
-        return [no for no, _ in picked], [b[:RAW_LIMIT].decode("utf-8", "replace") for _, b in picked]
-
-    return raw
-
-
 def _careful(seg: bytes | bytearray, line: int, layout: Layout, source: str) -> Chunk:
     """Line-by-line pass over a segment that failed the fast path."""
     rejects: list[tuple[int | None, str | None, str, str]] = []
     good: list[tuple[int, bytes]] = []
     n = len(layout.fields)
     checks = [(i, name) for i, name in enumerate(layout.fields) if name in layout.wanted]
-    all_lines = _lines(seg, line)
+    all_lines = numbered_lines(seg, line)
     for no, raw in all_lines:
-        text = raw[:RAW_LIMIT].decode("utf-8", "replace")
+        text = raw_text(raw)
         if len(raw) > MAX_LINE_BYTES:
             rejects.append((no, None, TOO_LONG, text))
             continue
@@ -316,17 +303,13 @@ def _careful(seg: bytes | bytearray, line: int, layout: Layout, source: str) -> 
     longest = max((len(raw) for _, raw in good), default=0)
     table = _fast(body, layout, as_strings=True, block_size=max(1 << 20, 2 * longest + 2)) if good else None
     if good and table is None:  # should not happen after the checks; never lose the rows
-        rejects.extend((no, None, "unparseable line", raw[:RAW_LIMIT].decode("utf-8", "replace")) for no, raw in good)
+        rejects.extend((no, None, "unparseable line", raw_text(raw)) for no, raw in good)
         good = []
     prior = reject_rows(source, rejects)
     if not good:
         return Chunk(conform({}, 0, source, Problems(0)), prior, len(all_lines))
-
-    def raw_fn(idx: Any) -> tuple[list[int | None], list[str]]:
-        return [good[int(i)][0] for i in idx], [good[int(i)][1][:RAW_LIMIT].decode("utf-8", "replace") for i in idx]
-
     assert table is not None
-    return to_chunk(table, source, raw_fn, len(all_lines), [prior])
+    return to_chunk(table, source, SourceLines(good), len(all_lines), [prior])
 
 
 def _utf8(value: bytes) -> bool:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.json as pjson
 
-from .normalise import RAW_LIMIT, reject_rows
-from .readers import MAX_LINE_BYTES, TOO_LONG, Chunk, blocks
+from .chunk import Chunk, SourceLines
+from .normalise import raw_text, reject_rows
+from .textblocks import MAX_LINE_BYTES, TOO_LONG, blocks, numbered_lines
 from .zeek import CONN_FIELDS, DETAIL_FIELDS, LABEL_FIELDS, ZEEK_TYPES, to_chunk
 
 __all__ = ["read_json"]
@@ -37,11 +37,6 @@ def read_json(path: Path, source: str) -> Iterator[Chunk]:
     for block in blocks(path):
         yield _fast(block, line, source) or _careful(block, line, source)
         line += block.count(b"\n")
-
-
-def _lines(block: bytes | bytearray, line: int) -> list[tuple[int, bytes]]:
-    """(line number, bytes) of the lines holding a record; blank lines are not records."""
-    return [(line + k, raw) for k, raw in enumerate(bytes(block).split(b"\n")[:-1]) if raw.strip()]
 
 
 def _schema(block: bytes | bytearray) -> pa.Schema:
@@ -64,12 +59,7 @@ def _fast(block: bytes | bytearray, line: int, source: str) -> Chunk | None:
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
-
-    def raw(idx: Any) -> tuple[list[int | None], list[str]]:
-        lines = _lines(block, line)
-        return [lines[int(i)][0] for i in idx], [lines[int(i)][1][:RAW_LIMIT].decode("utf-8", "replace") for i in idx]
-
-    return to_chunk(table, source, raw, table.num_rows, [])
+    return to_chunk(table, source, SourceLines(lambda: numbered_lines(block, line, "blank")), table.num_rows, [])
 
 
 def _careful(block: bytes | bytearray, line: int, source: str) -> Chunk:
@@ -77,9 +67,9 @@ def _careful(block: bytes | bytearray, line: int, source: str) -> Chunk:
     rejects: list[tuple[int | None, str | None, str, str]] = []
     good: list[tuple[int, bytes]] = []
     columns: dict[str, list[str | None]] = {k: [] for k in _KEYS}
-    all_lines = _lines(block, line)
+    all_lines = numbered_lines(block, line, "blank")
     for no, raw in all_lines:
-        text = raw[:RAW_LIMIT].decode("utf-8", "replace")
+        text = raw_text(raw)
         if len(raw) > MAX_LINE_BYTES:
             rejects.append((no, None, TOO_LONG, text))
             continue
@@ -105,8 +95,4 @@ def _careful(block: bytes | bytearray, line: int, source: str) -> Chunk:
     table = pa.table(
         {k: pa.array(columns[k], pa.string()) for k in present} or {"ts": pa.nulls(len(good), pa.string())}
     )
-
-    def raw_fn(idx: Any) -> tuple[list[int | None], list[str]]:
-        return [good[int(i)][0] for i in idx], [good[int(i)][1][:RAW_LIMIT].decode("utf-8", "replace") for i in idx]
-
-    return to_chunk(table, source, raw_fn, len(all_lines), [reject_rows(source, rejects)])
+    return to_chunk(table, source, SourceLines(good), len(all_lines), [reject_rows(source, rejects)])

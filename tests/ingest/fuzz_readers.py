@@ -55,9 +55,11 @@ def main() -> None:
 
     logging.disable(logging.CRITICAL)
     with atheris.instrument_imports():
+        import stages.ingest.chunk  # noqa: F401
         import stages.ingest.csvflows  # noqa: F401
         import stages.ingest.normalise  # noqa: F401
         import stages.ingest.readers  # noqa: F401
+        import stages.ingest.textblocks  # noqa: F401
         import stages.ingest.zeek  # noqa: F401
         import stages.ingest.zeekjson  # noqa: F401
     workdir = Path(tempfile.mkdtemp(prefix="fuzz-ingest-"))

@@ -168,7 +168,7 @@ def test_detect_format_from_content(name: str, fmt: str) -> None:
 
 def test_large_file_streams_in_several_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ingest: Ingest) -> None:
     """Blocks split mid-file; line numbers in rejects still point at the right line."""
-    import stages.ingest.readers as readers
+    import stages.ingest.textblocks as textblocks
 
     lines = (FIXTURES / "conn.log").read_text().splitlines()
     header, data = lines[:8], lines[8:-1]
@@ -176,7 +176,7 @@ def test_large_file_streams_in_several_chunks(tmp_path: Path, monkeypatch: pytes
     body[152] = body[152].replace("\t38\t", "\t-38\t")
     path = tmp_path / "many.log"
     path.write_text("\n".join(header + body) + "\n")
-    monkeypatch.setattr("stages.ingest.zeek.blocks", lambda p: readers.blocks(p, 4096))
+    monkeypatch.setattr("stages.ingest.zeek.blocks", lambda p: textblocks.blocks(p, 4096))
     got = ingest(path)
     assert got.stats.rows_in == 320 and got.flows.num_rows == 319
     assert got.rejects.to_pylist()[0]["line"] == 8 + 152 + 1

@@ -9,7 +9,7 @@ import pytest
 
 from stages.common.schema import FLOW_SCHEMA
 from stages.ingest import synthetic
-from stages.ingest.attacks import SCENARIOS, split_rows
+from stages.ingest.synthetic.attacks import SCENARIOS, split_rows
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 Flows are built as a dict of numpy columns (a "frame") so a whole batch is generated
 with a few vectorised calls. Addresses are uint32, categorical fields are small integer
 codes into the vocabularies below, and missing values are NaN (floats) or -1 (codes,
-byte counts); ``synthetic.to_batch`` turns a frame into an Arrow RecordBatch.
+byte counts); ``generator.to_batch`` turns a frame into an Arrow RecordBatch.
 
 Byte counts and durations are lognormal per service and correlated with each other
 through one shared normal draw (a long flow tends to carry more bytes). Packets and
