@@ -1,93 +1,34 @@
 """The self-contained HTML report for SOC analysts and model owners.
 
 One file, no external resources (plots are inline SVG, CSS is inline, a Content-Security-
-Policy forbids loading anything), readable offline from MinIO or the Argo UI. Every
-string that comes from data, the card or the registry is escaped: flows are untrusted.
+Policy forbids loading anything), readable offline from MinIO or the Argo UI. The page is
+rendered from ``templates/report.html.j2`` by Jinja2 with autoescaping on: every value from
+data, the card or the registry is escaped when it is written (flows are untrusted). This
+module only shapes plain values for the template; the only markup it passes through
+unescaped is the inline SVG drawn by ``plots`` (which escapes its own labels).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import html
-import math
-import re
+import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import jinja2
 import numpy as np
+from markupsafe import Markup
+
+from stages.common.feature_units import raw_text, raw_value
 
 from . import plots
 from .metrics import robust_z
 
 __all__ = ["ReportData", "top_alerts", "render", "raw_value"]
 
-# Silver feeds counts and sizes to the model as log1p (stages/silver features.py, windows.py):
-# pair_distinct_port_1m 3.33 is 27 ports. The report turns them back, with their unit.
-_LOG1P_UNITS = (
-    (re.compile(r"log_(src|dst)_bytes_per_pkt"), "bytes/packet"),
-    (re.compile(r"log_(src|dst)(_ip)?_bytes"), "bytes"),
-    (re.compile(r"log_(src|dst)_pkts"), "packets"),
-    (re.compile(r"log_duration"), "s"),
-    (re.compile(r"log_bytes_per_s"), "bytes/s"),
-    (re.compile(r"(src|pair|dst)_conns_\w+"), "connections"),
-    (re.compile(r"src_distinct_dst_\w+"), "destinations"),
-    (re.compile(r"(src|pair)_distinct_port_\w+"), "ports"),
-    (re.compile(r"dst_distinct_src_\w+"), "sources"),
-)
-_COUNTS = frozenset({"packets", "connections", "destinations", "ports", "sources"})
-READING_GUIDE = (
-    "<p><b>How to read “most unusual”.</b> Each alert lists the three features furthest from what the "
-    "model saw in training. The first number is this flow’s actual value — e.g. "
-    "<code>pair_distinct_port_1m 27 ports</code>: in the minute before this flow, its source contacted 27 "
-    "different ports on this destination. <i>z</i> says how far that is from a typical training flow, in "
-    "robust standard deviations (median and interquartile range; measured on the log scale the model uses "
-    "for counts and sizes): |z| around 1 is ordinary, above 3 unusual, above 10 far outside anything seen in "
-    "training; + means more than usual, − less. Windows (1m, 10m, 1h) look back from the flow per source, "
-    "pair (source → destination) or destination. <code>_share</code> features are fractions (0–1), "
-    "<code>_asym</code> run from −1 (all received) to +1 (all sent), <code>proto_</code>/<code>svc_</code>/"
-    "<code>cs_</code> features are 0/1 flags, <code>pair_regularity_1h</code> above ~4 means machine-regular "
-    "timing (a beacon).</p>"
-)
-
-
-def raw_value(feature: str, value: float) -> tuple[float, str]:
-    """The feature's value as the analyst knows it (27 ports, not log1p 3.33) and its unit ('' if none)."""
-    for pattern, unit in _LOG1P_UNITS:
-        if pattern.fullmatch(feature):
-            return (math.expm1(value) if math.isfinite(value) else value), unit
-    return value, ""
-
-
-def _raw_text(feature: str, value: float) -> str:
-    raw, unit = raw_value(feature, value)
-    if not math.isfinite(raw):
-        return str(raw)
-    number = f"{raw:,.0f}" if unit in _COUNTS or (unit == "bytes" and raw >= 10) else f"{raw:.3g}"
-    return f"{number} {unit}".rstrip()
-
-
-_CSS = """
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2733;background:#f4f6f8}
-main{max-width:1180px;margin:0 auto;padding:20px 28px 60px}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:30px 0 10px;border-bottom:1px solid #d5dbe1;padding-bottom:4px}
-.sub{color:#5a6775;font-size:13px}
-.verdict{margin:16px 0;padding:14px 18px;border-radius:8px;font-size:20px;font-weight:700;color:#fff}
-.verdict.passed{background:#1e7d3c}.verdict.failed{background:#b3261e}
-.verdict small{display:block;font-size:13px;font-weight:400;margin-top:4px}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px}
-.card{background:#fff;border:1px solid #d5dbe1;border-radius:6px;padding:10px 12px}
-.card b{display:block;font-size:22px}.card span{color:#5a6775;font-size:12px}
-table{border-collapse:collapse;background:#fff;width:100%;font-size:13px}
-th,td{border:1px solid #d5dbe1;padding:4px 8px;text-align:left;vertical-align:top}
-th{background:#e9edf1}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.ok{color:#1e7d3c;font-weight:600}.bad{color:#b3261e;font-weight:600}
-.plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0;background:#fff;border:1px solid #d5dbe1;
-border-radius:6px;padding:6px;flex:1 1 480px}svg.plot{max-width:100%;height:auto;display:block}
-.note{background:#fff8e1;border-left:4px solid #f0b400;padding:6px 10px;margin:8px 0}
-code{font-size:12px}.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;white-space:nowrap}
-.nowrap{white-space:nowrap}
-"""
-_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+"""Beside this module, so the stage image (which copies the whole stage folder) carries them."""
 
 
 @dataclass
@@ -103,12 +44,21 @@ class ReportData:
     sources: dict[str, str]
 
 
-def e(value: Any) -> str:
-    """Escape anything for HTML text or attribute context."""
-    return html.escape("" if value is None else str(value), quote=True)
+@functools.cache
+def environment() -> jinja2.Environment:
+    """The template environment: autoescaping, and an undefined name is an error, not a blank."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=lambda value: "" if value is None else value,
+    )
 
 
 def fmt(value: Any, kind: str = "num") -> str:
+    """Plain display text for a metric: 'n/a' for missing or non-finite values."""
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return "n/a"
     if kind == "pct":
@@ -117,7 +67,7 @@ def fmt(value: Any, kind: str = "num") -> str:
         return f"{int(value):,}"
     if kind == "1f":
         return f"{value:,.1f}"
-    return f"{value:.4f}" if isinstance(value, float) else e(value)
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def top_alerts(
@@ -146,57 +96,49 @@ def top_alerts(
     return rows
 
 
-def _short(value: Any, limit: int = 48) -> str:
-    """Escaped text cut to ``limit`` characters (the full value in a tooltip), so odd data cannot stretch a table."""
-    text = "" if value is None else str(value)
-    if len(text) <= limit:
-        return e(text)
-    return f'<span title="{e(text)}">{e(text[: limit - 1])}…</span>'
-
-
-def _card(label: str, value: str, hint: str = "") -> str:
-    return f'<div class="card" title="{e(hint)}"><b>{value}</b><span>{e(label)}</span></div>'
-
-
-def _header(d: ReportData) -> str:
-    m, champ = d.metrics, d.metrics.get("champion", {})
-    verdict = m["gate"]["verdict"]
-    failed = [c["name"] for c in m["gate"]["checks"] if not c["passed"]]
-    detail = "all gate checks passed" if not failed else "failed checks: " + ", ".join(failed)
-    promo = ("promoted to champion" if champ.get("promoted") else "not promoted") + f" — {champ.get('reason', '')}"
-    return (
-        f"<h1>Network anomaly detection — evaluation report</h1>"
-        f'<div class="sub">run <code>{e(m.get("run_id"))}</code> · model {e(d.card.get("model_type"))} '
-        f"{e('v' + champ['candidate_version'] if champ.get('candidate_version') else '(not registered)')} · "
-        f"generated {e(_now())}</div>"
-        f'<div class="verdict {e(verdict)}" id="verdict">Quality gate {e(verdict.upper())}'
-        f"<small>{e(detail)}. Registry: {e(promo)}</small></div>"
-    )
-
-
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _headline(d: ReportData) -> str:
-    m = d.metrics
+def _header(d: ReportData) -> dict[str, Any]:
+    m, champ = d.metrics, d.metrics.get("champion", {})
+    failed = [c["name"] for c in m["gate"]["checks"] if not c["passed"]]
+    promo = ("promoted to champion" if champ.get("promoted") else "not promoted") + f" — {champ.get('reason', '')}"
+    version = champ.get("candidate_version")
+    return {
+        "run_id": m.get("run_id"),
+        "model_type": d.card.get("model_type"),
+        "version": f"v{version}" if version else "(not registered)",
+        "generated": _now(),
+        "verdict": m["gate"]["verdict"],
+        "detail": "all gate checks passed" if not failed else "failed checks: " + ", ".join(failed),
+        "promotion": promo,
+    }
+
+
+def _cards(m: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(label, value, hint) of the headline cards."""
     cards = [
-        _card("holdout flows", fmt(m["rows"], "int")),
-        _card("alerts", fmt(m.get("alerts"), "int"), "flows with score ≥ threshold"),
-        _card("alert rate", fmt(m["alert_rate"], "pct")),
-        _card("alerts per day", fmt(m["alerts_per_day"], "1f"), "alerts / time span of the holdout"),
+        ("holdout flows", fmt(m["rows"], "int"), ""),
+        ("alerts", fmt(m.get("alerts"), "int"), "flows with score ≥ threshold"),
+        ("alert rate", fmt(m["alert_rate"], "pct"), ""),
+        ("alerts per day", fmt(m["alerts_per_day"], "1f"), "alerts / time span of the holdout"),
     ]
     if m["has_labels"]:
         cards += [
-            _card("precision", fmt(m["precision"], "pct"), "share of alerts that are attacks"),
-            _card("recall", fmt(m["recall"], "pct"), "share of attack flows alerted"),
-            _card("false-positive rate", fmt(m["fpr"], "pct"), "share of benign flows alerted"),
-            _card("F1", fmt(m["f1"])),
-            _card("PR-AUC", fmt(m["pr_auc"]), "average precision over all thresholds"),
-            _card("ROC-AUC", fmt(m["roc_auc"])),
-            _card("recall at 1% FPR", fmt(m.get("recall_at_1pct_fpr"), "pct")),
+            ("precision", fmt(m["precision"], "pct"), "share of alerts that are attacks"),
+            ("recall", fmt(m["recall"], "pct"), "share of attack flows alerted"),
+            ("false-positive rate", fmt(m["fpr"], "pct"), "share of benign flows alerted"),
+            ("F1", fmt(m["f1"]), ""),
+            ("PR-AUC", fmt(m["pr_auc"]), "average precision over all thresholds"),
+            ("ROC-AUC", fmt(m["roc_auc"]), ""),
+            ("recall at 1% FPR", fmt(m.get("recall_at_1pct_fpr"), "pct"), ""),
         ]
-    cards.append(_card("max feature PSI", fmt(m["drift"]["max_psi"]), "population stability, > 0.2 = drift"))
+    cards.append(("max feature PSI", fmt(m["drift"]["max_psi"]), "population stability, > 0.2 = drift"))
+    return cards
+
+
+def _notes(m: dict[str, Any]) -> list[str]:
     notes = []
     if not m["has_labels"]:
         notes.append("The holdout has no labels: only alert volume, score distribution and drift can be measured.")
@@ -207,125 +149,82 @@ def _headline(d: ReportData) -> str:
         )
     if m.get("auc_note"):
         notes.append(m["auc_note"])
-    return (
-        "<h2>Headline</h2>"
-        + f'<div class="cards">{"".join(cards)}</div>'
-        + "".join(f'<p class="note">{e(n)}</p>' for n in notes)
-    )
+    return notes
 
 
-def _table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
-    th = "".join(f"<th>{e(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(rows_i) + "</tr>" for rows_i in rows)
-    return f'<table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def _td(value: str, num: bool = False, cls: str = "") -> str:
-    classes = " ".join(c for c in ("num" if num else "", cls) if c)
-    return f'<td class="{classes}">{value}</td>' if classes else f"<td>{value}</td>"
-
-
-def _gate(d: ReportData) -> str:
-    rows = [
-        [
-            _td(e(c["name"])),
-            _td(fmt(c["value"]), True),
-            _td(e(c["op"])),
-            _td(fmt(float(c["threshold"])), True),
-            _td("pass" if c["passed"] else "FAIL", cls="ok" if c["passed"] else "bad"),
-            _td(e(c.get("note", ""))),
-        ]
-        for c in d.metrics["gate"]["checks"]
+def _gate(m: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": c["name"],
+            "value": fmt(c["value"]),
+            "op": c["op"],
+            "limit": fmt(float(c["threshold"])),
+            "passed": bool(c["passed"]),
+            "note": c.get("note", ""),
+        }
+        for c in m["gate"]["checks"]
     ]
-    return '<h2 id="gate">Quality gate checks</h2>' + _table(["check", "value", "op", "limit", "result", "note"], rows)
 
 
-def _curves(d: ReportData) -> str:
+def _curves(d: ReportData) -> dict[str, Any]:
+    """Inline SVG plots (markup ``plots`` escaped itself) and, without labels, why there are no curves."""
     m = d.metrics
-    hist = plots.score_histograms(d.y, d.scores, m["threshold"])
-    out = '<h2 id="curves">Detection quality</h2>'
+    out: dict[str, Any] = {"histogram": Markup(plots.score_histograms(d.y, d.scores, m["threshold"]))}
     if m["pr_auc"] is not None:
         mask = ~np.isnan(d.y)
         y, s = d.y[mask], d.scores[mask]
         pr_point = (m["recall"], m["precision"]) if m["precision"] is not None else None
-        roc_point = (m["fpr"], m["recall"])
-        out += (
-            f'<div class="plots"><figure>{plots.pr_curve(y, s, pr_point, m["pr_auc"])}</figure>'
-            f"<figure>{plots.roc_curve(y, s, roc_point, m['roc_auc'])}</figure></div>"
-        )
+        out["pr"] = Markup(plots.pr_curve(y, s, pr_point, m["pr_auc"]))
+        out["roc"] = Markup(plots.roc_curve(y, s, (m["fpr"], m["recall"]), m["roc_auc"]))
     else:
-        out += f'<p class="note">No PR/ROC curves: {e(m.get("auc_note") or "the holdout has no labels")}.</p>'
-    return out + f'<div class="plots"><figure>{hist}</figure></div>'
+        out["missing"] = m.get("auc_note") or "the holdout has no labels"
+    return out
 
 
-def _attacks(d: ReportData) -> str:
+def _attacks(d: ReportData) -> dict[str, Any] | None:
     if not d.by_attack:
-        return ""
+        return None
     rows = [
-        [
-            _td(e(name)),
-            _td(fmt(v["rows"], "int"), True),
-            _td(fmt(v["detected"], "int"), True),
-            _td(fmt(v["recall"], "pct"), True),
-        ]
+        {"name": name, "rows": fmt(v["rows"], "int"), "detected": fmt(v["detected"], "int"), "recall": fmt(v["recall"], "pct")}
         for name, v in sorted(d.by_attack.items(), key=lambda kv: -kv[1]["rows"])
-    ]
-    return (
-        '<h2 id="attacks">Recall per attack type</h2>'
-        f'<div class="plots"><figure>{plots.attack_recall_bars(d.by_attack)}</figure>'
-        f'<div style="flex:1 1 380px">{_table(["attack type", "flows", "alerted", "recall"], rows)}</div></div>'
-    )
+    ]  # fmt: skip
+    return {"bars": Markup(plots.attack_recall_bars(d.by_attack)), "rows": rows}
 
 
-def _alerts(d: ReportData) -> str:
-    head = ["#", "time (UTC)", "source", "destination", "port", "proto", "service", "score", "label", "most unusual"]
+def _alerts(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
-    for i, a in enumerate(d.alerts, 1):
+    for a in alerts:
         ts = a.get("ts")
         label = {0: "benign", 1: a.get("attack_type") or "malicious"}.get(a.get("label"), "unknown")  # type: ignore[arg-type]
-        unusual = "<br>".join(
-            f'<span class="nowrap" title="model input {u["value"]:.4g}">{e(u["feature"])} '
-            f'<b>{e(_raw_text(u["feature"], u["value"]))}</b> <span class="sub">z {u["z"]:+.1f}</span></span>'
+        unusual = [
+            {"feature": u["feature"], "input": f"{u['value']:.4g}", "raw": raw_text(u["feature"], u["value"]),
+             "z": f"{u['z']:+.1f}"}
             for u in a["unusual"]
-        )
+        ]  # fmt: skip
         rows.append(
-            [
-                _td(str(i), True),
-                _td(e(ts.strftime("%Y-%m-%d %H:%M:%S") if ts else ""), cls="nowrap"),
-                _td(_short(a.get("src_ip")), cls="mono"),
-                _td(_short(a.get("dst_ip")), cls="mono"),
-                _td(e(a.get("dst_port")), True),
-                _td(_short(a.get("proto"))),
-                _td(_short(a.get("service"))),
-                _td(f"{a['score']:.4f}", True),
-                _td(e(label)),
-                _td(unusual),
-            ]
+            {
+                "ts": ts.strftime("%Y-%m-%d %H:%M:%S") if ts else "",
+                "src_ip": a.get("src_ip"),
+                "dst_ip": a.get("dst_ip"),
+                "dst_port": a.get("dst_port"),
+                "proto": a.get("proto"),
+                "service": a.get("service"),
+                "score": f"{a['score']:.4f}",
+                "label": label,
+                "unusual": unusual,
+            }
         )
-    intro = f"<p>The {len(d.alerts)} highest-scoring alerts.</p>" + (READING_GUIDE if rows else "")
-    return '<h2 id="alerts">Top alerts</h2>' + intro + (_table(head, rows) if rows else "<p>No alerts.</p>")
+    return rows
 
 
-def _drift(d: ReportData) -> str:
-    dr = d.metrics["drift"]
+def _drift(m: dict[str, Any]) -> dict[str, Any]:
+    dr = m["drift"]
     items = sorted(dr["psi"].items(), key=lambda kv: -(kv[1] if kv[1] is not None else -1))
-    rows = [
-        [
-            _td(e(name)),
-            _td(fmt(v), True),
-            _td("DRIFT" if name in dr["drifted"] else "ok", cls="bad" if name in dr["drifted"] else "ok"),
-        ]
-        for name, v in items
-    ]
-    intro = (
-        f"<p>Population stability index of each feature, holdout against train ({dr['bins']} quantile bins "
-        f"from train). Above {dr['threshold']} the feature's distribution shifted: {len(dr['drifted'])} of "
-        f"{len(items)} features.</p>"
-    )
-    return '<h2 id="drift">Feature drift (PSI)</h2>' + intro + _table(["feature", "PSI", "status"], rows)
+    rows = [{"name": name, "psi": fmt(v), "drifted": name in dr["drifted"]} for name, v in items]
+    return {"bins": dr["bins"], "threshold": dr["threshold"], "drifted": len(dr["drifted"]), "rows": rows}
 
 
-def _model(d: ReportData) -> str:
+def _model(d: ReportData) -> list[tuple[str, Any]]:
     c, ml = d.card, d.card.get("mlflow") or {}
     cal = c.get("calibration") or {}
     items = [
@@ -348,17 +247,23 @@ def _model(d: ReportData) -> str:
         ("card created", c.get("created_at")),
         *[(f"input: {k}", v) for k, v in d.sources.items()],
     ]
-    rows = [[_td(e(k)), _td(e(v if v is not None else "n/a"), cls="mono")] for k, v in items]
-    return '<h2 id="model">Model card</h2>' + _table(["field", "value"], rows)
+    return [(k, "n/a" if v is None else v) for k, v in items]
 
 
 def render(d: ReportData) -> str:
     """The complete report as an HTML string."""
-    sections = [_header(d), _headline(d), _gate(d), _curves(d), _attacks(d), _alerts(d), _drift(d), _model(d)]
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>Evaluation {e(d.metrics.get('run_id'))} — gate {e(d.metrics['gate']['verdict'])}</title>"
-        f"<style>{_CSS}</style></head><body><main>{''.join(sections)}</main></body></html>\n"
+    m = d.metrics
+    template = environment().get_template("report.html.j2")
+    return template.render(
+        header=_header(d),
+        cards=_cards(m),
+        notes=_notes(m),
+        gate=_gate(m),
+        curves=_curves(d),
+        attacks=_attacks(d),
+        alerts=_alerts(d.alerts),
+        drift=_drift(m),
+        model=_model(d),
+        threshold=fmt(float(m["threshold"])),
+        has_labels=bool(m["has_labels"]),
     )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,27 @@ class _Elements(HTMLParser):
         self.elements.append((tag, attrs))
 
 
+class _Cells(HTMLParser):
+    """The text of every table cell, entities decoded, as a browser displays it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+        self._open = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "td":
+            self._open = True
+            self.texts.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._open = self._open and tag != "td"
+
+    def handle_data(self, data: str) -> None:
+        if self._open:
+            self.texts[-1] += data
+
+
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
     return b.render_report(tmp_path_factory.mktemp("hostile"), _hostile_table())
@@ -63,8 +87,12 @@ def test_data_strings_are_escaped(hostile: tuple[str, dict]) -> None:
         and "<img" not in html.lower()
         and "onerror=alert" not in html.replace("onerror=alert(1)&gt;", "")
     )
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html  # the table cell
-    assert "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;" in html  # the top-alerts source column
+    # Jinja2's autoescape (MarkupSafe) spells quotes as &#39; and &#34;
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html  # the table cell
+    assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in html  # the top-alerts source column
+    cells = _Cells()
+    cells.feed(html)
+    assert HOSTILE_ATTACK in cells.texts and HOSTILE_IP in cells.texts  # a browser shows them as plain text
     assert "run-&lt;b&gt;1&lt;/b&gt;" in html and "<b>1</b>" not in html
 
 
@@ -173,3 +201,37 @@ def test_report_shows_raw_values_and_how_to_read_them(hostile: tuple[str, dict])
     for scaled, feature, shown in cells:
         if feature.strip() in units:  # the raw value with its unit, never the log-scaled model input
             assert shown.endswith(units[feature.strip()]) and shown != scaled
+
+
+def test_report_tells_an_analyst_how_to_read_it(hostile: tuple[str, dict]) -> None:
+    html, doc = hostile
+    guide = re.search(
+        r'<details class="guide" id="guide"><summary>How to read this report</summary>(.*?)</details>', html, re.S
+    )
+    assert guide is not None
+    terms = re.findall(r"<dt>(.*?)</dt>", guide.group(1))
+    assert terms == [
+        "Score",
+        f"Threshold ({doc['threshold']:.4f})",
+        "Precision, recall, false-positive rate",
+        "Quality gate",
+        "z-score (“most unusual”)",
+        "PSI (drift)",
+    ]
+    assert html.index('id="verdict"') < html.index('id="guide"') < html.index("<h2>Headline</h2>")
+
+
+def test_templates_travel_with_the_stage_folder(tmp_path: Path) -> None:
+    """Laid out as the image copies it (stages/__init__.py, common, eval), the template is found beside the module."""
+    repo = Path(__file__).resolve().parents[2]
+    app = tmp_path / "app"
+    (app / "stages").mkdir(parents=True)
+    shutil.copy(repo / "stages" / "__init__.py", app / "stages" / "__init__.py")
+    for part in ("common", "eval"):
+        shutil.copytree(repo / "stages" / part, app / "stages" / part, ignore=shutil.ignore_patterns("__pycache__"))
+    probe = "from stages.eval import report\nprint(report.environment().get_template('report.html.j2').filename)\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env={"PYTHONPATH": str(app)}, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(app / "stages" / "eval" / "templates" / "report.html.j2")
