@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -290,6 +289,6 @@ def open_audit(settings: Settings) -> Audit | NullAudit:
     """Connect and migrate (with retries), or a NullAudit when PG_HOST is unset."""
     if not settings.pg_host:
         return NullAudit()
-    audit = Audit(settings, retries=int(os.environ.get("PG_RETRIES", "5")))
+    audit = Audit(settings, retries=settings.pg_retries)
     audit.migrate()
     return audit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 __all__ = ["Settings", "redact_uri"]
@@ -35,8 +35,21 @@ class Settings:
     pg_user: str = "postgres"
     pg_password: str | None = field(default=None, repr=False)
     pg_database: str = "mlops_audit"
+    pg_retries: int = 5
+    """Connection attempts (with backoff) to the audit database before exit 75 (``PG_RETRIES``)."""
     mlflow_tracking_uri: str | None = None
     """MLflow tracking URI; None disables tracking and the registry."""
+    mlflow_retries: int = 5
+    """Attempts (with backoff) per MLflow call before exit 75 (``MLFLOW_RETRIES``)."""
+    mlflow_http_max_retries: int = 2
+    """MLflow's own HTTP retries inside one call (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``; MLflow's default 7
+    waits minutes, and the stage already retries around each call)."""
+    mlflow_http_backoff_factor: float = 1.0
+    """Backoff factor of MLflow's own HTTP retries (``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR``)."""
+    mlflow_http_timeout: float = 30.0
+    """Seconds MLflow waits for one HTTP answer (``MLFLOW_HTTP_REQUEST_TIMEOUT``)."""
+    stage_attempt: int = 0
+    """Attempt number recorded in the audit (``STAGE_ATTEMPT``; Argo's ``{{retries}}``)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -61,8 +74,28 @@ class Settings:
             pg_user=get("PG_USER") or "postgres",
             pg_password=get("PG_PASSWORD"),
             pg_database=get("PG_DATABASE") or "mlops_audit",
+            pg_retries=_positive(get, "PG_RETRIES", 5),
             mlflow_tracking_uri=get("MLFLOW_TRACKING_URI"),
+            mlflow_retries=_positive(get, "MLFLOW_RETRIES", 5),
+            mlflow_http_max_retries=int(get("MLFLOW_HTTP_REQUEST_MAX_RETRIES") or 2),
+            mlflow_http_backoff_factor=float(get("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR") or 1),
+            mlflow_http_timeout=float(get("MLFLOW_HTTP_REQUEST_TIMEOUT") or 30),
+            stage_attempt=int(get("STAGE_ATTEMPT") or 0),
         )
+
+
+def _positive(get: Callable[[str], str | None], name: str, default: int) -> int:
+    """An attempt count: a whole number of at least 1 (0 attempts would never call the service)."""
+    raw = get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name}={raw!r}: expected a whole number of attempts, at least 1")
+    return value
 
 
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")

@@ -222,7 +222,7 @@ def run_stage(
     settings = Settings.from_env()
     if args.run_id:
         settings = replace(settings, run_id=args.run_id)
-    attempt = args.attempt if args.attempt is not None else int(os.environ.get("STAGE_ATTEMPT") or 0)
+    attempt = args.attempt if args.attempt is not None else settings.stage_attempt
     configure(stage, settings.run_id, args.log_level, args.log_format)
     _Signal.received, _Signal.raising = False, True
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
