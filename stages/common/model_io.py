@@ -2,13 +2,16 @@
 
 ``load_model`` refuses any file whose types are not in ``TRUSTED_TYPES`` (a tampered
 or unexpected artifact from storage is an input error, not code to execute).
-Scores follow one convention: higher means more anomalous.
+Scores follow one convention: higher means more anomalous, and ``score_rows`` is the
+one way train (calibration), eval and score compute them, so a threshold is always
+applied to scores computed exactly as the ones it was calibrated on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import InputError
 
@@ -18,6 +21,9 @@ __all__ = [
     "save_model",
     "load_model",
     "anomaly_scores",
+    "score_rows",
+    "score_stream",
+    "SCORE_SLICE_ROWS",
     "registry_artifact_sha256",
     "FILE_DIGEST_TAG",
     "ARTIFACT_DIGEST_TAG",
@@ -30,6 +36,7 @@ TRUSTED_TYPES: list[str] = [
 ]
 
 SCORE_METHODS = ("neg_score_samples", "predict_proba")
+T = TypeVar("T")
 
 # Model-version tags train sets so eval can tie a registry version to the file it scores:
 # the sha256 of the published model.skops, and of the model.skops the registry stores
@@ -71,6 +78,83 @@ def anomaly_scores(estimator: Any, X: Any, method: str) -> Any:
     if method == "predict_proba":
         return estimator.predict_proba(X)[:, 1]
     raise InputError(f"model card: unknown score method {method!r} (expected one of {SCORE_METHODS})")
+
+
+SCORE_SLICE_ROWS = 65_536
+"""Rows ``score_rows`` scores per slice: bounds the model's temporary copies (a few MB per thread)."""
+
+
+def _workers(method: str, workers: int | None) -> int:
+    """Isolation Forest scoring is single-threaded in scikit-learn and releases the GIL, so it
+    runs on a thread per available core; predict_proba models parallelise themselves."""
+    if workers is not None:
+        return max(1, workers)
+    import joblib
+
+    return joblib.cpu_count() if method == "neg_score_samples" else 1
+
+
+def score_stream(
+    estimator: Any,
+    items: Iterable[tuple[T, Any]],
+    method: str,
+    columns: list[str] | None = None,
+    workers: int | None = None,
+) -> Iterator[tuple[T, Any, Any]]:
+    """``(payload, X, scores)`` for each ``(payload, X)`` of ``items``, in order.
+
+    Scores are ``anomaly_scores`` as float64 (higher = more anomalous). Up to ``workers``
+    slices are scored at once on threads while the caller works on earlier ones, and no
+    more than ``workers + 1`` are held, so memory follows the slice size, not the row
+    count. Every row's score is computed exactly as in one call over all rows, only
+    elsewhere. A model fitted on named columns gets each ``X`` as a DataFrame with ``columns``.
+    """
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    import numpy as np
+
+    named = getattr(estimator, "feature_names_in_", None) is not None
+    if named and columns is None:
+        raise InputError("the model was fitted on named columns, and no column names were given to score with")
+
+    def one(X: Any) -> Any:
+        data = X
+        if named:
+            import pandas as pd
+
+            data = pd.DataFrame(X, columns=columns, copy=False)
+        return np.asarray(anomaly_scores(estimator, data, method), dtype=np.float64)
+
+    n = _workers(method, workers)
+    if n == 1:
+        for payload, X in items:
+            yield payload, X, one(X)
+        return
+    pending: deque[tuple[T, Any, Future[Any]]] = deque()
+    with ThreadPoolExecutor(n, thread_name_prefix="score") as pool:
+        for payload, X in items:
+            pending.append((payload, X, pool.submit(one, X)))
+            if len(pending) > n:
+                payload, X, done = pending.popleft()
+                yield payload, X, done.result()
+        while pending:
+            payload, X, done = pending.popleft()
+            yield payload, X, done.result()
+
+
+def score_rows(
+    estimator: Any, X: Any, method: str, columns: list[str] | None = None, workers: int | None = None
+) -> Any:
+    """Scores of every row of the 2-D array ``X`` (float64, row order), ``SCORE_SLICE_ROWS`` at a time.
+
+    The one scoring path of train (calibration), eval and score; see ``score_stream``.
+    """
+    import numpy as np
+
+    slices = ((None, X[i : i + SCORE_SLICE_ROWS]) for i in range(0, X.shape[0], SCORE_SLICE_ROWS))
+    parts = [scores for _, _, scores in score_stream(estimator, slices, method, columns, workers)]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
 
 
 def registry_artifact_sha256(client: Any, name: str, version: str, tracking_uri: str) -> str:
