@@ -9,7 +9,6 @@ dtypes, schema hash, split, skipped features). Logic lives in ``dataset``,
 from __future__ import annotations
 
 import argparse
-import json
 
 from stages.common.errors import InputError
 from stages.common.runner import StageContext, main_exit, run_stage
@@ -90,7 +89,7 @@ def body(ctx: StageContext) -> None:
         out.rows = n
     manifest = dataset.manifest(features, split, n, bool(has_labels), plan.skipped, source.sha256 or "")
     with ctx.output("manifest", args.manifest, ".json", primary=True) as out:
-        out.path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        manifest.write(out.path)
     attacks = int(pc.sum(pc.fill_null(table.column("label"), 0)).as_py() or 0)
     for group, reason in sorted(plan.skipped.items()):
         log.info("feature group %s skipped: %s", group, reason)
@@ -108,7 +107,7 @@ def body(ctx: StageContext) -> None:
         ("train_rows", split.train_rows),
         ("holdout_rows", split.holdout_rows),
         ("sha256", ctx.sha256("features")),
-        ("schema_hash", manifest["schema_hash"]),
+        ("schema_hash", manifest.schema_hash),
     ):
         ctx.set_param(name, value)
 

@@ -31,12 +31,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from stages.common.contracts import SilverManifest
 from stages.common.errors import InputError
-from stages.common.jsondoc import read_object
 
-from .dataset import output_schema, schema_hash
+from .dataset import output_schema
 
-__all__ = ["LOOKBACK_MS", "SPLIT_LABEL", "parse_window", "check_training", "context_and_batch", "manifest"]
+__all__ = ["LOOKBACK_MS", "SPLIT_LABEL", "parse_window", "read_training", "context_and_batch", "manifest"]
 
 LOOKBACK_MS = 2 * 3_600_000
 SPLIT_LABEL = "score"
@@ -108,21 +108,22 @@ def in_window(table: pa.Table, start: int | None, end: int | None) -> pa.Table:
     return table.filter(pa.array(keep))
 
 
-def check_training(training: dict[str, Any], uri: str) -> None:
-    """The training manifest must name its features, dtypes and a schema hash that matches them."""
-    missing = [k for k in ("features", "dtypes", "schema_hash") if k not in training]
-    if missing:
-        raise InputError(f"{uri}: missing field(s) {missing}; pass the manifest.json of the training silver run")
-    if schema_hash(list(training["features"]), dict(training["dtypes"])) != training["schema_hash"]:
-        raise InputError(f"{uri}: schema_hash does not match its own features/dtypes; the manifest was edited")
+def read_training(path: Path, uri: str) -> SilverManifest:
+    """The training-mode manifest the model was trained on (its features drive this run)."""
+    training = SilverManifest.read(path, uri)
+    if training.mode != "train":
+        raise InputError(
+            f"{uri}: a scoring-mode manifest; pass the manifest.json of the training silver run (--training-manifest)"
+        )
+    return training
 
 
-def check_features(features: list[str], skipped: dict[str, str], training: dict[str, Any], uri: str) -> None:
+def check_features(features: list[str], skipped: dict[str, str], training: SilverManifest, uri: str) -> None:
     """The features built here must be the training manifest's, in the same order."""
-    if features == list(training["features"]):
+    if features == training.features:
         return
-    missing = [f for f in training["features"] if f not in features]
-    extra = [f for f in features if f not in training["features"]]
+    missing = [f for f in training.features if f not in features]
+    extra = [f for f in features if f not in training.features]
     why = "; ".join(f"{g}: {r}" for g, r in sorted(skipped.items())) or "none skipped"
     raise InputError(
         f"{uri}: these flows give other features than the training manifest (missing {missing[:8]}, extra "
@@ -172,37 +173,34 @@ def write_empty(path: Path, features: list[str]) -> None:
 
 def manifest(
     features: list[str],
-    training: dict[str, Any],
+    training: SilverManifest,
     rows: int,
     context_rows: int,
     window: tuple[int | None, int | None],
     has_labels: bool,
     skipped: dict[str, str],
     input_sha256: str,
-) -> dict[str, Any]:
+) -> SilverManifest:
+    """The scoring-mode manifest of a batch (``write`` it beside the features)."""
+
     def iso(us: int | None) -> str | None:
         return None if us is None else dt.datetime.fromtimestamp(us / 1e6, dt.UTC).isoformat()
 
-    dtypes = {f: "float32" for f in features}
-    return {
-        "version": 1,
-        "mode": "score",
-        "features": features,
-        "dtypes": dtypes,
-        "schema_hash": schema_hash(features, dtypes),
-        "training_schema_hash": training["schema_hash"],
-        "rows": rows,
-        "context_rows": context_rows,
-        "window": {"start": iso(window[0]), "end": iso(window[1])},
-        "has_labels": has_labels,
-        "skipped_features": skipped,
-        "input_sha256": input_sha256,
-    }
+    return SilverManifest.build(
+        features,
+        mode="score",
+        training_schema_hash=training.schema_hash,
+        rows=rows,
+        context_rows=context_rows,
+        window={"start": iso(window[0]), "end": iso(window[1])},
+        has_labels=has_labels,
+        skipped_features=skipped,
+        input_sha256=input_sha256,
+    )
 
 
 def run(ctx: Any) -> None:
     """The scoring-mode body of the silver CLI (``ctx``: the runner's StageContext)."""
-    import json
     import logging
 
     from . import dataset
@@ -211,9 +209,7 @@ def run(ctx: Any) -> None:
     args = ctx.args
     if not args.training_manifest:
         raise InputError("--mode score needs --training-manifest (the manifest.json the model was trained on)")
-    path = ctx.fetch_input("training_manifest", args.training_manifest)
-    training = read_object(path, args.training_manifest)
-    check_training(training, args.training_manifest)
+    training = read_training(ctx.fetch_input("training_manifest", args.training_manifest), args.training_manifest)
     window = window_of(args)
     flows_path = ctx.storage.fetch(args.input)
     table = dataset.read_flows(flows_path, args.input, allow_empty=True)
@@ -225,7 +221,7 @@ def run(ctx: Any) -> None:
         ctx.record("input", "lookback", args.lookback, lb_path, rows=lookback.num_rows)
     combined, emit, lookback_rows = context_and_batch(table, lookback, *window)
     del table, lookback
-    features = list(training["features"])
+    features = list(training.features)
     rows, skipped = int(emit.sum()), {}
     with ctx.output("features", args.output, ".parquet") as out:
         if rows == 0:
@@ -251,13 +247,13 @@ def run(ctx: Any) -> None:
         source.sha256 or "",
     )
     with ctx.output("manifest", args.manifest, ".json", primary=True) as out:
-        out.path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        doc.write(out.path)
     ctx.metrics.update(rows=rows, context_rows=combined.num_rows - rows, lookback_rows=lookback_rows, mode="score")
     for name, value in (
         ("rows", rows),
         ("train_rows", 0),
         ("holdout_rows", 0),
         ("sha256", ctx.sha256("features")),
-        ("schema_hash", doc["schema_hash"]),
+        ("schema_hash", doc.schema_hash),
     ):
         ctx.set_param(name, value)

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from stages.common.contracts import schema_hash
 from stages.common.errors import InputError
 from stages.common.schema import FLOW_SCHEMA
 from stages.silver import dataset
@@ -84,8 +85,8 @@ def test_row_order_split_without_timestamps() -> None:
 def test_schema_hash_is_stable_and_sensitive(features: list[str], other: list[str]) -> None:
     dtypes = {f: "float32" for f in features}
     expected = hashlib.sha256(json.dumps({"features": features, "dtypes": dtypes}, sort_keys=True).encode()).hexdigest()
-    assert dataset.schema_hash(features, dtypes) == expected == dataset.schema_hash(list(features), dict(dtypes))
-    assert dataset.schema_hash(other, {f: "float32" for f in other}) != expected
+    assert schema_hash(features, dtypes) == expected == schema_hash(list(features), dict(dtypes))
+    assert schema_hash(other, {f: "float32" for f in other}) != expected
 
 
 def _build(table: pa.Table, tmp_path: Path, fraction: float = 0.3) -> tuple[pa.Table, dict]:
@@ -94,7 +95,7 @@ def _build(table: pa.Table, tmp_path: Path, fraction: float = 0.3) -> tuple[pa.T
     split = dataset.split_rows(plan.ts_sorted_us, table.num_rows, fraction)
     features = dataset.write_silver(table, plan, split, tmp_path / "features.parquet", chunk_rows=4_000)
     manifest = dataset.manifest(features, split, table.num_rows, True, plan.skipped, "0" * 64)
-    return pq.read_table(tmp_path / "features.parquet"), manifest
+    return pq.read_table(tmp_path / "features.parquet"), manifest.as_dict()
 
 
 def test_output_sorted_split_and_typed(synthetic_flows: pa.Table, tmp_path: Path) -> None:

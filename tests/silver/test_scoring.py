@@ -155,7 +155,7 @@ def test_empty_window_is_an_empty_batch(days: dict[str, Path], tmp_path: Path) -
 def test_feature_mismatch_exits_2(days: dict[str, Path], tmp_path: Path) -> None:
     _silver(tmp_path / "train", days["day1"])
     doc = json.loads((tmp_path / "train" / "manifest.json").read_text())
-    from stages.silver.dataset import schema_hash
+    from stages.common.contracts import schema_hash
 
     doc["features"] = doc["features"][:-1]
     doc["dtypes"] = {f: "float32" for f in doc["features"]}

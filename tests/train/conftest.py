@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,7 +21,7 @@ def build_silver(table: pa.Table, out: Path, holdout_fraction: float = 0.3) -> d
     features = dataset.write_silver(table, plan, split, out / "features.parquet")
     has_labels = table.column("label").null_count < table.num_rows
     manifest = dataset.manifest(features, split, table.num_rows, has_labels, plan.skipped, "0" * 64)
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    manifest.write(out / "manifest.json")
     return {"features": out / "features.parquet", "manifest": out / "manifest.json"}
 
 
@@ -52,3 +51,27 @@ def silver_unlabelled(flows: pa.Table, tmp_path_factory: pytest.TempPathFactory)
 def train_rows(paths: dict[str, Path]) -> pa.Table:
     """The train split of a silver output, in file (time) order."""
     return pq.read_table(paths["features"], filters=[("split", "==", "train")])
+
+
+@pytest.fixture(scope="session")
+def flows_attack_majority() -> pa.Table:
+    """24k flows over two days, 85% attacks, and no benign flow in the middle of the period
+    (positions 45-75% by time): the latest train rows (the validation slice) are all attacks,
+    as in attack-heavy public captures, while the holdout still has benign flows to measure."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from stages.ingest.synthetic import generate
+
+    table = generate(24_000, seed=5, attack_share=0.85, days=2.0)
+    table = table.take(pa.array(np.argsort(table.column("ts").cast(pa.int64()).to_numpy(), kind="stable")))
+    position = np.arange(table.num_rows) / table.num_rows
+    benign = pc.fill_null(pc.equal(table.column("label"), 0), False).to_numpy(zero_copy_only=False)
+    return table.filter(pa.array(~(benign & (position >= 0.45) & (position < 0.75))))
+
+
+@pytest.fixture(scope="session")
+def silver_attack_majority(
+    flows_attack_majority: pa.Table, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    return build_silver(flows_attack_majority, tmp_path_factory.mktemp("silver-attack-majority"))
