@@ -216,6 +216,17 @@ class Storage:
         with self._s3_errors(uri):
             self.s3().delete_object(Bucket=loc.bucket, Key=loc.key)
 
+    def list_objects(self, bucket: str, prefix: str) -> list[tuple[str, int, str]]:
+        """(key, bytes, ETag) of every object in ``bucket`` whose key starts with ``prefix``, in key order."""
+        uri = f"s3://{bucket}/{prefix}"
+        found: list[tuple[str, int, str]] = []
+        with self._s3_errors(uri):
+            for page in self.s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                found += [
+                    (o["Key"], int(o["Size"]), str(o.get("ETag", "")).strip('"')) for o in page.get("Contents", [])
+                ]
+        return sorted(found)
+
     def _abort_multipart(self, loc: Location) -> None:
         """Best effort: abort unfinished multipart uploads of ``loc`` so no orphan parts stay billed and listed."""
         try:
