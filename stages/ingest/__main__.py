@@ -19,6 +19,7 @@ from stages.common.runner import StageContext, main_exit, run_stage
 
 if TYPE_CHECKING:
     from .chunk import Chunk
+    from .sources import SourceFile
     from .writer import Stats
 
 log = logging.getLogger("stages.ingest")
@@ -33,7 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--source",
         required=True,
-        help="path, file://, s3://bucket/key, or synthetic://?rows=N&seed=S&attack_share=F&days=D",
+        help="one file (path, file://, s3://bucket/key), many files (a folder 'landing/2026-11-28/', a glob "
+        "'landing/2026-11-2*/conn.*.log.gz', an S3 prefix 's3://bucket/landing/2026-11-28/' or S3 glob "
+        "'s3://bucket/landing/2026-11-2*/conn.*.log.gz': read one by one in sorted order into one RAW output, "
+        "each row's source naming its file; an empty folder, prefix or glob exits 2), "
+        "or synthetic://?rows=N&seed=S&attack_share=F&days=D",
     )
     p.add_argument(
         "--format",
@@ -76,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", required=True, help="where flows.parquet goes (path or URI)")
     p.add_argument("--rejects", required=True, help="where rejects.parquet goes (path or URI)")
+    p.add_argument(
+        "--manifest",
+        default=None,
+        help="where to write manifest.json (path or URI; optional): the source and every file read, in order, "
+        "with its key, bytes, S3 ETag, sha256, rows read, rows kept and rows rejected",
+    )
     return p
 
 
@@ -133,33 +144,58 @@ def _synthetic(uri: str) -> Iterator[Chunk]:
         yield Chunk(pa.Table.from_batches([batch]), REJECT_SCHEMA.empty_table(), batch.num_rows)
 
 
-def body(ctx: StageContext) -> None:
+def _open_source(ctx: StageContext) -> tuple[Iterator[Chunk], list[SourceFile]]:
+    """The chunks to write, and the files they come from (filled in as they are read)."""
     from pathlib import Path
 
-    from .normalise import time_origin
     from .readers import read_source
+    from .sources import SourceFile, is_many, list_files, read_files
+
+    args = ctx.args
+    if args.source.startswith("synthetic://"):
+        return _synthetic(args.source), []
+    mapping = ctx.fetch_input("mapping", args.mapping) if args.mapping else None
+    if is_many(args.source):
+        files = list_files(args.source, ctx.storage)
+        return read_files(ctx, files, args.format, args.preset or None, mapping), files
+    path = ctx.fetch_input("source", args.source)
+    one = SourceFile(args.source, args.source, path.stat().st_size, sha256=ctx.artifacts[-1].sha256)
+    return _counted(read_source(Path(path), args.source, args.format, args.preset or None, mapping), one), [one]
+
+
+def _counted(chunks: Iterator[Chunk], f: SourceFile) -> Iterator[Chunk]:
+    for chunk in chunks:
+        f.rows_in += chunk.rows_in
+        f.rows += chunk.flows.num_rows
+        f.rejected += chunk.rejects.num_rows
+        yield chunk
+
+
+def body(ctx: StageContext) -> None:
+    from stages.common.jsondoc import to_json
+
+    from .normalise import time_origin
     from .writer import write_chunks
 
     args = ctx.args
-    synthetic = args.source.startswith("synthetic://")
-    if synthetic:
-        chunks = _synthetic(args.source)
-    else:
-        mapping = ctx.fetch_input("mapping", args.mapping) if args.mapping else None
-        path = ctx.fetch_input("source", args.source)
-        chunks = read_source(Path(path), args.source, args.format, args.preset or None, mapping)
+    chunks, files = _open_source(ctx)
     with (
         ctx.output("flows", args.output, ".parquet", primary=True) as flows,
         ctx.output("rejects", args.rejects, ".parquet") as rejects,
     ):
         with time_origin(args.time_origin):
-            stats = write_chunks(chunks, flows.path, rejects.path, count_duplicates=not synthetic)
+            stats = write_chunks(chunks, flows.path, rejects.path, count_duplicates=bool(files))
         flows.rows, rejects.rows = stats.rows_out, stats.rejected
         if stats.rows_in == 0:
             log.warning("%s has no data rows; the outputs are empty", args.source)
     ctx.metrics.update(stats.metrics())
     ctx.metrics["source"] = args.source
+    ctx.metrics["files"] = len(files)
     check_reject_budget(stats, args.source, args.max_reject_fraction)
+    if args.manifest:
+        doc = {"source": args.source, "rows": stats.rows_out, "rejected": stats.rejected}
+        with ctx.output("manifest", args.manifest, ".json") as out:
+            out.path.write_text(to_json({**doc, "files": [f.entry() for f in files]}))
     log.info(
         "ingested %d rows (%d rejected, %d duplicates%s) in %.1f s",
         stats.rows_out,
