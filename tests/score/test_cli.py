@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from stages.common.feature_units import raw_text
 from tests.helpers import run_stage
 
 from .conftest import Champion, ok, stage_env
@@ -72,6 +73,11 @@ def test_scores_a_later_day_with_the_champion(champion: Champion, tmp_path: Path
     page = (tmp_path / "alerts.html").read_text()
     assert "Content-Security-Policy" in page and not re.search(r"(src|href)=\"?(https?:)?//", page)
     assert incidents["summary"].iloc[0] in page.replace("&gt;", ">")
+    for f in alerts["top_features"].iloc[0]:  # the top alert's evidence in the analyst's units, not log1p
+        assert (
+            f'title="model input {f["value"]:.4g}">{f["feature"]} <b>{raw_text(f["feature"], f["value"])}</b>' in page
+        )
+    assert re.search(r"<b>\d+ (ports|connections|destinations|sources|packets)</b>", page)
     assert _rows(audit_db, "alerts", "score-day2") == len(alerts)
     assert _rows(audit_db, "incidents", "score-day2") == len(incidents)
     # the same run again replaces its rows, never duplicates them
