@@ -59,6 +59,9 @@ Secrets and ConfigMaps: env entries with valueFrom.secretKeyRef/configMapKeyRef 
 the value of the executor's own environment variable of the same NAME (export it or
 put it in --env-file); when unset the variable is left out, with a warning.
 
+templateDefaults are merged into every template first, as Argo does (strategic merge:
+env by name, the template's own values winning).
+
 Artifacts: --artifacts replaces the manifest's artifactRepositoryRef: keys such as
 data/<workflow>/part.parquet land in DIR/data/<workflow>/part.parquet or
 s3://BUCKET/data/<workflow>/part.parquet (S3 through MINIO_ENDPOINT, MINIO_ACCESS_KEY,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .defaults import apply_template_defaults
 from .errors import ManifestError, Unsupported
 from .expr import depends_tasks
 from .policy import check
@@ -81,7 +82,7 @@ def load_manifest(
 
     ``runtime`` adds that runtime's refusals (the subprocess runtime's unmappable paths).
     """
-    doc = _read(path)
+    doc = apply_template_defaults(_read(path))  # the templates as Argo runs them
     if doc.get("apiVersion") != "argoproj.io/v1alpha1":
         raise ManifestError(f"{path}: apiVersion {doc.get('apiVersion')!r} is not argoproj.io/v1alpha1")
     verdicts = list(check(doc))

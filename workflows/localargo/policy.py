@@ -103,7 +103,7 @@ TABLE: dict[str, dict[str, tuple[str, str]]] = {
         "hooks": _HOOKS,
         "retryStrategy": refuse("a workflow-level retryStrategy is not supported; set it per template"),
         "podSpecPatch": refuse("a pod spec patch cannot be applied to a local process"),
-        "templateDefaults": refuse("templateDefaults are not merged by the local executor"),
+        "templateDefaults": OK,  # merged into the templates before this check (defaults.py)
         "volumeClaimTemplates": refuse("persistent volume claims are not available locally"),
         "workflowTemplateRef": refuse("workflowTemplateRef: run the WorkflowTemplate's own file instead"),
         "executorPlugins": refuse("executor plugins are not supported"),

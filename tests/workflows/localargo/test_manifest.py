@@ -90,7 +90,7 @@ def mutate(path: str, value: Any) -> dict[str, Any]:
             r"valueFrom.expression",
         ),
         ("templates.1.volumes", [{"name": "v", "hostPath": {"path": "/"}}], r"volumes\[v\].hostPath: hostPath volumes"),
-        ("templateDefaults", {"activeDeadlineSeconds": 3}, r"spec.templateDefaults"),
+        ("templateDefaults", {"timeout": "30s"}, r"spec.templates\[work\].timeout: template timeout"),
     ],
 )
 def test_refuses_unsupported_fields_by_path(tmp_path: Path, path: str, value: Any, field: str) -> None:
