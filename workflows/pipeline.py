@@ -33,6 +33,7 @@ __all__ = [
     "GENERATE_NAME",
     "SERVICE_ACCOUNT",
     "CONFIG_MAP",
+    "CONFIG_KEYS",
     "POSTGRES_SECRET",
     "MINIO_SECRET",
     "ARTIFACT_REPOSITORY",
@@ -83,8 +84,8 @@ RETRAIN_SCHEDULE = "0 3 * * 0"
 """Weekly, Sunday 03:00 UTC: the training WorkflowTemplate on the latest 7 days; the gate decides promotion."""
 TIMEZONE = "UTC"
 
-_CONFIG_KEYS = ("PG_HOST", "PG_PORT", "PG_DATABASE", "MINIO_ENDPOINT", "MINIO_SECURE", "MLFLOW_TRACKING_URI")
-"""Non-secret settings, read from the ConfigMap under the same key names."""
+CONFIG_KEYS = ("PG_HOST", "PG_PORT", "PG_DATABASE", "MINIO_ENDPOINT", "MINIO_SECURE", "MLFLOW_TRACKING_URI")
+"""Non-secret settings the stages read, from the ConfigMap (k8s/config.yaml) under the same key names."""
 _SECRET_KEYS = (
     ("PG_USER", POSTGRES_SECRET, "username"),
     ("PG_PASSWORD", POSTGRES_SECRET, "password"),
@@ -119,15 +120,40 @@ def _args(spec: StageSpec) -> list[str]:
 
 
 def _env() -> list[Any]:
-    from hera.workflows import ConfigMapEnv, Env, SecretEnv
+    """What differs per run and attempt; the shared settings and secrets come from :func:`_template_defaults`."""
+    from hera.workflows import Env
 
-    env: list[Any] = [
-        Env(name="RUN_ID", value="{{workflow.name}}"),
-        Env(name="STAGE_ATTEMPT", value="{{retries}}"),
+    return [Env(name="RUN_ID", value="{{workflow.name}}"), Env(name="STAGE_ATTEMPT", value="{{retries}}")]
+
+
+def _template_defaults() -> Any:
+    """``spec.templateDefaults``: the environment every stage container shares, written once per manifest.
+
+    Argo merges it into each template (a strategic merge patch: ``env`` entries by name, the
+    template's own entries winning; a dag template keeps only its dag). Each setting is named
+    (``configMapKeyRef``, not ``envFrom``): a key missing from the ConfigMap stops the pod at
+    start, naming it, instead of leaving a stage on its built-in default; and the local
+    executor resolves named keys from its own environment, where it could not list a whole
+    ConfigMap. Credentials come by ``secretKeyRef``, never as values.
+    """
+    from hera.workflows.models import (
+        ConfigMapKeySelector,
+        Container,
+        EnvVar,
+        EnvVarSource,
+        SecretKeySelector,
+        Template,
+    )
+
+    config = [
+        EnvVar(name=key, value_from=EnvVarSource(config_map_key_ref=ConfigMapKeySelector(name=CONFIG_MAP, key=key)))
+        for key in CONFIG_KEYS
     ]
-    env += [ConfigMapEnv(name=key, config_map_name=CONFIG_MAP, config_map_key=key) for key in _CONFIG_KEYS]
-    env += [SecretEnv(name=name, secret_name=secret, secret_key=key) for name, secret, key in _SECRET_KEYS]
-    return env
+    secrets = [
+        EnvVar(name=name, value_from=EnvVarSource(secret_key_ref=SecretKeySelector(name=secret, key=key)))
+        for name, secret, key in _SECRET_KEYS
+    ]
+    return Template(container=Container(env=config + secrets))
 
 
 def _security() -> tuple[Any, Any]:
@@ -274,6 +300,7 @@ def build(kind: str = "Workflow", bake: BakeFile | None = None) -> Any:
         entrypoint=ENTRYPOINT,
         arguments=_arguments(bake, WORKFLOW_PARAMETERS),
         templates=[_dag(containers), *containers.values()],
+        template_defaults=_template_defaults(),
         **_common(bake),
     )
 
@@ -304,6 +331,7 @@ def build_scoring(bake: BakeFile | None = None) -> Any:
         entrypoint="scoring",
         arguments=_arguments(bake, SCORING_PARAMETERS),
         templates=[_dag_named("scoring", containers), *containers.values()],
+        template_defaults=_template_defaults(),
         **_common(bake),
     )
 

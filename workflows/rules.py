@@ -8,8 +8,8 @@
 - non-root pods with a RuntimeDefault seccomp profile; containers without privilege
   escalation, with all capabilities dropped and a read-only root filesystem;
 - no inline credentials: an env var named like a secret (PASSWORD, SECRET, TOKEN, KEY,
-  CREDENTIAL) must come from ``secretKeyRef``; no committed Secret with data; no
-  ConfigMap key named like a secret.
+  CREDENTIAL) must come from ``secretKeyRef`` (in a container or in ``templateDefaults``);
+  no committed Secret with data; no ConfigMap key named like a secret.
 """
 
 from __future__ import annotations
@@ -163,6 +163,8 @@ def _argo_findings(doc: dict[str, Any]) -> Iterator[Finding]:
     }
     for index, template in enumerate(spec.get("templates") or []):
         yield from _argo_template_findings(template, (*base, "templates", index), spec, params)
+    defaults = (spec.get("templateDefaults") or {}).get("container") or {}  # merged into every container
+    yield from _env_findings(defaults.get("env"), (*base, "templateDefaults", "container", "env"))
 
 
 def _core_findings(doc: dict[str, Any]) -> Iterator[Finding]:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from workflows.images import load_bake
+from workflows.pipeline import CONFIG_KEYS, CONFIG_MAP
 from workflows.schemas import check_core
 
 REPO = Path(__file__).resolve().parents[2]
@@ -168,6 +169,23 @@ def test_config_map_holds_every_key_the_pods_read() -> None:
     assert {name for name, _ in refs} == {"cybersec-mlops-config"}
     assert {key for _, key in refs} <= set(config)
     assert all(isinstance(v, str) for v in config.values())
+
+
+def test_the_config_map_holds_every_setting_the_stages_read() -> None:
+    """The keys the workflows name (templateDefaults, once per manifest) are the settings the stages read."""
+    data = by_kind("ConfigMap")[CONFIG_MAP]["data"]
+    assert set(CONFIG_KEYS) <= set(data), f"missing: {set(CONFIG_KEYS) - set(data)}"
+    settings = (REPO / "stages" / "common" / "config.py").read_text()
+    assert [key for key in CONFIG_KEYS if f'"{key}"' not in settings] == [], "keys stages/common/config.py never reads"
+    for name in ("workflow-template.yaml", "cron-scoring.yaml"):
+        doc = docs(COMPILED / name)[0]
+        spec = doc["spec"].get("workflowSpec") or doc["spec"]
+        named = [
+            e["valueFrom"]["configMapKeyRef"]
+            for e in spec["templateDefaults"]["container"]["env"]
+            if "configMapKeyRef" in e.get("valueFrom", {})
+        ]
+        assert named == [{"name": CONFIG_MAP, "key": key} for key in CONFIG_KEYS], name
 
 
 def test_secrets_are_referenced_by_the_documented_names_and_keys_only() -> None:

@@ -136,9 +136,28 @@ def test_stage_template_follows_the_argo_conventions(compiled: dict[str, dict[st
     env = {e["name"]: e for e in container["env"]}
     assert env["RUN_ID"]["value"] == "{{workflow.name}}"
     assert env["STAGE_ATTEMPT"]["value"] == "{{retries}}"
+    shared = compiled["Workflow"]["spec"]["templateDefaults"]["container"]  # Argo merges it into every container
+    env = {e["name"]: e for e in shared["env"]} | env
     for name in ("PG_USER", "PG_PASSWORD", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"):
         assert set(env[name]) == {"name", "valueFrom"} and "secretKeyRef" in env[name]["valueFrom"]
+    for name in ("PG_HOST", "MINIO_ENDPOINT", "MLFLOW_TRACKING_URI"):
+        assert env[name]["valueFrom"]["configMapKeyRef"] == {"name": "cybersec-mlops-config", "key": name}
     assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+
+
+def test_the_shared_environment_is_written_once_per_manifest(compiled: dict[str, dict[str, Any]]) -> None:
+    """Settings and secrets appear in templateDefaults only; each stage adds only its run and attempt."""
+    for kind in ("Workflow", "CronWorkflow:scoring"):
+        spec = compiled[kind]["spec"].get("workflowSpec") or compiled[kind]["spec"]
+        shared = spec["templateDefaults"]["container"]
+        assert [e["name"] for e in shared["env"]] == [
+            *("PG_HOST", "PG_PORT", "PG_DATABASE", "MINIO_ENDPOINT", "MINIO_SECURE", "MLFLOW_TRACKING_URI"),
+            *("PG_USER", "PG_PASSWORD", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"),
+        ]
+        assert set(spec["templateDefaults"]) == {"container"}, "a retryStrategy or volume there would reach the dag"
+        for template in spec["templates"]:
+            if "container" in template:
+                assert [e["name"] for e in template["container"]["env"]] == ["RUN_ID", "STAGE_ATTEMPT"]
 
 
 @pytest.mark.parametrize("stage", list(EXPECTED_KEYS))

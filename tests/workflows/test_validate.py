@@ -161,13 +161,16 @@ NEGATIVE = [
     (
         "inline password",
         env_append,
-        "$.spec.templates[1].container.env[12].value",
+        "$.spec.templates[1].container.env[2].value",
         "env PG_PASSWORD looks like a credential but has an inline value",
     ),
     (
         "secret from a ConfigMap",
-        set_in([*T1, "container", "env", 11, "valueFrom"], {"configMapKeyRef": {"name": "c", "key": "k"}}),
-        "$.spec.templates[1].container.env[11]",
+        set_in(
+            ["spec", "templateDefaults", "container", "env", 9, "valueFrom"],
+            {"configMapKeyRef": {"name": "c", "key": "k"}},
+        ),
+        "$.spec.templateDefaults.container.env[9]",
         "take it from valueFrom.secretKeyRef",
     ),
     (
