@@ -125,7 +125,7 @@ def _registry(ctx: StageContext) -> Any:
         return None
     from .registry import Registry
 
-    return Registry(ctx.settings.mlflow_tracking_uri, ctx.args.registered_model)
+    return Registry(ctx.settings.mlflow_tracking_uri, ctx.args.registered_model, settings=ctx.settings)
 
 
 def _decide(registry: Any, candidate: str | None, ctx: StageContext, doc: dict[str, Any]) -> dict[str, Any]:

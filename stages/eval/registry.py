@@ -1,24 +1,24 @@
 """MLflow side of eval: log results into the train run, tag the candidate, move ``champion``.
 
 Only ``MlflowClient`` calls that the REST API serves are used, so the stage image can
-ship mlflow-skinny. Every call is retried on transient faults (5xx, 429, connection
-errors) and then raises ``TransientError`` naming MLFLOW_TRACKING_URI (exit 75, which
-Argo retries). "Not found" answers are not faults: a missing alias means no champion yet.
+ship mlflow-skinny. Every call goes through ``common.mlflow_calls`` (retried on transient
+faults, then ``TransientError`` naming MLFLOW_TRACKING_URI: exit 75, which Argo retries).
+"Not found" answers are not faults: a missing alias means no champion yet.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from stages.common.config import redact_uri
-from stages.common.errors import InputError, TransientError
+from stages.common.config import Settings, redact_uri
+from stages.common.errors import InputError
+from stages.common.mlflow_calls import MlflowCalls, MlflowRefused
 from stages.common.model_io import ARTIFACT_DIGEST_TAG, FILE_DIGEST_TAG, registry_artifact_sha256
-from stages.common.retry import retry
 
 __all__ = ["Registry", "CHAMPION_ALIAS", "METRIC_TAG", "version_tags"]
 
@@ -31,28 +31,8 @@ METRIC_TAG = "holdout_pr_auc"
 _TAGGED = ["pr_auc", "roc_auc", "precision", "recall", "fpr", "f1", "alert_rate", "alerts_per_day"]
 
 
-class _Retryable(Exception):
-    """Wraps an MLflow error that is worth retrying."""
-
-
-def _transient(exc: BaseException) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    if isinstance(exc, MlflowException):
-        status = exc.get_http_status_code()
-        return status >= 500 or status == 429
-    try:
-        import requests
-
-        return isinstance(exc, requests.RequestException | ConnectionError | TimeoutError)
-    except ImportError:  # pragma: no cover - requests ships with mlflow
-        return isinstance(exc, ConnectionError | TimeoutError)
-
-
 def _not_found(exc: BaseException) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    return isinstance(exc, MlflowException) and (exc.get_http_status_code() == 404 or "not found" in str(exc).lower())
+    return isinstance(exc, MlflowRefused) and exc.not_found
 
 
 def version_tags(metrics: dict[str, Any]) -> dict[str, str]:
@@ -72,42 +52,30 @@ def version_tags(metrics: dict[str, Any]) -> dict[str, str]:
 class Registry:
     """One MLflow tracking server and registered model name."""
 
-    def __init__(self, tracking_uri: str, model_name: str, retries: int | None = None) -> None:
-        """Connect lazily to ``tracking_uri``; ``retries`` defaults to $MLFLOW_RETRIES (5).
+    def __init__(
+        self, tracking_uri: str, model_name: str, retries: int | None = None, settings: Settings | None = None
+    ) -> None:
+        """Connect lazily to ``tracking_uri`` with the MLflow call policy of ``settings``.
 
-        Side effect: caps MLflow's own HTTP retries (MLFLOW_HTTP_REQUEST_MAX_RETRIES, default 7
-        with backoff, minutes per call) at 2 and its timeout at 30 s unless they are set, so
-        our retry owns the backoff and a dead server ends in exit 75 within about a minute.
+        ``settings`` defaults to ``Settings.from_env()``; ``retries`` overrides its
+        ``mlflow_retries`` (MLFLOW_RETRIES, 5). Side effect:
+        MLflow's own HTTP retries are capped (``MlflowCalls.limit_http_retries``), so our
+        retry owns the backoff and a dead server ends in exit 75 within about a minute.
         """
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
         from mlflow import MlflowClient
 
+        calls = MlflowCalls.from_settings(settings or Settings.from_env(), tracking_uri)
+        self.calls = calls if retries is None else replace(calls, attempts=retries)
+        self.calls.limit_http_retries()
         self.uri = redact_uri(tracking_uri)  # for messages: the client keeps the real URI
         self._tracking_uri = tracking_uri
         self.model_name = model_name
-        self.retries = retries if retries is not None else int(os.environ.get("MLFLOW_RETRIES", "5"))
+        self.retries = self.calls.attempts
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
     def call(self, what: str, fn: Callable[[], T]) -> T:
-        """Run one MLflow call with retries; ``TransientError`` when it keeps failing."""
-
-        def attempt() -> T:
-            try:
-                return fn()
-            except Exception as exc:  # noqa: BLE001 - classified just below
-                if _transient(exc):
-                    first_line = str(exc).splitlines()[0] if str(exc) else ""
-                    raise _Retryable(f"{type(exc).__name__}: {redact_uri(first_line)}") from exc
-                raise
-
-        try:
-            return retry(attempt, transient=(_Retryable,), what=f"MLflow {what}", attempts=self.retries)
-        except _Retryable as exc:
-            raise TransientError(
-                f"MLflow at MLFLOW_TRACKING_URI={self.uri} failed to {what} after {self.retries} "
-                f"attempts ({exc}); check that the tracking server is up and reachable"
-            ) from exc
+        """Run one MLflow call under the policy: ``TransientError`` when it keeps failing, ``MlflowRefused`` at once."""
+        return self.calls.call(what, fn)
 
     def candidate(self, card: dict[str, Any], card_uri: str) -> str | None:
         """The card's registered version, checked to exist and to be the card's model (None if train did not register)."""

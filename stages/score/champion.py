@@ -9,15 +9,15 @@ still scores with one model. Only MlflowClient calls the REST API serves are use
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from stages.common.config import redact_uri
+from stages.common.config import Settings
 from stages.common.errors import InputError, TransientError
-from stages.common.retry import retry
+from stages.common.mlflow_calls import MlflowCalls, MlflowRefused
 
 __all__ = ["Resolved", "resolve", "check_contract"]
 
@@ -39,45 +39,19 @@ class Resolved:
     """models:/name/version or the URI it came from, for the audit and the report."""
 
 
-class _Retryable(Exception):
-    pass
-
-
-def _call(what: str, uri: str, fn: Any) -> Any:
-    """One MLflow call with retries on 5xx/429/connection errors; TransientError (exit 75) after."""
-    from mlflow.exceptions import MlflowException
-
-    def attempt() -> Any:
-        try:
-            return fn()
-        except MlflowException as exc:
-            if exc.get_http_status_code() >= 500 or exc.get_http_status_code() == 429:
-                raise _Retryable(str(exc).splitlines()[0]) from exc
-            raise
-        except (ConnectionError, TimeoutError, OSError) as exc:
-            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
-
-    try:
-        return retry(
-            attempt, transient=(_Retryable,), what=f"MLflow {what}", attempts=int(os.environ.get("MLFLOW_RETRIES", "5"))
-        )
-    except _Retryable as exc:
-        raise TransientError(
-            f"MLflow at MLFLOW_TRACKING_URI={redact_uri(uri)} failed to {what} ({redact_uri(str(exc))})"
-        ) from exc
-
-
 def _not_found(exc: BaseException) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    return isinstance(exc, MlflowException) and (exc.get_http_status_code() == 404 or "not found" in str(exc).lower())
+    return isinstance(exc, MlflowRefused) and exc.not_found
 
 
-def from_registry(tracking_uri: str, model_uri: str, into: Path) -> Resolved:
-    """Download the model version behind ``models:/<name>@<alias>`` or ``models:/<name>/<version>``."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+def from_registry(calls: MlflowCalls, model_uri: str, into: Path) -> Resolved:
+    """Download the model version behind ``models:/<name>@<alias>`` or ``models:/<name>/<version>``.
+
+    Every MLflow call goes through ``calls`` (retries, then TransientError: exit 75).
+    """
     from mlflow import MlflowClient
+
+    calls.limit_http_retries()
+    tracking_uri = calls.tracking_uri
 
     if not model_uri.startswith("models:/"):
         raise InputError(f"--model-uri {model_uri!r}: expected models:/<name>@<alias> or models:/<name>/<version>")
@@ -86,24 +60,28 @@ def from_registry(tracking_uri: str, model_uri: str, into: Path) -> Resolved:
     try:
         if "@" in ref:
             name, alias = ref.split("@", 1)
-            mv = _call("read the alias", tracking_uri, lambda: client.get_model_version_by_alias(name, alias))
+            mv = calls.call("read the alias", lambda: client.get_model_version_by_alias(name, alias))
         else:
             name, _, version = ref.partition("/")
-            mv = _call("read the model version", tracking_uri, lambda: client.get_model_version(name, version))
+            mv = calls.call("read the model version", lambda: client.get_model_version(name, version))
     except InputError:
         raise
     except Exception as exc:
         if _not_found(exc):
             raise InputError(f"{model_uri}: {NO_CHAMPION}") from exc
         raise
+    if not mv.run_id:
+        raise InputError(
+            f"{model_uri}: version {mv.version} has no MLflow run; it was not registered by this pipeline's "
+            "train stage — retrain"
+        )
     into.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
     for name_in_run in ("model-card.json", "manifest.json"):
         try:
-            got = _call(
+            got = calls.call(
                 f"download {name_in_run}",
-                tracking_uri,
-                lambda n=name_in_run: client.download_artifacts(mv.run_id, n, str(into)),
+                partial(client.download_artifacts, mv.run_id, name_in_run, str(into)),
             )
         except Exception as exc:
             if isinstance(exc, TransientError):
@@ -116,9 +94,8 @@ def from_registry(tracking_uri: str, model_uri: str, into: Path) -> Resolved:
     from mlflow.artifacts import download_artifacts
 
     model_dir = Path(
-        _call(
+        calls.call(
             "download the model",
-            tracking_uri,
             lambda: download_artifacts(artifact_uri=mv.source, dst_path=str(into / "model"), tracking_uri=tracking_uri),
         )
     )
@@ -129,7 +106,7 @@ def from_registry(tracking_uri: str, model_uri: str, into: Path) -> Resolved:
     return Resolved(skops[0], files["model-card.json"], files["manifest.json"], f"models:/{mv.name}/{mv.version}")
 
 
-def resolve(args: Any, storage: Any, tracking_uri: str | None, into: Path) -> Resolved:
+def resolve(args: Any, storage: Any, settings: Settings, into: Path) -> Resolved:
     """Local files (``--model`` + ``--card``) win; else the registry (``--model-uri``, default the champion)."""
     if args.model or args.card:
         if not (args.model and args.card):
@@ -141,10 +118,10 @@ def resolve(args: Any, storage: Any, tracking_uri: str | None, into: Path) -> Re
             into.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(card, manifest)
         return Resolved(model, card, manifest, args.model)
-    if not tracking_uri:
+    if not settings.mlflow_tracking_uri:
         raise InputError(f"no model: MLFLOW_TRACKING_URI is not set and no --model/--card given; {NO_CHAMPION}")
     uri = args.model_uri or f"models:/{args.registered_model}@{ALIAS}"
-    return from_registry(tracking_uri, uri, into)
+    return from_registry(MlflowCalls.from_settings(settings), uri, into)
 
 
 def check_contract(card: dict[str, Any], silver: dict[str, Any], card_uri: str, silver_uri: str) -> None:

@@ -38,7 +38,7 @@ def resolve_only(ctx: StageContext) -> None:
     args = ctx.args
     _need(args, "model_out", "card_out", "training_manifest_out")
     with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
-        got = resolve(args, ctx.storage, ctx.settings.mlflow_tracking_uri, Path(tmp))
+        got = resolve(args, ctx.storage, ctx.settings, Path(tmp))
         card = load_json(got.card, got.source)
         for name, src, uri, primary in (
             ("model", got.model, args.model_out, False),
@@ -85,7 +85,7 @@ def score(ctx: StageContext) -> None:
     args = ctx.args
     _need(args, "features", "manifest", "alerts_out", "incidents_out", "html_out", "drift_out")
     with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
-        got = resolve(args, ctx.storage, ctx.settings.mlflow_tracking_uri, Path(tmp))
+        got = resolve(args, ctx.storage, ctx.settings, Path(tmp))
         card = load_json(got.card, got.source)
         model = load_model(got.model)
     silver = load_json(ctx.fetch_input("manifest", args.manifest), args.manifest)

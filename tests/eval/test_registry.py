@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from stages.common.errors import InputError, TransientError
-from stages.eval.registry import Registry, _transient, version_tags
+from stages.common.mlflow_calls import is_transient as _transient
+from stages.eval.registry import Registry, version_tags
 from tests.eval import builders as b
 
 pytestmark = pytest.mark.services
@@ -20,6 +21,7 @@ def _mlflow_http_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Registry() sets MLflow's HTTP retry defaults in os.environ; keep that inside each test."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
 
 
 def _card(**mlflow: Any) -> dict[str, Any]:
