@@ -113,7 +113,7 @@ def body(ctx: StageContext) -> None:
     if ctx.settings.mlflow_tracking_uri:
         from stages.train.tracking import check_reachable
 
-        check_reachable(ctx.settings.mlflow_tracking_uri)
+        check_reachable(ctx.settings)
     opts = models.Options(
         args.model, args.train_on, args.n_estimators, args.max_samples, args.target_fpr, args.alert_rate, args.seed
     )
@@ -143,7 +143,7 @@ def body(ctx: StageContext) -> None:
         params.update({f"model.{k}": v for k, v in trained.params.items() if k != "model_features"})
         metrics = trained.metrics | {"threshold": trained.calibration.threshold}
         tracking.track(
-            ctx.settings.mlflow_tracking_uri,
+            ctx.settings,
             args.experiment,
             ctx.run_id,
             tags,

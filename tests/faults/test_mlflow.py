@@ -167,3 +167,66 @@ def test_eval_with_mlflow_always_503_exits_75(
     _assert_failed_75(done, audit, run_id, "eval", mlflow_proxy)
     assert mlflow_proxy.stats["http_failed"] >= 2  # retried before giving up
     assert _published(tmp_path / "out") == []
+
+
+def _train_retry_warnings(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "MLflow" in line and "retry" in line]
+
+
+def test_train_rides_out_connection_resets_after_fitting_without_a_refit(
+    pipeline_inputs: dict[str, Path],
+    tmp_path: Path,
+    fault_env: dict[str, str],
+    mlflow_server: str,
+    mlflow_proxy: FaultProxy,
+    audit: Any,
+) -> None:
+    """Two connections reset while the run, the model and its registration are logged: each step is retried."""
+    from mlflow import MlflowClient
+
+    run_id, model = f"ml-blip-{uuid.uuid4().hex[:8]}", f"faults-{uuid.uuid4().hex[:6]}"
+    out = tmp_path / "out"
+    env = {**fault_env, "MLFLOW_TRACKING_URI": mlflow_proxy.url(), "MLFLOW_RETRIES": "3"}
+    # The probe before fitting reads far less than 4 kB; the logging after it reads more on one connection.
+    mlflow_proxy.cut_after(4000, times=2)
+    done = _train(pipeline_inputs, out, run_id, model, env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert mlflow_proxy.stats["cut"] == 2
+    warnings = _train_retry_warnings(done.stderr)
+    assert len(warnings) == 2, warnings
+    assert not any("list experiments" in w for w in warnings)  # not the probe: the calls after fitting
+    assert done.stderr.count("fitted iforest on") == 1  # one fit: the blips cost seconds, not a refit
+    assert attempts(audit, run_id, "train") == [(0, "SUCCEEDED", 0, None)]
+    card = json.loads((out / "model-card.json").read_text())
+    runs = _mlflow_runs(mlflow_server, model)
+    assert [(r.info.run_id, r.info.status) for r in runs] == [(card["mlflow"]["run_id"], "FINISHED")]
+    versions = MlflowClient(mlflow_server).search_model_versions(f"name = '{model}'")
+    assert [v.version for v in versions] == ["1"] == [card["mlflow"]["model_version"]]  # registered once
+    assert versions[0].tags["model_sha256"] == card["model_sha256"]
+
+
+def test_train_fault_outlasting_the_retries_after_fitting_exits_75_and_a_rerun_leaves_one_run(
+    pipeline_inputs: dict[str, Path],
+    tmp_path: Path,
+    fault_env: dict[str, str],
+    mlflow_server: str,
+    mlflow_proxy: FaultProxy,
+    audit: Any,
+) -> None:
+    run_id, model = f"ml-cut-{uuid.uuid4().hex[:8]}", f"faults-{uuid.uuid4().hex[:6]}"
+    out = tmp_path / "out"
+    env = {**fault_env, "MLFLOW_TRACKING_URI": mlflow_proxy.url(), "MLFLOW_RETRIES": "3"}
+    mlflow_proxy.cut_after(4000, times=1000)  # every answer of 4 kB or more is cut: the model never comes back
+    done = _train(pipeline_inputs, out, run_id, model, env)
+    _assert_failed_75(done, audit, run_id, "train", mlflow_proxy)
+    assert "after 3 attempts" in done.error()
+    assert _published(out) == []
+    assert all(r.info.status != "FINISHED" for r in _mlflow_runs(mlflow_server, model))
+
+    mlflow_proxy.forward()
+    mlflow_proxy.cut_after(0, times=0)
+    again = _train(pipeline_inputs, out, run_id, model, env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    card = json.loads((out / "model-card.json").read_text())
+    runs = _mlflow_runs(mlflow_server, model)
+    assert [(r.info.run_id, r.info.status) for r in runs] == [(card["mlflow"]["run_id"], "FINISHED")]
