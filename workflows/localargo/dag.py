@@ -33,6 +33,7 @@ from .bind import Source
 from .context import RunContext
 from .errors import ExecutorError, ManifestError, ResolveError
 from .expr import depends_tasks, eval_depends, eval_when, expand_dependencies
+from .loops import Group, expand, is_loop
 from .status import ArtifactRef, Node, Phase
 from .templating import TAG, require_resolved, substitute
 
@@ -83,6 +84,8 @@ class DagRun:
         self.not_started: list[str] = []
         self.events: queue.Queue[str] = queue.Queue()
         self.running: set[str] = set()
+        self.groups: dict[str, Group] = {}
+        """Expanded tasks (withItems/withParam), see loops.py."""
 
     def _order(self) -> list[str]:
         """Targets and their ancestors, dependencies first, otherwise in definition order."""
@@ -126,6 +129,7 @@ class DagRun:
             "Daemoned": False,
             "AnySucceeded": False,
             "AllFailed": False,
+            **(self.groups[name].results() if name in self.groups else {}),
         }
 
     def _continue_on(self, name: str) -> tuple[bool, bool]:
@@ -194,6 +198,10 @@ class DagRun:
             self.running.discard(name)
             while not self.events.empty():
                 self.running.discard(self.events.get_nowait())
+        for group in self.groups.values():
+            if not group.node.fulfilled:
+                group.settle()
+                self.ctx.changed(group.node)
         self.not_started = [n for n in self.order if n not in self.nodes]
         self.node.not_started = list(self.not_started)
         phase, message = self.assess()
@@ -206,6 +214,9 @@ class DagRun:
     def _pass(self) -> None:
         halted = self.fail_fast and self._doomed()
         for name in self.order:
+            if name in self.groups:
+                self._advance(self.groups[name], halted)
+                continue
             if name in self.nodes:
                 continue
             if any(d not in self.nodes or not self.nodes[d].fulfilled for d in self.deps[name]):
@@ -221,24 +232,76 @@ class DagRun:
             if not run:
                 self._final(name, "Skipped", Phase.OMITTED, "omitted: depends condition not met")
                 continue
-            if halted or (self.parallelism is not None and len(self.running) >= self.parallelism):
+            if halted:
+                continue
+            if is_loop(self.tasks[name]):
+                self._expand(name, field)
+                continue
+            if self.parallelism is not None and len(self.running) >= self.parallelism:
                 continue
             self._start(name, field)
 
-    def _final(self, name: str, node_type: str, phase: str, message: str) -> Node:
+    def _expand(self, name: str, field: str) -> None:
+        """Create the TaskGroup of a withItems/withParam task, then start what its children may."""
         task = self.tasks[name]
+        try:
+            scope = {**self.scope, **self._task_scope(self._ancestors(name))}
+            loop = {k: task[k] for k in ("withItems", "withParam") if k in task}
+            loop = substitute(loop, scope, field)
+            require_resolved(loop, field, scope)
+            children = expand({**task, **loop}, field)
+        except ExecutorError as exc:
+            self._final(name, "Skipped", Phase.ERROR, str(exc))
+            return
+        if not children:
+            self._final(name, "Skipped", Phase.SKIPPED, "Skipped, empty params")
+            return
         node = self.node.add_child(
+            Node(f"{self.node.name}.{name}", name, "TaskGroup", task.get("template", ""), self.ctx.workflow)
+        )
+        node.start()
+        self.nodes[name] = node
+        self.groups[name] = Group(name, node, children, self._continue_on(name))
+        self.ctx.changed(node)
+        self._advance(self.groups[name], False)
+
+    def _advance(self, group: Group, halted: bool) -> None:
+        """Start the group's next children (parallelism, failFast), or settle it once they are done."""
+        if group.node.fulfilled:
+            return
+        stop = halted or self.ctx.cancel.is_set() or (self.fail_fast and group.failed())
+        for child in group.pending():
+            if stop or (self.parallelism is not None and len(self.running) >= self.parallelism):
+                break
+            self._start(child.name, f"{self.where}.tasks[{group.name}]", child.task, group)
+        if not group.running() and (stop or not group.pending()):
+            group.settle()
+            self.ctx.changed(group.node)
+
+    def _final(
+        self,
+        name: str,
+        node_type: str,
+        phase: str,
+        message: str,
+        task: dict[str, Any] | None = None,
+        group: Group | None = None,
+    ) -> Node:
+        task = task if task is not None else self.tasks[name]
+        parent = group.node if group is not None else self.node
+        node = parent.add_child(
             Node(f"{self.node.name}.{name}", name, node_type, task.get("template", ""), self.ctx.workflow)
         )
         node.finish(phase, message)
-        self.nodes[name] = node
+        (group.nodes if group is not None else self.nodes)[name] = node
         self.ctx.changed(node)
         return node
 
-    def _start(self, name: str, field: str) -> None:
-        task = self.tasks[name]
+    def _start(self, name: str, field: str, task: dict[str, Any] | None = None, group: Group | None = None) -> None:
+        """Start a task, or (``group``) one child ``task`` of an expanded task."""
+        task = task if task is not None else self.tasks[name]
         try:
-            allowed = self._ancestors(name)
+            allowed = self._ancestors(group.name if group is not None else name)
             scope = {**self.scope, **self._task_scope(allowed)}
             resolved = substitute({k: v for k, v in task.items() if k != "arguments"}, scope, field)
             args = substitute(task.get("arguments") or {}, scope, f"{field}.arguments")
@@ -252,14 +315,15 @@ class DagRun:
             if when:
                 require_resolved(when, f"{field}.when", scope)
                 if not eval_when(str(when), f"{field}.when"):
-                    self._final(name, "Skipped", Phase.SKIPPED, f"when '{when}' evaluated false")
+                    self._final(name, "Skipped", Phase.SKIPPED, f"when '{when}' evaluated false", task, group)
                     return
             template = self.ctx.templates[task["template"]]
         except ExecutorError as exc:
-            self._final(name, "Skipped", Phase.ERROR, str(exc))
+            self._final(name, "Skipped", Phase.ERROR, str(exc), task, group)
             return
-        node = self.node.add_child(Node(f"{self.node.name}.{name}", name, "Pod", template["name"], self.ctx.workflow))
-        self.nodes[name] = node
+        parent = group.node if group is not None else self.node
+        node = parent.add_child(Node(f"{self.node.name}.{name}", name, "Pod", template["name"], self.ctx.workflow))
+        (group.nodes if group is not None else self.nodes)[name] = node
         self.running.add(name)
 
         def work() -> None:
@@ -297,6 +361,9 @@ class DagRun:
                 scope[f"{prefix}.finishedAt"] = _iso(node.finished_at)
             if node.exit_code is not None:
                 scope[f"{prefix}.exitCode"] = str(node.exit_code)
+            if dep in self.groups:  # an expanded task: the fan-in of its children
+                scope.update(self.groups[dep].fan_in(prefix))
+                continue
             if node.result is not None:
                 scope[f"{prefix}.outputs.result"] = node.result
             for k, v in node.parameters.items():

@@ -38,7 +38,7 @@ _SCHED = ignore("pod scheduling only matters on a cluster")
 _META = ignore("labels/annotations only matter on a cluster")
 _SA = ignore("no Kubernetes API locally; the service account is not used")
 _CLEANUP = ignore("cluster cleanup policy; local runs keep their state in the workdir")
-_LOOPS = refuse("loops (withItems/withParam/withSequence) are not supported by the local executor")
+_SEQUENCE = refuse("withSequence is not supported by the local executor; use withItems or withParam")
 _HOOKS = refuse("exit handlers and lifecycle hooks are not run by the local executor")
 _S3_CONN = ignore("the local artifact repository (--artifacts) replaces the artifact's endpoint and credentials")
 
@@ -137,7 +137,7 @@ TABLE: dict[str, dict[str, tuple[str, str]]] = {
         "parallelism": OK,
         "metadata": _META,
         "annotations": _META,
-        "failFast": ignore("only affects expanded (withItems) steps, which are refused"),
+        "failFast": ignore("a template's failFast governs steps templates, which are refused; see dag.failFast"),
         "serviceAccountName": _SA,
         "automountServiceAccountToken": _SA,
         "executor": _SA,
@@ -180,9 +180,9 @@ TABLE: dict[str, dict[str, tuple[str, str]]] = {
         "inline": refuse("inline templates are not supported"),
         "onExit": _HOOKS,
         "hooks": _HOOKS,
-        "withItems": _LOOPS,
-        "withParam": _LOOPS,
-        "withSequence": _LOOPS,
+        "withItems": OK,  # expanded by loops.py
+        "withParam": OK,
+        "withSequence": _SEQUENCE,
     },
     "ContinueOn": {"error": OK, "failed": OK},
     "TaskArguments": {"parameters": each("ArgParameter"), "artifacts": each("ArgArtifact")},
