@@ -30,7 +30,7 @@ T = TypeVar("T")
 
 
 class MlflowRefused(StageError):
-    """MLflow answered with a permanent error (4xx other than 429, or a client-side error)."""
+    """A permanent error of an MLflow call: a 4xx answer other than 429, or an error on this side."""
 
     def __init__(self, message: str, status: int | None) -> None:
         super().__init__(message)
@@ -137,8 +137,8 @@ class MlflowCalls:
                     raise _Retryable(_first_line(exc)) from exc
                 status = http_status(exc)
                 raise MlflowRefused(
-                    f"MLflow at {self.where} refused to {what} ({_first_line(exc)}); not retried: "
-                    "check the request, the permissions and the tracking server's version",
+                    f"MLflow at {self.where}: could not {what} ({_first_line(exc)}); not a transient fault, "
+                    "not retried: check the request, the permissions and the tracking server's version",
                     status,
                 ) from exc
 

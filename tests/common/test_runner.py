@@ -70,6 +70,24 @@ def test_outputs_and_params_are_recorded(
         assert cur.fetchall() == [(params, 1, "SUCCEEDED", "1")]
 
 
+@pytest.mark.parametrize(
+    ("argv", "env", "want"), [([], {"STAGE_ATTEMPT": "2"}, 2), (["--attempt", "3"], {"STAGE_ATTEMPT": "2"}, 3)]
+)
+def test_the_audited_attempt_comes_from_settings_unless_the_flag_says(
+    argv: list[str],
+    env: dict[str, str],
+    want: int,
+    monkeypatch: pytest.MonkeyPatch,
+    postgres: dict[str, str],
+    audit_db: Any,
+) -> None:
+    run_id = f"runner-attempt-{want}"
+    assert _run(lambda ctx: None, ["--run-id", run_id, *argv], monkeypatch, postgres | env) == 0
+    with audit_db.cursor() as cur:
+        cur.execute("SELECT attempt, status FROM stage_attempts WHERE run_id = %s", (run_id,))
+        assert cur.fetchall() == [(want, "SUCCEEDED")]
+
+
 def test_sigterm_mid_write_leaves_nothing(tmp_path: Path) -> None:
     """A stage killed while writing publishes nothing and exits non-zero."""
     script = textwrap.dedent(f"""

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 FAST_RETRIES = {
-    # Our own knobs: audit attempts (0.5 s, 1 s, ... backoff), botocore attempts, eval's MLflow attempts.
+    # Our own knobs: audit attempts (0.5 s, 1 s, ... backoff), botocore attempts, attempts per MLflow call.
     "PG_RETRIES": "3",
     "MINIO_MAX_ATTEMPTS": "3",
     "MLFLOW_RETRIES": "2",
