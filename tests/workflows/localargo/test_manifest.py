@@ -63,8 +63,12 @@ def mutate(path: str, value: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("path", "value", "field"),
     [
-        ("templates.0.dag.tasks.0.withItems", [1, 2], r"spec.templates\[main\].dag.tasks\[a\].withItems: loops"),
-        ("templates.0.dag.tasks.1.withParam", "[1]", r"tasks\[b\].withParam: loops"),
+        (
+            "templates.0.dag.tasks.0.withSequence",
+            {"count": "2"},
+            r"spec.templates\[main\].dag.tasks\[a\].withSequence: withSequence",
+        ),
+        ("templates.0.dag.tasks.1.withSequence", {"count": "1"}, r"tasks\[b\].withSequence: withSequence"),
         ("templates.0.dag.tasks.0.onExit", "work", r"tasks\[a\].onExit: exit handlers"),
         ("templates.0.dag.tasks.0.templateRef", {"name": "x", "template": "y"}, r"tasks\[a\].templateRef"),
         ("onExit", "work", r"spec.onExit: exit handlers"),
@@ -73,7 +77,11 @@ def mutate(path: str, value: Any) -> dict[str, Any]:
         ("templates.1.suspend", {}, r"templates\[work\].suspend"),
         ("templates.1.container.envFrom", [{"secretRef": {"name": "s"}}], r"container.envFrom"),
         ("templates.1.container.comand", ["python"], r"container.comand: unknown field"),
-        ("templates.1.memoize", {"key": "k"}, r"templates\[work\].memoize"),
+        (
+            "templates.1.memoize",
+            {"key": "k", "cache": {"configMap": {"name": "c", "key": "k"}}},
+            r"templates\[work\].memoize.cache.configMap.key: unknown field",
+        ),
         (
             "templates.1.outputs",
             {"artifacts": [{"name": "o", "path": "/tmp/o", "http": {"url": "http://x"}}]},
@@ -100,10 +108,10 @@ def test_refuses_unsupported_fields_by_path(tmp_path: Path, path: str, value: An
 
 def test_lists_every_refused_field_at_once(tmp_path: Path) -> None:
     doc = mutate("onExit", "work")
-    doc["spec"]["templates"][0]["dag"]["tasks"][0]["withItems"] = [1]
+    doc["spec"]["templates"][0]["dag"]["tasks"][0]["withSequence"] = {"count": "1"}
     with pytest.raises(Unsupported, match=r"refuses 2 field\(s\)") as info:
         load_manifest(write(tmp_path, doc), {})
-    assert "spec.onExit" in str(info.value) and "tasks[a].withItems" in str(info.value)
+    assert "spec.onExit" in str(info.value) and "tasks[a].withSequence" in str(info.value)
 
 
 @pytest.mark.parametrize(
