@@ -26,6 +26,7 @@ from .context import RunContext
 from .dag import DagRun
 from .errors import ExecutorError, ManifestError
 from .manifest import Manifest, load_manifest
+from .memo import Memo
 from .pod import run_pod
 from .runtimes import BuildHint, get_runtime
 from .status import Node, Phase, write_json
@@ -107,17 +108,23 @@ def execute_template(
     where = f"spec.templates[{template['name']}]"
     try:
         params = bind_parameters(template, arg_params, where)
+        scope = {**ctx.global_scope, **template_scope(template, params, node.name)}
+        memo = Memo.of(template, scope, ctx.run_dir.parent, ctx.namespace)
+        if memo is not None and memo.load(node):  # a cache hit: no pod, the cached outputs
+            node.type = "DAG" if "dag" in template else "Pod"
+            ctx.changed(node)
+            return
         if "dag" in template:
             node.type = "DAG"
             inputs = bind_artifacts(template, arg_artifacts, where)
-            scope = {**ctx.global_scope, **template_scope(template, params, node.name)}
             DagRun(ctx, node, template, scope, inputs, execute_template).run()
-            return
+        else:
+            run_pod(ctx, node, template, params, arg_artifacts)
+        if memo is not None:
+            memo.save(node)
     except ExecutorError as exc:
         node.finish(Phase.ERROR, str(exc))
         ctx.changed(node)
-        return
-    run_pod(ctx, node, template, params, arg_artifacts)
 
 
 def _global_scope(m: Manifest) -> dict[str, str]:

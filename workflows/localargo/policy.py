@@ -153,7 +153,7 @@ TABLE: dict[str, dict[str, tuple[str, str]]] = {
         "metrics": ignore("no Prometheus metrics locally"),
         "podSpecPatch": refuse("a pod spec patch cannot be applied to a local process"),
         "archiveLocation": refuse("archiveLocation is not supported; artifacts go to --artifacts"),
-        "memoize": refuse("memoization is not supported"),
+        "memoize": obj("Memoize"),
         "synchronization": refuse("template locks are not supported"),
         "timeout": refuse("template timeout is not supported; use activeDeadlineSeconds"),
         "daemon": refuse("daemon templates are not supported"),
@@ -184,6 +184,9 @@ TABLE: dict[str, dict[str, tuple[str, str]]] = {
         "withParam": OK,
         "withSequence": _SEQUENCE,
     },
+    "Memoize": {"key": OK, "maxAge": OK, "cache": obj("MemoizeCache")},  # memo.py
+    "MemoizeCache": {"configMap": obj("ConfigMapRef")},
+    "ConfigMapRef": {"name": OK},
     "ContinueOn": {"error": OK, "failed": OK},
     "TaskArguments": {"parameters": each("ArgParameter"), "artifacts": each("ArgArtifact")},
     "ArgParameter": {

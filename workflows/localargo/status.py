@@ -96,6 +96,8 @@ class Node:
     children: list[Node] = field(default_factory=list)
     not_started: list[str] = field(default_factory=list)
     """DAG tasks that never started (failFast halted the DAG, or the run was stopped)."""
+    memoization: dict[str, Any] | None = None
+    """Argo's ``memoizationStatus`` (``hit``, ``key``, ``cacheName``) of a memoized template's node."""
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @property
@@ -150,6 +152,7 @@ class Node:
                 },
                 "children": [c.as_json() for c in list(self.children)],
                 "notStarted": list(self.not_started),
+                "memoizationStatus": dict(self.memoization) if self.memoization else None,
             }
 
 
