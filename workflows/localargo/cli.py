@@ -62,6 +62,14 @@ put it in --env-file); when unset the variable is left out, with a warning.
 templateDefaults are merged into every template first, as Argo does (strategic merge:
 env by name, the template's own values winning).
 
+Loops: withItems/withParam on DAG tasks expand into children task(0:item), ... bounded
+by the DAG's and the workflow's parallelism; {{tasks.X.outputs.parameters.Y}} of an
+expanded task is the JSON list of its children's values. withSequence is refused.
+
+memoize: the cache ConfigMap NAME is the file <workdir>/_configmaps/<namespace>/NAME.json,
+shared by the runs of that workdir; a hit (within maxAge) runs no pod and reuses the
+outputs, shown as memoizationStatus in status.json.
+
 Artifacts: --artifacts replaces the manifest's artifactRepositoryRef: keys such as
 data/<workflow>/part.parquet land in DIR/data/<workflow>/part.parquet or
 s3://BUCKET/data/<workflow>/part.parquet (S3 through MINIO_ENDPOINT, MINIO_ACCESS_KEY,
