@@ -2,7 +2,8 @@
 
 Reads the silver features and manifest (checked against each other), fits the model
 on the ``train`` split (Isolation Forest on benign rows by default), calibrates the
-alert threshold on the latest train rows, saves the model (skops) and its card, and —
+alert threshold (with labels: on out-of-fold scores of every benign train row; without:
+on the latest train rows), saves the model (skops) and its card, and —
 when MLFLOW_TRACKING_URI is set — logs the run and registers a model version.
 """
 
@@ -47,13 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--target-fpr",
         type=float,
         default=0.01,
-        help="with labels: share of benign validation flows allowed to alert (default 0.01)",
+        help="with labels: share of benign flows allowed to alert, set on out-of-fold scores of every benign "
+        "train row; needs at least 10/target-fpr benign rows, else exit 2 (default 0.01: 1,000 rows)",
     )
     p.add_argument(
         "--alert-rate",
         type=float,
         default=0.01,
-        help="without labels: share of validation flows allowed to alert (default 0.01)",
+        help="without labels: share of the latest 20%% of train flows allowed to alert (default 0.01)",
     )
     p.add_argument("--seed", type=int, default=42, help="random seed of the model (default 42)")
     p.add_argument("--experiment", default="cybersec-anomaly", help="MLflow experiment name")

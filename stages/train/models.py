@@ -16,12 +16,19 @@ synthetic traffic (see benchmarks/detection/RESULTS.md):
   → 0.97 (65536, 50-100 trees), then flat (131072); 100 trees of 65536 fit in ~6 CPU s.
 
 HistGradientBoosting is the supervised option when labels exist.
+
+The alert threshold (``calibrate``) stands on benign traffic whenever labels exist: it is a
+quantile of *out-of-fold* scores of every benign train row — five time-blocked folds, each
+scored by a model fitted on the other four — so an attack-heavy latest slice cannot push
+it onto attack rows. Too few benign rows to estimate the target FPR is refused
+(``min_benign_rows``). Without labels it is the ``alert_rate`` quantile of the latest rows.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -29,11 +36,14 @@ import numpy as np
 __all__ = [
     "IFOREST_FEATURES",
     "INDICATOR_PREFIXES",
+    "FOLDS",
+    "MIN_BEYOND_THRESHOLD",
     "Calibration",
     "build_hgb",
     "build_iforest",
     "calibrate",
     "iforest_columns",
+    "min_benign_rows",
     "validation_metrics",
 ]
 
@@ -109,18 +119,50 @@ def build_hgb(seed: int) -> Any:
     )
 
 
+FOLDS = 5
+"""Time-blocked folds of the train split for out-of-fold calibration scores; the last block is
+the latest 20% of the train rows (the validation rows the metrics and scoring reference use)."""
+MIN_BEYOND_THRESHOLD = 10
+"""Benign rows that must score above a labelled threshold (see ``min_benign_rows``)."""
+
+
+def min_benign_rows(target_fpr: float) -> int:
+    """Benign rows needed to set a threshold at ``target_fpr``: ``ceil(10 / target_fpr)``.
+
+    The threshold is the (1 - target_fpr) quantile of benign scores, so only about
+    ``n * target_fpr`` rows decide where it lies. Their count is roughly Poisson, so the
+    FPR the threshold delivers on new benign traffic is uncertain by about 1/sqrt(m) with m
+    rows beyond it: ~30% at m = 10 (0.01 lands between ~0.007 and ~0.013), while with one
+    or two rows the threshold is one benign outlier and the FPR can be off several-fold.
+    At the default 0.01 that is 1,000 benign rows.
+    """
+    return max(MIN_BEYOND_THRESHOLD, math.ceil(MIN_BEYOND_THRESHOLD / target_fpr - 1e-9))
+
+
 @dataclass(frozen=True)
 class Calibration:
     """An alert threshold: flows with score >= threshold are alerts (eval's convention)."""
 
     threshold: float
-    method: str  # "benign_fpr" | "alert_rate"
+    method: str  # "benign_fpr_oof" | "benign_fpr" | "alert_rate"
     target: float
     achieved: float
     rows: int
+    """Rows whose scores set the threshold: the benign rows with labels, all rows without."""
+    scores: str = "latest 20% of the train rows, scored by the model"
+    """Where the scores the quantile is taken of come from (for the card)."""
+    min_rows: int = 0
+    """The fewest benign rows accepted for ``target`` (0: no minimum, the unlabelled path)."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "target": self.target, "achieved": self.achieved, "rows": self.rows}
+        return {
+            "method": self.method,
+            "target": self.target,
+            "achieved": self.achieved,
+            "rows": self.rows,
+            "scores": self.scores,
+            "min_rows": self.min_rows,
+        }
 
 
 def calibrate(scores: np.ndarray, labels: np.ndarray | None, target_fpr: float, alert_rate: float) -> Calibration:
@@ -234,52 +276,156 @@ def _fit(opts: Options, features: list[str], X_fit: np.ndarray, y_fit: np.ndarra
 
 
 def train(X: np.ndarray, labels: np.ndarray | None, features: list[str], opts: Options) -> Trained:
-    """Fit on the earliest part of the train rows, calibrate on the latest part.
+    """Fit the model and calibrate its threshold; ``X`` rows are in time order.
 
-    ``X`` rows are in time order; ``labels`` is 0/1 with -1 for unknown, or None. The last
-    ``validation_fraction`` of rows (by time) never reach the model: the threshold is a
-    quantile of the model's scores on them. The model is *not* refitted on all rows
-    afterwards — a refit draws new trees (or boosting rounds) whose scores the
-    calibrated threshold does not describe; the 20% it gives up matters little to a
-    subsampling forest. ValueError means unusable input (the CLI reports it as such).
+    ``labels`` is 0/1 with -1 for unknown, or None. Without labels: fit on the earliest
+    part, the threshold is the ``alert_rate`` quantile of the model's scores on the latest
+    ``validation_fraction`` of rows (``_train_unlabelled``). With labels: out-of-fold
+    benign scores set the threshold and the model is fitted on all train rows
+    (``_train_labelled``). ValueError means unusable input (the CLI reports it as such).
     """
-    import time
-
     n_val = int(round(len(X) * opts.validation_fraction))
     n_fit = len(X) - n_val
     if n_fit < 2 or n_val < 1:
         raise ValueError(f"{len(X)} train rows are too few to fit and calibrate (need at least 3)")
     has_labels = labels is not None and bool((labels >= 0).any())
     trained_on = _resolve_train_on(opts, has_labels)
-    y_fit = labels[:n_fit] if labels is not None else None
-    keep = np.ones(n_fit, dtype=bool)
-    if trained_on == "benign" or opts.model == "hgb":
-        assert y_fit is not None
-        keep = y_fit == 0 if trained_on == "benign" else y_fit >= 0
-    rows = _fit_rows(np.flatnonzero(keep), opts.seed)
-    if len(rows) < 2:
-        hint = " (try --train-on all)" if trained_on == "benign" else ""
-        raise ValueError(f"only {len(rows)} {trained_on} rows in the fitting part of the train split{hint}")
+    if has_labels and labels is not None:
+        return _train_labelled(X, labels, features, opts, trained_on, n_fit)
+    return _train_unlabelled(X, features, opts, trained_on, n_fit)
+
+
+def _train_unlabelled(X: np.ndarray, features: list[str], opts: Options, trained_on: str, n_fit: int) -> Trained:
+    """Fit on the earliest rows, threshold at the ``alert_rate`` quantile of the latest rows' scores.
+
+    The model is *not* refitted on all rows afterwards: a refit draws new trees whose
+    scores the calibrated threshold does not describe exactly, and without labels there
+    is nothing to check the refit's alert rate against.
+    """
+    import time
+
+    rows = _fit_rows(np.arange(n_fit), opts.seed)
     started = time.monotonic()
-    est, method, params = _fit(opts, features, X[rows], y_fit[rows] if y_fit is not None else None)
+    est, method, params = _fit(opts, features, X[rows], None)
     fit_seconds = time.monotonic() - started
-    val_scores = -est.score_samples(X[n_fit:]) if method == "neg_score_samples" else est.predict_proba(X[n_fit:])[:, 1]
-    y_val = labels[n_fit:] if has_labels and labels is not None else None
-    if y_val is not None and not (y_val == 0).any():
-        log.warning("no benign rows among the %d validation rows: threshold set by --alert-rate instead", n_val)
-        cal = calibrate(val_scores, None, opts.target_fpr, opts.alert_rate)
-    else:
-        cal = calibrate(val_scores, y_val, opts.target_fpr, opts.alert_rate)
-    metrics = validation_metrics(val_scores, y_val, cal.threshold)
+    val_scores = _score(est, method, X[n_fit:])
+    cal = calibrate(val_scores, None, opts.target_fpr, opts.alert_rate)
+    metrics = validation_metrics(val_scores, None, cal.threshold)
     metrics.update(fit_rows=float(len(rows)), fit_seconds=round(fit_seconds, 3))
     params.update(
         seed=opts.seed,
         validation_fraction=opts.validation_fraction,
         fit_on=f"earliest {1 - opts.validation_fraction:.0%} of the train rows",
-        validation_rows=n_val,
+        validation_rows=len(X) - n_fit,
+    )
+    params["fit_pool_rows"] = n_fit
+    ref = _reference(X[n_fit:], features, val_scores, opts.seed)
+    return Trained(est, method, trained_on, len(rows), cal, metrics, params, ref)
+
+
+OOF_ROWS_PER_FOLD = 400_000
+"""Rows scored per fold at most (a seeded sample beyond): quantiles settle long before, and
+scoring all of a 10M-row train split five times over would double the stage's time."""
+
+
+def _score(est: Any, method: str, X: np.ndarray) -> np.ndarray:
+    return np.asarray(-est.score_samples(X) if method == "neg_score_samples" else est.predict_proba(X)[:, 1])
+
+
+def _too_few_benign(benign: int, opts: Options, need: int) -> str:
+    feasible = MIN_BEYOND_THRESHOLD / benign if benign else None
+    raise_fpr = f"raise --target-fpr to at least {feasible:.3g}, or " if feasible is not None and feasible < 1 else ""
+    return (
+        f"only {benign} benign rows in the train split: too few to set the threshold at --target-fpr "
+        f"{opts.target_fpr:g} (need at least {need}, so that ~{MIN_BEYOND_THRESHOLD} benign rows score above "
+        f"it); {raise_fpr}add benign traffic to the training data (a longer period or a benign capture)"
+    )
+
+
+def _train_labelled(
+    X: np.ndarray, labels: np.ndarray, features: list[str], opts: Options, trained_on: str, n_fit: int
+) -> Trained:
+    """Threshold from out-of-fold scores of every benign train row; the model fitted on all train rows.
+
+    The train rows are cut into ``FOLDS`` time blocks (the last one is the latest
+    ``validation_fraction``); each block is scored by a model fitted on the other blocks'
+    rows, and the threshold is the (1 - target_fpr) quantile of the benign rows' scores —
+    cross-validated threshold tuning, then a refit on everything. Every forest draws the
+    same rows per tree (the smallest fold's pool caps ``max_samples``), so the path-length
+    scale of the folds' scores is the final model's. ``val_*`` metrics and the scoring
+    reference are the last block's out-of-fold scores (the latest rows, unseen by the model
+    that scored them); ``oof_*`` metrics cover all train rows.
+    """
+    import time
+
+    benign = int((labels == 0).sum())
+    need = min_benign_rows(opts.target_fpr)
+    if benign < need:
+        raise ValueError(_too_few_benign(benign, opts, need))
+    if trained_on == "benign":
+        keep = labels == 0
+    elif opts.model == "hgb":
+        keep = labels >= 0
+    else:
+        keep = np.ones(len(X), dtype=bool)
+    edges = [*np.linspace(0, n_fit, FOLDS).round().astype(int).tolist(), len(X)]
+    blocks = [(edges[k], edges[k + 1]) for k in range(FOLDS)]
+    pool_sizes = [min(int(keep.sum() - keep[a:b].sum()), MAX_FIT_ROWS) for a, b in blocks]
+    if min(pool_sizes) < 2:
+        raise ValueError(f"only {min(pool_sizes)} {trained_on} rows outside one of the {FOLDS} time blocks to fit on")
+    fold_opts = replace(opts, max_samples=min(opts.max_samples, *pool_sizes))
+    rng = np.random.default_rng(opts.seed)
+    scored: list[np.ndarray] = []
+    oof: list[np.ndarray] = []
+    started = time.monotonic()
+    for k, (a, b) in enumerate(blocks):
+        outside = keep.copy()
+        outside[a:b] = False
+        rows = _fit_rows(np.flatnonzero(outside), opts.seed)
+        try:
+            est, method, _ = _fit(fold_opts, features, X[rows], labels[rows])
+        except ValueError as exc:
+            raise ValueError(f"fitting without train rows {a}-{b - 1} (fold {k + 1} of {FOLDS}): {exc}") from exc
+        block = np.arange(a, b)
+        if len(block) > OOF_ROWS_PER_FOLD:
+            block = np.sort(rng.choice(block, OOF_ROWS_PER_FOLD, replace=False))
+        scored.append(block)
+        oof.append(_score(est, method, X[block]))
+        del est
+    folds_seconds = time.monotonic() - started
+    idx, oof_scores = np.concatenate(scored), np.concatenate(oof)
+    cal = calibrate(oof_scores, labels[idx], opts.target_fpr, opts.alert_rate)
+    cal = replace(
+        cal,
+        method="benign_fpr_oof",
+        scores=f"out-of-fold scores of the benign train rows, {FOLDS} time-blocked folds",
+        min_rows=need,
+    )
+    rows = _fit_rows(np.flatnonzero(keep), opts.seed)
+    started = time.monotonic()
+    est, method, params = _fit(fold_opts, features, X[rows], labels[rows])
+    fit_seconds = time.monotonic() - started
+    last = idx >= n_fit
+    metrics = validation_metrics(oof_scores[last], labels[idx[last]], cal.threshold)
+    everything = validation_metrics(oof_scores, labels[idx], cal.threshold)
+    metrics.update({f"oof_{k[4:]}": v for k, v in everything.items()})
+    metrics.update(fit_rows=float(len(rows)), fit_seconds=round(fit_seconds, 3), folds_seconds=round(folds_seconds, 3))
+    params.update(
+        seed=opts.seed,
+        validation_fraction=opts.validation_fraction,
+        fit_on="all train rows" + (" (benign)" if trained_on == "benign" else ""),
+        validation_rows=len(X) - n_fit,
+        calibration_folds=FOLDS,
     )
     params["fit_pool_rows"] = int(keep.sum())
-    ref = _reference(X[n_fit:], features, val_scores, opts.seed)
+    ref = _reference(X[idx[last]], features, oof_scores[last], opts.seed)
+    log.info(
+        "threshold %.5f from %d benign out-of-fold scores (%d folds, at least %d needed)",
+        cal.threshold,
+        cal.rows,
+        FOLDS,
+        need,
+    )
     return Trained(est, method, trained_on, len(rows), cal, metrics, params, ref)
 
 

@@ -70,13 +70,13 @@ def _params(out: Path) -> dict[str, str]:
 
 
 def _validation(silver: dict[str, Path]) -> tuple[np.ndarray, np.ndarray, int]:
-    """Validation rows (last 20% of the train split) and the benign count of the fitting part."""
+    """Validation rows (last 20% of the train split) and the benign count of the whole train split."""
     manifest = json.loads(silver["manifest"].read_text())
     table = train_rows(silver)
     n_val = int(round(table.num_rows * 0.2))
     X = np.column_stack([table.column(f).to_numpy() for f in manifest["features"]]).astype(np.float32)
     labels = table.column("label").to_numpy()
-    return X[-n_val:], labels[-n_val:], int((labels[:-n_val] == 0).sum())
+    return X[-n_val:], labels[-n_val:], int((labels == 0).sum())
 
 
 def test_iforest_with_mlflow_and_audit(
@@ -95,20 +95,25 @@ def test_iforest_with_mlflow_and_audit(
     assert (card["model_type"], card["score_method"], card["trained_on"]) == ("iforest", "neg_score_samples", "benign")
     assert card["features"] == manifest["features"] and card["schema_hash"] == manifest["schema_hash"]
     assert card["run_id"] == run_id
-    X_val, y_val, benign_fit_rows = _validation(silver)
+    X_val, y_val, benign_rows = _validation(silver)
     assert (y_val == 1).sum() > 50  # the fixture must put attacks into the validation rows
-    # benign-only: exactly the benign rows of the fitting part, nothing else
-    assert card["train_rows"] == benign_fit_rows == int(params["train_rows"])
+    # benign-only: exactly the benign rows of the train split, nothing else
+    assert card["train_rows"] == benign_rows == int(params["train_rows"])
     assert params["threshold"] == repr(card["threshold"])
     assert params["sha256"] == hashlib.sha256((tmp_path / "model.skops").read_bytes()).hexdigest()
 
     model = load_model(tmp_path / "model.skops")
     scores = anomaly_scores(model, X_val, card["score_method"])
-    fpr = float(np.mean(scores[y_val == 0] >= card["threshold"]))
-    assert card["calibration"]["method"] == "benign_fpr" and card["calibration"]["target"] == 0.01
-    assert fpr == pytest.approx(card["calibration"]["achieved"]) and 0.005 <= fpr <= 0.01
-    assert card["calibration"]["rows"] == int((y_val == 0).sum())
-    assert np.mean(scores[y_val == 1] >= card["threshold"]) == pytest.approx(card["train_metrics"]["val_recall"])
+    # the threshold stands on the out-of-fold scores of every benign train row
+    cal = card["calibration"]
+    assert (cal["method"], cal["target"], cal["rows"], cal["min_rows"]) == ("benign_fpr_oof", 0.01, benign_rows, 1000)
+    assert "out-of-fold" in cal["scores"] and card["params"]["calibration_folds"] == 5
+    assert 0.005 <= cal["achieved"] == card["train_metrics"]["oof_fpr"] <= 0.01
+    # the saved model (fitted on all of them) keeps to the budget on the latest benign rows and
+    # catches the attacks there about as well as the fold model that never saw those rows
+    assert np.mean(scores[y_val == 0] >= card["threshold"]) <= 0.01
+    recall = float(np.mean(scores[y_val == 1] >= card["threshold"]))
+    assert recall == pytest.approx(card["train_metrics"]["val_recall"], abs=0.05)
 
     client = MlflowClient(stage_env["MLFLOW_TRACKING_URI"])
     run = client.get_run(params["mlflow_run_id"])
@@ -161,7 +166,11 @@ def test_without_mlflow(stage_env: dict[str, str], silver_unlabelled: dict[str, 
     assert card["trained_on"] == "all" and card["calibration"]["method"] == "alert_rate"
     assert card["calibration"]["target"] == 0.02 and abs(card["calibration"]["achieved"] - 0.02) < 0.002
     manifest = json.loads(silver_unlabelled["manifest"].read_text())
-    assert card["train_rows"] == manifest["split"]["train_rows"] - int(round(manifest["split"]["train_rows"] * 0.2))
+    n_val = int(round(manifest["split"]["train_rows"] * 0.2))
+    assert card["train_rows"] == manifest["split"]["train_rows"] - n_val
+    # unchanged without labels: the alert-rate quantile of the latest 20% of the train rows, no minimum
+    assert (card["calibration"]["rows"], card["calibration"]["min_rows"]) == (n_val, 0)
+    assert "oof_fpr" not in card["train_metrics"] and "calibration_folds" not in card["params"]
 
 
 def test_hgb(stage_env: dict[str, str], silver: dict[str, Path], tmp_path: Path) -> None:
@@ -175,6 +184,47 @@ def test_hgb(stage_env: dict[str, str], silver: dict[str, Path], tmp_path: Path)
     scores = anomaly_scores(load_model(tmp_path / "model.skops"), X_val, "predict_proba")
     assert np.mean(scores[y_val == 0] >= card["threshold"]) <= 0.01
     assert card["train_metrics"]["val_pr_auc"] > 0.9
+
+
+def _holdout(silver: dict[str, Path], features: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    table = pq.read_table(silver["features"], filters=[("split", "==", "holdout")])
+    X = np.column_stack([table.column(f).to_numpy() for f in features]).astype(np.float32)
+    return X, table.column("label").to_numpy()
+
+
+@pytest.mark.parametrize("model", ["iforest", "hgb"])
+def test_attack_majority_threshold_stands_on_benign_rows(
+    stage_env: dict[str, str], silver_attack_majority: dict[str, Path], tmp_path: Path, model: str
+) -> None:
+    """85% attacks and a validation slice without one benign row: benign out-of-fold scores still set it."""
+    env = {k: v for k, v in stage_env.items() if k != "MLFLOW_TRACKING_URI"} | {"OMP_NUM_THREADS": "1"}
+    _, y_val, benign_rows = _validation(silver_attack_majority)
+    assert (y_val == 0).sum() == 0 and benign_rows >= 1000  # the fixture's point
+    proc, _ = _train(env, silver_attack_majority, tmp_path, *FAST, "--model", model)
+    assert proc.returncode == 0, proc.stderr
+    card = json.loads((tmp_path / "model-card.json").read_text())
+    cal = card["calibration"]
+    assert (cal["method"], cal["rows"], cal["min_rows"]) == ("benign_fpr_oof", benign_rows, 1000)
+    assert f"from {benign_rows} benign out-of-fold scores" in proc.stderr
+    assert "val_fpr" not in card["train_metrics"] and 0.005 <= card["train_metrics"]["oof_fpr"] <= 0.01
+    # on the later holdout the threshold keeps its meaning: few benign alerts, most attacks caught
+    X, y = _holdout(silver_attack_majority, card["features"])
+    alerts = anomaly_scores(load_model(tmp_path / "model.skops"), X, card["score_method"]) >= card["threshold"]
+    assert alerts[y == 0].mean() <= 0.05 and alerts[y == 1].mean() >= 0.5
+
+
+def test_too_few_benign_rows_exit_2_with_the_count(
+    stage_env: dict[str, str], audit_db: Any, silver_attack_majority: dict[str, Path], tmp_path: Path
+) -> None:
+    _, _, benign_rows = _validation(silver_attack_majority)
+    proc, run_id = _train(stage_env, silver_attack_majority, tmp_path, *FAST, "--target-fpr", "0.001")
+    assert proc.returncode == 2, proc.stderr
+    assert f"only {benign_rows} benign rows in the train split" in proc.stderr
+    assert "need at least 10000" in proc.stderr and "raise --target-fpr to at least" in proc.stderr
+    assert not (tmp_path / "model.skops").exists() and not (tmp_path / "model-card.json").exists()
+    with audit_db.cursor() as cur:
+        cur.execute("SELECT status, exit_code FROM stage_attempts WHERE run_id = %s", (run_id,))
+        assert cur.fetchone() == ("FAILED", 2)
 
 
 @pytest.mark.parametrize(

@@ -79,16 +79,26 @@ def _data(n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[st
     return X, labels, features
 
 
-def test_benign_only_fit_uses_only_benign_rows_of_the_fitting_part() -> None:
+def _block_pools(keep: np.ndarray) -> list[int]:
+    """Rows of ``keep`` outside each of the five time blocks (the last block: the latest 20%)."""
+    n_fit = len(keep) - int(round(len(keep) * 0.2))
+    edges = [*np.linspace(0, n_fit, models.FOLDS).round().astype(int).tolist(), len(keep)]
+    return [int(keep.sum() - keep[a:b].sum()) for a, b in zip(edges, edges[1:], strict=False)]
+
+
+def test_benign_only_fit_uses_every_benign_train_row_and_out_of_fold_calibration() -> None:
     X, labels, features = _data()
     trained = models.train(X, labels, features, Options("iforest", "auto", 20, 100_000, 0.02, 0.02, 1))
-    n_fit = len(X) - int(round(len(X) * 0.2))
     assert trained.trained_on == "benign"
-    assert trained.fit_rows == int((labels[:n_fit] == 0).sum())
-    assert trained.estimator.named_steps["iforest"].max_samples_ == trained.fit_rows  # everything it saw
+    assert trained.fit_rows == int((labels == 0).sum())  # the final model: all benign train rows
+    # every forest (five folds and the final one) draws the smallest fold's pool per tree
+    assert trained.estimator.named_steps["iforest"].max_samples_ == min(_block_pools(labels == 0))
     assert trained.params["model_features"] == features[:4]
-    assert trained.calibration.method == "benign_fpr" and trained.calibration.achieved <= 0.02
+    cal = trained.calibration
+    assert (cal.method, cal.rows, cal.min_rows) == ("benign_fpr_oof", int((labels == 0).sum()), 500)
+    assert cal.achieved <= 0.02 and trained.metrics["oof_fpr"] == cal.achieved
     assert trained.metrics["val_recall"] > 0.8 and trained.metrics["val_roc_auc"] > 0.9
+    assert trained.metrics["oof_recall"] > 0.8 and trained.metrics["val_rows"] == 400
 
 
 def test_fit_on_all_rows_without_labels_uses_alert_rate() -> None:
@@ -103,6 +113,9 @@ def test_hgb_needs_both_classes() -> None:
     X, labels, features = _data()
     trained = models.train(X, labels, features, Options("hgb", "auto", 0, 0, 0.01, 0.01, 1))
     assert trained.score_method == "predict_proba" and trained.metrics["val_pr_auc"] > 0.9
+    # supervised too: the threshold stands on every benign row's out-of-fold score, the model on all rows
+    assert (trained.calibration.method, trained.calibration.rows) == ("benign_fpr_oof", int((labels == 0).sum()))
+    assert trained.fit_rows == len(X) and trained.metrics["oof_fpr"] == trained.calibration.achieved <= 0.01
     with pytest.raises(ValueError, match="benign and malicious"):
         models.train(X, np.zeros_like(labels), features, Options("hgb", "auto", 0, 0, 0.01, 0.01, 1))
 
@@ -125,17 +138,38 @@ def test_fit_rows_are_capped_by_a_seeded_ordered_sample(
     np.testing.assert_array_equal(rows, models._fit_rows(candidates, seed=4))
 
 
-def test_validation_without_benign_rows_falls_back_to_alert_rate() -> None:
+def test_validation_without_benign_rows_still_calibrates_on_benign_rows() -> None:
     X, labels, features = _data()
     labels[-400:] = 1  # the latest rows (validation) are all attacks, as in some IoT-23 captures
     trained = models.train(X, labels, features, Options("iforest", "auto", 20, 256, 0.01, 0.05, 1))
+    cal = trained.calibration
     assert trained.trained_on == "benign"
-    assert (trained.calibration.method, trained.calibration.target) == ("alert_rate", 0.05)
+    assert (cal.method, cal.target, cal.rows) == ("benign_fpr_oof", 0.01, int((labels == 0).sum()))
+    assert 0.005 <= trained.metrics["oof_fpr"] == cal.achieved <= 0.01
+    assert "val_fpr" not in trained.metrics and trained.metrics["val_recall"] < 0.5  # plain noise labelled 1
+
+
+@pytest.mark.parametrize(
+    ("target", "rows"), [(0.01, 1000), (0.05, 200), (0.001, 10_000), (0.03, 334), (0.5, 20), (0.99, 11)]
+)
+def test_min_benign_rows_leave_ten_beyond_the_threshold(target: float, rows: int) -> None:
+    assert models.min_benign_rows(target) == rows
+    assert rows * target >= models.MIN_BEYOND_THRESHOLD > (rows - 1) * target
+
+
+def test_attack_majority_too_few_benign_rows_is_refused_with_the_count() -> None:
+    X, labels, features = _data()
+    labels[:] = 1
+    labels[np.random.default_rng(3).choice(len(labels), 500, replace=False)] = 0  # 75% attacks, 500 benign
+    with pytest.raises(ValueError, match=r"only 500 benign rows .*need at least 1000\b.*--target-fpr to at least 0.02"):
+        models.train(X, labels, features, Options("iforest", "auto", 20, 256, 0.01, 0.05, 1))
+    trained = models.train(X, labels, features, Options("iforest", "auto", 20, 256, 0.02, 0.05, 1))  # exactly enough
+    assert (trained.calibration.rows, trained.calibration.min_rows, trained.fit_rows) == (500, 500, 500)
 
 
 def test_no_benign_rows_to_fit_on() -> None:
     X, labels, features = _data()
-    with pytest.raises(ValueError, match=r"only 0 benign rows .* \(try --train-on all\)"):
+    with pytest.raises(ValueError, match=r"only 0 benign rows in the train split: too few .*need at least 1000\b"):
         models.train(X, np.ones_like(labels), features, Options("iforest", "benign", 20, 256, 0.01, 0.05, 1))
 
 
