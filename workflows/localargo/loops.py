@@ -4,9 +4,9 @@ A task with ``withItems`` (a list in the manifest) or ``withParam`` (a JSON list
 ``{{tasks.X.outputs.parameters.Y}}`` or ``{{inputs.parameters.Y}}``) becomes a ``TaskGroup``
 node named like the task, whose children are one task per item, named
 ``task(0:item)``, ``task(1:item)``... — for a map item the sorted ``key:value`` pairs
-joined by commas (``task(0:os:debian,v:1)``), for a list item its JSON. In each child
-``{{item}}`` is the item (a map or list as compact JSON), ``{{item.key}}`` a map item's
-field. An empty list makes a ``Skipped`` node (``Skipped, empty params``); a
+joined by commas (``task(0:os:debian,v:1)``), for a list item ``[a b c]``, parentheses
+dropped. In each child ``{{item}}`` is the item (a map or list as compact JSON),
+``{{item.key}}`` a map item's field and ``{{index}}`` its position. An empty list makes a ``Skipped`` node (``Skipped, empty params``); a
 ``withParam`` that is not a JSON list is an ``Error`` node.
 
 Each child is scheduled like a task of its own: the DAG template's ``parallelism`` and the
@@ -78,13 +78,17 @@ def expand(task: dict[str, Any], field: str) -> list[Child]:
     body = {k: v for k, v in task.items() if k not in LOOP_FIELDS and k != "name"}
     children = []
     for i, item in enumerate(items):
-        scope = {"item": _text(item)}
+        scope = {"item": _text(item), "index": str(i)}
         if isinstance(item, dict):
             scope.update({f"item.{k}": _text(v) for k, v in item.items()})
             desc = ",".join(sorted(f"{k}:{_text(v)}" for k, v in item.items()))
+        elif isinstance(item, list):
+            desc = "[" + " ".join(_text(v) for v in item) + "]"  # Go's fmt.Sprint of the list
         else:
             desc = _text(item)
-        name = f"{task['name']}({i}:{desc})"
+        # parentheses are dropped from the text so the index stays recoverable from the name
+        desc = desc.replace("(", "").replace(")", "")
+        name = f"{task['name']}({i}:{desc})" if item is not None else f"{task['name']}({i})"
         children.append(Child(name, {**substitute(body, scope, field), "name": name}))
     return children
 

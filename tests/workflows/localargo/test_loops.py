@@ -220,7 +220,7 @@ def test_with_items_scalars_maps_and_when(tmp_path: Path) -> None:
                         {
                             "name": "say",
                             "template": "echo",
-                            "withItems": ["hello", 2, True, {"os": "debian", "v": 12}],
+                            "withItems": ["hello", 2, True, {"os": "debian", "v": 12}, ["x", "(y)"]],
                             "when": "'{{item}}' != '2'",
                             "arguments": {"parameters": [{"name": "msg", "value": "{{item}}"}]},
                         },
@@ -228,7 +228,7 @@ def test_with_items_scalars_maps_and_when(tmp_path: Path) -> None:
                             "name": "os",
                             "template": "echo",
                             "withItems": [{"os": "debian", "v": 12}, {"os": "alpine", "v": 3}],
-                            "arguments": {"parameters": [{"name": "msg", "value": "{{item.os}}-{{item.v}}"}]},
+                            "arguments": {"parameters": [{"name": "msg", "value": "{{index}}:{{item.os}}-{{item.v}}"}]},
                         },
                         {
                             "name": "all",
@@ -269,12 +269,16 @@ def test_with_items_scalars_maps_and_when(tmp_path: Path) -> None:
         "say(1:2)",
         "say(2:true)",
         "say(3:os:debian,v:12)",
+        "say(4:[x y])",
     ]
     assert nodes["say(1:2)"]["phase"] == "Skipped" and nodes["say(1:2)"]["type"] == "Skipped"
     assert nodes["say(3:os:debian,v:12)"]["outputs"]["parameters"]["out"] == '{"os":"debian","v":12}'
-    assert [c["outputs"]["parameters"]["out"] for c in nodes["os"]["children"]] == ["debian-12", "alpine-3"]
+    assert [c["outputs"]["parameters"]["out"] for c in nodes["os"]["children"]] == ["0:debian-12", "1:alpine-3"]
     text = Path(nodes["all"]["log"]).read_text().strip()
-    assert text == json.dumps('["debian-12","alpine-3"] ["hello","true","{\\"os\\":\\"debian\\",\\"v\\":12}"]')
+    compact = (",", ":")
+    results = json.dumps(["0:debian-12", "1:alpine-3"], separators=compact)  # each result parsed as JSON
+    outs = json.dumps(["hello", "true", '{"os":"debian","v":12}', '["x","(y)"]'], separators=compact)
+    assert text == json.dumps(f"{results} {outs}")
 
 
 @pytest.mark.parametrize(
