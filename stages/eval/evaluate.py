@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from stages.common.contracts import ModelCard, SilverManifest
 from stages.common.errors import GateFailed, InputError
-from stages.common.jsondoc import read_object as load_json
 from stages.common.jsondoc import to_json
-from stages.common.model_io import anomaly_scores, load_model
+from stages.common.model_io import load_model, score_rows
 from stages.common.runner import StageContext
 
 from . import metrics as M
@@ -32,24 +32,18 @@ log = logging.getLogger(__name__)
 
 PARAMS = ["pr_auc", "roc_auc", "precision", "recall", "fpr", "alert_rate"]
 _BASELINE_ROWS = 100_000  # train rows sampled for medians/IQRs of the top-alert explanations
-_SCORE_ROWS = 131_072  # holdout rows scored per slice (see _chunked_scores)
 
 
-def score(model: Any, data: EvalData, card: dict[str, Any], model_uri: str) -> np.ndarray:
-    """Anomaly scores of the holdout rows (higher = more anomalous), checked to be finite."""
+def score(model: Any, data: EvalData, score_method: str, model_uri: str) -> np.ndarray:
+    """Anomaly scores of the holdout rows (higher = more anomalous, ``model_io.score_rows``), checked to be finite."""
     names = getattr(model, "feature_names_in_", None)
-    X: Any = data.holdout_X
-    if names is not None:
-        if list(names) != data.features:
-            raise InputError(
-                f"{model_uri}: the model was fitted on columns {list(names)[:8]}..., not the manifest's "
-                f"features {data.features[:8]}...; retrain on this silver output"
-            )
-        import pandas as pd
-
-        X = pd.DataFrame(X, columns=data.features)
+    if names is not None and list(names) != data.features:
+        raise InputError(
+            f"{model_uri}: the model was fitted on columns {list(names)[:8]}..., not the manifest's "
+            f"features {data.features[:8]}...; retrain on this silver output"
+        )
     try:
-        scores = _chunked_scores(model, X, card["score_method"])
+        scores = score_rows(model, data.holdout_X, score_method, data.features)
     except ValueError as exc:
         raise InputError(f"{model_uri}: scoring the holdout failed ({exc})") from exc
     if not np.all(np.isfinite(scores)):
@@ -58,31 +52,6 @@ def score(model: Any, data: EvalData, card: dict[str, Any], model_uri: str) -> n
             "check the features for missing values"
         )
     return scores
-
-
-def _chunked_scores(model: Any, X: Any, method: str) -> np.ndarray:
-    """``anomaly_scores`` over slices of ``_SCORE_ROWS`` rows, concatenated in order.
-
-    Slices bound the pipeline's temporary copies (10M-row inputs stay within the pod's
-    memory); Isolation Forest scoring is single-threaded in scikit-learn and releases the
-    GIL, so its slices run on a thread per available core — every row's score is computed
-    exactly as before, only elsewhere. predict_proba models parallelise themselves.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    import joblib
-
-    starts = range(0, X.shape[0], _SCORE_ROWS)
-
-    def one(i: int) -> np.ndarray:
-        part = X.iloc[i : i + _SCORE_ROWS] if hasattr(X, "iloc") else X[i : i + _SCORE_ROWS]
-        return np.asarray(anomaly_scores(model, part, method), dtype=float)
-
-    workers = min(len(starts), joblib.cpu_count()) if method == "neg_score_samples" else 1
-    if workers <= 1:
-        return np.concatenate([one(i) for i in starts]) if len(starts) else np.empty(0)
-    with ThreadPoolExecutor(workers, thread_name_prefix="score") as pool:
-        return np.concatenate(list(pool.map(one, starts)))
 
 
 def build_metrics(run_id: str, data: EvalData, scores: np.ndarray, threshold: float) -> tuple[dict[str, Any], dict]:
@@ -156,7 +125,7 @@ def _report(
     data: EvalData,
     scores: np.ndarray,
     doc: dict[str, Any],
-    card: dict[str, Any],
+    card: ModelCard,
     by_attack: dict,
     baseline: tuple[np.ndarray, np.ndarray],
 ) -> str:
@@ -173,7 +142,7 @@ def _report(
     )
     a = ctx.args
     sources = {"features": a.features, "manifest": a.manifest, "model": a.model, "card": a.card}
-    return render(ReportData(doc, card, data.y, scores, by_attack, alerts, sources))
+    return render(ReportData(doc, card.as_dict(), data.y, scores, by_attack, alerts, sources))
 
 
 def _publish(ctx: StageContext, doc: dict[str, Any], html: str) -> list[Path]:
@@ -204,15 +173,15 @@ def _param(value: Any) -> str:
 def run(ctx: StageContext) -> None:
     """The stage body (see the module docstring for the order of side effects)."""
     a = ctx.args
-    manifest = load_json(ctx.fetch_input("manifest", a.manifest), a.manifest)
-    card = load_json(ctx.fetch_input("card", a.card), a.card)
+    manifest = SilverManifest.read(ctx.fetch_input("manifest", a.manifest), a.manifest)
+    card = ModelCard.read(ctx.fetch_input("card", a.card), a.card)
     check_contract(manifest, card, a.manifest, a.card)
     model_path = ctx.fetch_input("model", a.model)
     check_model_file(model_path, card, a.model, a.card)  # before skops reads a byte of it
     registry = _registry(ctx)
-    candidate = registry.candidate(card, a.card) if registry is not None else None
+    candidate = registry.candidate(card.as_dict(), a.card) if registry is not None else None
     model = load_model(model_path)
-    data = load_features(ctx.fetch_input("features", a.features), manifest, a.features)
+    data = load_features(ctx.fetch_input("features", a.features), manifest.features, a.features)
     log.info(
         "scoring holdout",
         extra={
@@ -221,8 +190,8 @@ def run(ctx: StageContext) -> None:
             "features": len(data.features),
         },
     )
-    scores = score(model, data, card, a.model)
-    doc, by_attack = build_metrics(ctx.run_id, data, scores, float(card["threshold"]))
+    scores = score(model, data, card.score_method, a.model)
+    doc, by_attack = build_metrics(ctx.run_id, data, scores, card.threshold)
     baseline = _baseline(data)
     # Drift was the last use of every train row: free them before the report and MLflow (~1.3 GB at 10M rows).
     data.train_X = np.empty((0, len(data.features)), dtype=np.float32)
@@ -232,7 +201,7 @@ def run(ctx: StageContext) -> None:
     files = _publish(ctx, doc, _report(ctx, data, scores, doc, card, by_attack, baseline))
     if registry is not None:
         check = lambda: check_model_file(model_path, card, a.model, a.card)  # noqa: E731
-        ctx.metrics["mlflow_run_id"] = registry.record(card, a.card, doc, files, check)
+        ctx.metrics["mlflow_run_id"] = registry.record(card.as_dict(), a.card, doc, files, check)
     verdict, promoted = doc["gate"]["verdict"], doc["champion"]["promoted"]
     for name in PARAMS:
         ctx.set_param(name, _param(doc[name]))

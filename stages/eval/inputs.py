@@ -1,26 +1,23 @@
 """Load and check eval's inputs: silver features + manifest, and the model card.
 
-Everything here enforces the artifact contract in the brief; a violation is an
+Each document is read and checked on its own by ``stages.common.contracts``; here they
+are checked against each other and against the files, and a violation is an
 ``InputError`` that names the URI and the field, so a wrong pairing of artifacts (a
 model trained on another feature set, a truncated file) stops the stage before scoring.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from stages.common.contracts import PASSTHROUGH, ModelCard, SilverManifest
 from stages.common.errors import InputError
 
-__all__ = ["PASSTHROUGH", "EvalData", "check_contract", "check_model_file", "load_features"]
-
-PASSTHROUGH = ["ts", "uid", "src_ip", "dst_ip", "dst_port", "proto", "service", "conn_state", "label", "attack_type"]
+__all__ = ["EvalData", "check_contract", "check_model_file", "load_features"]
 
 
 @dataclass
@@ -46,62 +43,28 @@ class EvalData:
         return bool(np.any(~np.isnan(self.y)))
 
 
-def _require(doc: dict[str, Any], uri: str, keys: list[str]) -> None:
-    missing = [k for k in keys if k not in doc]
-    if missing:
-        raise InputError(f"{uri}: missing field(s) {missing}; was it written by the matching stage version?")
-
-
-def schema_hash(features: list[str], dtypes: dict[str, str]) -> str:
-    """The manifest's schema hash: sha256 of the sorted-key JSON of features and dtypes."""
-    return hashlib.sha256(json.dumps({"features": features, "dtypes": dtypes}, sort_keys=True).encode()).hexdigest()
-
-
-def check_contract(manifest: dict[str, Any], card: dict[str, Any], manifest_uri: str, card_uri: str) -> None:
+def check_contract(manifest: SilverManifest, card: ModelCard, manifest_uri: str, card_uri: str) -> None:
     """The card must describe a model trained on exactly the manifest's features."""
-    _require(manifest, manifest_uri, ["features", "dtypes", "schema_hash"])
-    _require(card, card_uri, ["features", "schema_hash", "threshold", "score_method", "model_sha256"])
-    recomputed = schema_hash(manifest["features"], manifest["dtypes"])
-    if recomputed != manifest["schema_hash"]:
+    if card.schema_hash != manifest.schema_hash:
         raise InputError(
-            f"{manifest_uri}: schema_hash {manifest['schema_hash']} does not match its own features/"
-            f"dtypes (recomputed {recomputed}); the manifest was edited or corrupted"
-        )
-    if card["schema_hash"] != manifest["schema_hash"]:
-        raise InputError(
-            f"feature schema mismatch: manifest {manifest_uri} has schema_hash {manifest['schema_hash']} but model "
-            f"card {card_uri} has schema_hash {card['schema_hash']}; evaluate the model with the features it was "
+            f"feature schema mismatch: manifest {manifest_uri} has schema_hash {manifest.schema_hash} but model "
+            f"card {card_uri} has schema_hash {card.schema_hash}; evaluate the model with the features it was "
             "trained on (same silver run) or retrain it"
         )
-    if list(card["features"]) != list(manifest["features"]):
-        only_card = sorted(set(card["features"]) - set(manifest["features"]))
-        only_manifest = sorted(set(manifest["features"]) - set(card["features"]))
+    if card.features != manifest.features:
+        only_card = sorted(set(card.features) - set(manifest.features))
+        only_manifest = sorted(set(manifest.features) - set(card.features))
         raise InputError(
             f"{card_uri}: features differ from {manifest_uri} (only in card: {only_card}, only in "
             f"manifest: {only_manifest}, or a different order)"
         )
-    threshold = card["threshold"]
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not _finite(threshold):
-        raise InputError(f"{card_uri}: field 'threshold' must be a finite number, found {str(threshold)[:40]}")
-    for key in ("mlflow", "calibration"):
-        if card.get(key) is not None and not isinstance(card[key], dict):
-            raise InputError(f"{card_uri}: field {key!r} must be a JSON object, found {type(card[key]).__name__}")
-    if not isinstance(card["features"], list) or not isinstance(card["score_method"], str):
-        raise InputError(f"{card_uri}: 'features' must be a list and 'score_method' a string")
 
 
-def _finite(x: float) -> bool:
-    try:
-        return math.isfinite(x)
-    except OverflowError:  # an int with hundreds of digits
-        return False
-
-
-def check_model_file(path: Path, card: dict[str, Any], model_uri: str, card_uri: str) -> None:
+def check_model_file(path: Path, card: ModelCard, model_uri: str, card_uri: str) -> None:
     """The model file must be the one the card describes (its sha256), or nothing of it is loaded."""
     from stages.common.storage import sha256_file
 
-    want, got = card.get("model_sha256"), sha256_file(path)
+    want, got = card.model_sha256, sha256_file(path)
     if got != want:
         raise InputError(
             f"{model_uri}: sha256 {got} is not the model_sha256 {want!r} of {card_uri}; the model file was "
@@ -189,10 +152,11 @@ def _release_arrow_memory() -> None:
     pa.default_memory_pool().release_unused()
 
 
-def load_features(path: Path, manifest: dict[str, Any], uri: str) -> EvalData:
-    """Read the silver Parquet: split column, passthrough columns and the manifest's features."""
-    features = list(manifest["features"])
+def load_features(path: Path, features: list[str], uri: str) -> EvalData:
+    """Read the silver Parquet: split column, passthrough columns and ``features`` (the manifest's)."""
     import pyarrow as pa
+
+    features = list(features)
 
     pf, passthrough = _open(path, uri, features)
     try:

@@ -281,10 +281,10 @@ def render_report(dir: Path, table: pa.Table, limits: Any = None) -> tuple[str, 
 
     pq.write_table(table, dir / "f.parquet")
     manifest = manifest_for(table)
-    data = load_features(dir / "f.parquet", manifest, "f.parquet")
+    data = load_features(dir / "f.parquet", manifest["features"], "f.parquet")
     model = fit(table, n_estimators=30)
     card = card_for(manifest, calibrated_threshold(model, table))
-    scores = score(model, data, card, "model.skops")
+    scores = score(model, data, card["score_method"], "model.skops")
     doc, by_attack = build_metrics("run-<b>1</b>", data, scores, card["threshold"])
     doc["gate"] = gate_checks(doc, limits or GateThresholds())
     doc["champion"] = champion_decision(

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from stages.common.contracts import ModelCard, SilverManifest
 from stages.common.errors import InputError
 from stages.common.jsondoc import read_object as load_json
 from stages.common.jsondoc import to_json
@@ -29,8 +30,15 @@ def _contract(table: pa.Table) -> tuple[dict[str, Any], dict[str, Any]]:
     return manifest, b.card_for(manifest, 0.5)
 
 
+def _check(manifest: dict[str, Any], card: dict[str, Any]) -> None:
+    """Read both documents as eval does, then check them against each other."""
+    check_contract(
+        SilverManifest.from_dict(manifest, "m.json"), ModelCard.from_dict(card, "c.json"), "m.json", "c.json"
+    )
+
+
 def test_contract_ok(table: pa.Table) -> None:
-    check_contract(*_contract(table), "m.json", "c.json")
+    _check(*_contract(table))
 
 
 def test_card_from_other_features_names_both_hashes(table: pa.Table) -> None:
@@ -42,7 +50,7 @@ def test_card_from_other_features_names_both_hashes(table: pa.Table) -> None:
         match=f"manifest m.json has schema_hash {manifest['schema_hash']} but model card "
         f"c.json has schema_hash {other['schema_hash']}",
     ):
-        check_contract(manifest, card, "m.json", "c.json")
+        _check(manifest, card)
 
 
 @pytest.mark.parametrize(
@@ -74,7 +82,7 @@ def test_contract_violations(table: pa.Table, edit: Any, match: str) -> None:
     manifest, card = _contract(table)
     edit(manifest, card)
     with pytest.raises(InputError, match=match):
-        check_contract(manifest, card, "m.json", "c.json")
+        _check(manifest, card)
 
 
 @pytest.mark.parametrize(
@@ -94,7 +102,7 @@ def _write(tmp_path: Path, table: pa.Table) -> Path:
 
 
 def test_load_features_splits_rows(tmp_path: Path, table: pa.Table) -> None:
-    data = load_features(_write(tmp_path, table), b.manifest_for(table), "f.parquet")
+    data = load_features(_write(tmp_path, table), b.manifest_for(table)["features"], "f.parquet")
     split = np.array(table.column("split").to_pylist())
     assert data.holdout_X.shape == (int((split == "holdout").sum()), 4) and data.holdout_X.dtype == np.float32
     assert data.train_X.shape[0] == int((split == "train").sum())
@@ -127,14 +135,14 @@ def test_load_features_splits_rows(tmp_path: Path, table: pa.Table) -> None:
 )
 def test_load_features_errors(tmp_path: Path, table: pa.Table, mutate: Any, match: str) -> None:
     with pytest.raises(InputError, match=match):
-        load_features(_write(tmp_path, mutate(table)), b.manifest_for(table), "f.parquet")
+        load_features(_write(tmp_path, mutate(table)), b.manifest_for(table)["features"], "f.parquet")
 
 
 def test_not_parquet(tmp_path: Path, table: pa.Table) -> None:
     path = tmp_path / "features.parquet"
     path.write_bytes(b"PAR1 but not really")
     with pytest.raises(InputError, match="f.parquet: not a readable Parquet file"):
-        load_features(path, b.manifest_for(table), "f.parquet")
+        load_features(path, b.manifest_for(table)["features"], "f.parquet")
 
 
 def test_to_json_is_deterministic_and_strict() -> None:
@@ -145,9 +153,9 @@ def test_to_json_is_deterministic_and_strict() -> None:
 @pytest.mark.parametrize("labels", ["all", "partial", "none"])
 def test_metrics_document(tmp_path: Path, labels: str) -> None:
     table = b.flows(n=1500, seed=5, labels=labels)
-    data = load_features(_write(tmp_path, table), b.manifest_for(table), "f.parquet")
+    data = load_features(_write(tmp_path, table), b.manifest_for(table)["features"], "f.parquet")
     model = b.fit(b.flows(n=1500, seed=5))
-    scores = score(model, data, b.card_for(b.manifest_for(table), 0.0), "model.skops")
+    scores = score(model, data, b.card_for(b.manifest_for(table), 0.0)["score_method"], "model.skops")
     threshold = float(np.quantile(scores, 0.9))
     doc, by_attack = build_metrics("r1", data, scores, threshold)
     json.loads(to_json(doc))  # serialisable, strict JSON
@@ -168,23 +176,23 @@ def test_metrics_document(tmp_path: Path, labels: str) -> None:
 def test_model_fitted_on_named_columns_must_match(tmp_path: Path, table: pa.Table) -> None:
     import pandas as pd
 
-    data = load_features(_write(tmp_path, table), b.manifest_for(table), "f.parquet")
+    data = load_features(_write(tmp_path, table), b.manifest_for(table)["features"], "f.parquet")
     frame = pd.DataFrame(data.train_X, columns=["a", "b", "c", "d"])
     model = b.fit(table).fit(frame)
     with pytest.raises(InputError, match=r"model.skops: the model was fitted on columns \['a', 'b', 'c', 'd'\]"):
-        score(model, data, {"score_method": "neg_score_samples"}, "model.skops")
+        score(model, data, "neg_score_samples", "model.skops")
     named = b.fit(table).fit(pd.DataFrame(data.train_X, columns=b.FEATURES))
-    assert score(named, data, {"score_method": "neg_score_samples"}, "model.skops").shape == (data.holdout_X.shape[0],)
+    assert score(named, data, "neg_score_samples", "model.skops").shape == (data.holdout_X.shape[0],)
 
 
 def test_corrupt_or_ambiguous_features_are_input_errors(table: pa.Table, tmp_path: Path) -> None:
     from tests.hostile_files import corrupt_pages, duplicate_column
 
-    manifest = b.manifest_for(table)
+    features = b.manifest_for(table)["features"]
     with pytest.raises(InputError, match="f.parquet: corrupt Parquet data"):
-        load_features(corrupt_pages(table, tmp_path / "f.parquet"), manifest, "f.parquet")
+        load_features(corrupt_pages(table, tmp_path / "f.parquet"), features, "f.parquet")
     with pytest.raises(InputError, match=r"d.parquet: column\(s\) \['split'\] appear more than once"):
-        load_features(duplicate_column(table, "split", tmp_path / "d.parquet"), manifest, "d.parquet")
+        load_features(duplicate_column(table, "split", tmp_path / "d.parquet"), features, "d.parquet")
 
 
 def test_a_skops_file_holding_a_dict_is_not_a_model(tmp_path: Path) -> None:
