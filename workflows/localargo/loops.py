@@ -32,7 +32,7 @@ from typing import Any
 
 from .errors import ResolveError
 from .status import Node, Phase
-from .templating import substitute
+from .templating import substitute, unresolved
 
 __all__ = ["LOOP_FIELDS", "Child", "Group", "is_loop", "expand"]
 
@@ -89,7 +89,12 @@ def expand(task: dict[str, Any], field: str) -> list[Child]:
         # parentheses are dropped from the text so the index stays recoverable from the name
         desc = desc.replace("(", "").replace(")", "")
         name = f"{task['name']}({i}:{desc})" if item is not None else f"{task['name']}({i})"
-        children.append(Child(name, {**substitute(body, scope, field), "name": name}))
+        child = substitute(body, scope, field)
+        # an item reference must resolve at expansion ({{item.x}} of a string item is an error)
+        left = [(f, t) for f, t in unresolved(child, field) if t[2:-2].strip().split(".")[0] in ("item", "index")]
+        if left:
+            raise ResolveError(f"{left[0][0]}: cannot resolve {left[0][1]} for item {i} ({_text(item)})")
+        children.append(Child(name, {**child, "name": name}))
     return children
 
 

@@ -329,3 +329,29 @@ def test_with_sequence_is_still_refused(tmp_path: Path) -> None:
     }
     with pytest.raises(ExecutorError, match=r"withSequence"):
         load_manifest(workflow(tmp_path, spec), {})
+
+
+def test_an_item_field_of_a_string_item_fails_the_expansion(tmp_path: Path) -> None:
+    spec = {
+        "entrypoint": "main",
+        "templates": [
+            {
+                "name": "main",
+                "dag": {
+                    "tasks": [
+                        {
+                            "name": "work",
+                            "template": "echo",
+                            "withItems": ["a", "b"],
+                            "arguments": {"parameters": [{"name": "msg", "value": "{{item.name}}"}]},
+                        }
+                    ]
+                },
+            },
+            {"name": "echo", "inputs": {"parameters": [{"name": "msg"}]}, "container": {**PY, "args": ["print(1)"]}},
+        ],
+    }
+    outcome, status = run(tmp_path, spec)
+    node = by_name(status)["work"]
+    assert outcome.phase == "Error" and node["phase"] == "Error" and node["children"] == []
+    assert "cannot resolve {{item.name}} for item 0 (a)" in node["message"]
