@@ -189,3 +189,42 @@ def test_max_age_is_a_go_duration(text: str, seconds: float) -> None:
 def test_a_bad_max_age_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(text)
+
+
+def test_a_memoized_fan_out_skips_every_finished_partition_on_the_second_run(tmp_path: Path) -> None:
+    body = spec()
+    body["templates"][0]["dag"]["tasks"] = [
+        {
+            "name": "work",
+            "template": "work",
+            "withItems": ["p0", "p1", "p2", "p3"],
+            "arguments": {"parameters": [{"name": "part", "value": "{{item}}"}]},
+        },
+        {
+            "name": "sizes",
+            "depends": "work",
+            "template": "show",
+            "arguments": {"parameters": [{"name": "sizes", "value": "{{tasks.work.outputs.parameters.size}}"}]},
+        },
+    ]
+    body["templates"].append(
+        {
+            "name": "show",
+            "inputs": {"parameters": [{"name": "sizes"}]},
+            "container": {**PY, "args": ["import sys; print(sys.argv[1])", "{{inputs.parameters.sizes}}"]},
+        }
+    )
+    first, nodes = run(tmp_path, body, "fan-1")
+    assert first.phase == "Succeeded", first.message
+    assert sorted(ran(tmp_path)) == ["p0", "p1", "p2", "p3"]
+    entries = json.loads(cache_file(tmp_path).read_text())["data"]
+    assert set(entries) == {"part-p0", "part-p1", "part-p2", "part-p3"}, "concurrent saves all kept"
+
+    second, nodes2 = run(tmp_path, body, "fan-2")
+    assert second.phase == "Succeeded", second.message
+    children = nodes2["work"]["children"]
+    assert [c["memoizationStatus"]["hit"] for c in children] == [True] * 4
+    assert sorted(ran(tmp_path)) == ["p0", "p1", "p2", "p3"], "no partition ran again"
+    expected = '["size-p0","size-p1","size-p2","size-p3"]'
+    assert Path(nodes["sizes"]["log"]).read_text().strip() == expected
+    assert Path(nodes2["sizes"]["log"]).read_text().strip() == expected
