@@ -43,34 +43,61 @@ target "_common" {
   }
 }
 
-target "ingest" {
+# The five stages share stages/Dockerfile: STAGE picks the lock file and the code, the
+# build target of the same name the entrypoint.
+target "_stage" {
   inherits   = ["_common"]
-  dockerfile = "stages/ingest/Dockerfile"
-  tags       = ["${REGISTRY}/cybersec-mlops-ingest:${TAG}"]
+  dockerfile = "stages/Dockerfile"
+}
+
+target "ingest" {
+  inherits = ["_stage"]
+  target   = "ingest"
+  args = {
+    STAGE       = "ingest"
+    DESCRIPTION = "Ingest network flows (Zeek, CSV presets, Parquet, synthetic) into RAW Parquet in the canonical flow schema"
+  }
+  tags = ["${REGISTRY}/cybersec-mlops-ingest:${TAG}"]
 }
 
 target "silver" {
-  inherits   = ["_common"]
-  dockerfile = "stages/silver/Dockerfile"
-  tags       = ["${REGISTRY}/cybersec-mlops-silver:${TAG}"]
+  inherits = ["_stage"]
+  target   = "silver"
+  args = {
+    STAGE       = "silver"
+    DESCRIPTION = "Feature engineering and time-based train/holdout split of RAW network flows"
+  }
+  tags = ["${REGISTRY}/cybersec-mlops-silver:${TAG}"]
 }
 
 target "train" {
-  inherits   = ["_common"]
-  dockerfile = "stages/train/Dockerfile"
-  tags       = ["${REGISTRY}/cybersec-mlops-train:${TAG}"]
+  inherits = ["_stage"]
+  target   = "train"
+  args = {
+    STAGE       = "train"
+    DESCRIPTION = "Train and calibrate the network-flow anomaly detector; track and register it in MLflow"
+  }
+  tags = ["${REGISTRY}/cybersec-mlops-train:${TAG}"]
 }
 
 target "eval" {
-  inherits   = ["_common"]
-  dockerfile = "stages/eval/Dockerfile"
-  tags       = ["${REGISTRY}/cybersec-mlops-eval:${TAG}"]
+  inherits = ["_stage"]
+  target   = "eval"
+  args = {
+    STAGE       = "eval"
+    DESCRIPTION = "Score the holdout, write metrics and an HTML report, apply the quality gate and promote the champion"
+  }
+  tags = ["${REGISTRY}/cybersec-mlops-eval:${TAG}"]
 }
 
 target "score" {
-  inherits   = ["_common"]
-  dockerfile = "stages/score/Dockerfile"
-  tags       = ["${REGISTRY}/cybersec-mlops-score:${TAG}"]
+  inherits = ["_stage"]
+  target   = "score"
+  args = {
+    STAGE       = "score"
+    DESCRIPTION = "Scores new flows with the champion model: alerts, incidents, drift"
+  }
+  tags = ["${REGISTRY}/cybersec-mlops-score:${TAG}"]
 }
 
 target "submitter" {

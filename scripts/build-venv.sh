@@ -1,7 +1,7 @@
 #!/bin/sh
 # Create the image's virtualenv with exactly the pinned packages of one lock file.
 #
-# Runs inside the builder stage of every Dockerfile (stages/*/Dockerfile, workflows/Dockerfile):
+# Runs inside the builder stage of every Dockerfile (stages/Dockerfile, workflows/Dockerfile):
 #   sh /build/build-venv.sh /build/requirements.txt
 # Optional inputs copied from the repository's git-ignored build/ folder next to it:
 #   /build/ca/*.crt       extra CA certificates for pip (a TLS re-signing proxy); the offline

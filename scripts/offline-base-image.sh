@@ -3,11 +3,11 @@
 #
 # debootstrap builds a minimal Debian rootfs (variant minbase) with python3, python3-venv
 # and ca-certificates, optionally trusting an extra CA bundle (build hosts behind a TLS
-# re-signing proxy), and `docker import`s it. The stage Dockerfiles accept it as
+# re-signing proxy), and `docker import`s it. The stage Dockerfile accepts it as
 # BASE_IMAGE in place of the official python:3.11-slim-bookworm:
 #
 #   BASE_IMAGE=$(scripts/offline-base-image.sh --ca-bundle /etc/ssl/certs/ca-certificates.crt)
-#   docker build --network host --build-arg BASE_IMAGE="$BASE_IMAGE" -f stages/ingest/Dockerfile .
+#   docker build --network host --build-arg BASE_IMAGE="$BASE_IMAGE" -f stages/Dockerfile --build-arg STAGE=ingest --target ingest .
 #
 # Only the image name goes to stdout; progress goes to stderr. Idempotent: when the image
 # exists nothing is done (a warning says so if it was built with another suite or CA

@@ -120,7 +120,10 @@ def test_installs_exactly_its_lock_file_and_no_pip(name: str, images: dict[str, 
     proc = docker_run(images[name].tag, "-c", script, options=("--entrypoint", "python", "--network", "none"))
     assert proc.returncode == 0, proc.stderr
     installed = dict(json.loads(proc.stdout))
-    lock = REPO / Path(images[name].target.dockerfile).parent / "requirements.txt"
+    target = images[name].target  # a stage: its STAGE build argument; the submitter: its Dockerfile's folder
+    lock = (
+        REPO / "stages" / target.args["STAGE"] if "STAGE" in target.args else REPO / Path(target.dockerfile).parent
+    ) / "requirements.txt"
     pinned = {}
     for line in lock.read_text().splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
