@@ -153,8 +153,11 @@ class Memo:
     def _read(self) -> dict[str, Any] | None:
         if not self.path.exists():
             return None
-        doc = json.loads(self.path.read_text())
-        if (doc.get("metadata") or {}).get("labels", {}).get(LABEL) != "Cache":
+        try:
+            doc = json.loads(self.path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ResolveError(f"{self.path}: cannot read the cache ConfigMap ({exc})") from None
+        if not isinstance(doc, dict) or (doc.get("metadata") or {}).get("labels", {}).get(LABEL) != "Cache":
             raise ResolveError(
                 f"{self.path}: memoization configmap doesn't have label {LABEL} = Cache, refusing to use it"
             )
@@ -168,7 +171,10 @@ class Memo:
             if not doc or not raw:
                 node.memoization = self.status(False)
                 return False
-            entry = json.loads(raw)
+            try:
+                entry = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ResolveError(f"{self.path}: data[{self.key}]: malformed cache entry: {exc}") from None
             entry["lastHitTimestamp"] = _iso(time.time())
             doc["data"][self.key] = json.dumps(entry, sort_keys=True)
             write_json(self.path, doc)

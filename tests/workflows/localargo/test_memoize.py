@@ -228,3 +228,12 @@ def test_a_memoized_fan_out_skips_every_finished_partition_on_the_second_run(tmp
     expected = '["size-p0","size-p1","size-p2","size-p3"]'
     assert Path(nodes["sizes"]["log"]).read_text().strip() == expected
     assert Path(nodes2["sizes"]["log"]).read_text().strip() == expected
+
+
+def test_a_malformed_cache_is_an_error_node_naming_the_file(tmp_path: Path) -> None:
+    path = cache_file(tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    outcome, nodes = run(tmp_path, spec(), "broken")
+    assert outcome.phase == "Error" and nodes["work"]["phase"] == "Error"
+    assert str(path) in nodes["work"]["message"] and ran(tmp_path) == []
