@@ -252,11 +252,17 @@ STAGE_SPECS: tuple[StageSpec, ...] = (
 
 # -- the daily half: scoring and retraining CronWorkflows ------------------------------------
 
-LANDING = "s3://cybersec-mlops/landing/conn.log.gz"
-"""Where the sensors' export lands (one object, rotated by the exporter); both CronWorkflows read it."""
+LANDING = "s3://cybersec-mlops/landing/"
+"""Where the sensors' exports land (e.g. ``landing/<date>/conn.<hour>.log.gz``); both CronWorkflows read the
+prefix and keep the flows of their ``window``, so the bucket's lifecycle rule on ``landing/`` (a few days
+longer than the retraining window) bounds what each run reads."""
 
 SCORING_PARAMETERS: tuple[WorkflowParam, ...] = (
-    WorkflowParam("source", LANDING, "new flows: s3://bucket/key, a path inside the image, or synthetic://..."),
+    WorkflowParam(
+        "source",
+        LANDING,
+        "new flows: an S3 prefix (ending in /), glob or key, a path inside the image, or synthetic://...",
+    ),
     WorkflowParam("source-format", "auto", "format of the source", ("auto", "zeek", "zeek-json", "csv", "parquet")),
     WorkflowParam("preset", "", "CSV column-mapping preset: cicids2017 or unsw-nb15; empty: from the header", PRESETS),
     *(p for p in WORKFLOW_PARAMETERS if p.name in ("max-reject-fraction", "time-origin")),
