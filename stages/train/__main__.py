@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 from typing import Any
 
+from stages.common.contracts import ModelCard, SilverManifest
 from stages.common.errors import InputError
 from stages.common.runner import StageContext, main_exit, run_stage
 
@@ -71,25 +71,24 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InputError("--n-estimators must be >= 1 and --max-samples >= 2")
 
 
-def _card(ctx: StageContext, manifest: dict[str, Any], trained: Any) -> dict[str, Any]:
+def _card(ctx: StageContext, manifest: SilverManifest, trained: Any) -> ModelCard:
     args = ctx.args
-    return {
-        "version": 1,
-        "run_id": ctx.run_id,
-        "model_type": args.model,
-        "score_method": trained.score_method,
-        "features": manifest["features"],
-        "schema_hash": manifest["schema_hash"],
-        "model_sha256": ctx.sha256("model"),
-        "threshold": trained.calibration.threshold,
-        "calibration": trained.calibration.as_dict(),
-        "trained_on": trained.trained_on,
-        "train_rows": trained.fit_rows,
-        "params": trained.params,
-        "train_metrics": trained.metrics,
+    return ModelCard(
+        run_id=ctx.run_id,
+        model_type=args.model,
+        score_method=trained.score_method,
+        features=manifest.features,
+        schema_hash=manifest.schema_hash,
+        model_sha256=ctx.sha256("model") or "",
+        threshold=trained.calibration.threshold,
+        calibration=trained.calibration.as_dict(),
+        trained_on=trained.trained_on,
+        train_rows=trained.fit_rows,
+        params=trained.params,
+        train_metrics=trained.metrics,
         # what scoring measures drift and explains alerts against (stages/train/reference.py)
-        "reference": trained.reference,
-        "mlflow": {
+        reference=trained.reference,
+        mlflow={
             "tracking_uri_set": ctx.settings.mlflow_tracking_uri is not None,
             "run_id": None,
             "experiment": args.experiment,
@@ -97,8 +96,8 @@ def _card(ctx: StageContext, manifest: dict[str, Any], trained: Any) -> dict[str
             "model_version": None,
             "artifact_sha256": None,
         },
-        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
 
 
 def body(ctx: StageContext) -> None:
@@ -120,7 +119,7 @@ def body(ctx: StageContext) -> None:
         args.model, args.train_on, args.n_estimators, args.max_samples, args.target_fpr, args.alert_rate, args.seed
     )
     try:
-        trained = models.train(X, labels, manifest["features"], opts)
+        trained = models.train(X, labels, manifest.features, opts)
     except ValueError as exc:
         raise InputError(f"{args.features}: {exc}") from exc
     log.info(
@@ -140,10 +139,11 @@ def body(ctx: StageContext) -> None:
     if ctx.settings.mlflow_tracking_uri:
         from stages.train import tracking
 
-        tags = {"pipeline_run_id": ctx.run_id, "schema_hash": manifest["schema_hash"], "model_type": args.model}
+        tags = {"pipeline_run_id": ctx.run_id, "schema_hash": manifest.schema_hash, "model_type": args.model}
         params = {k: v for k, v in vars(args).items() if k not in {"params_dir", "log_level", "log_format"}}
         params.update({f"model.{k}": v for k, v in trained.params.items() if k != "model_features"})
         metrics = trained.metrics | {"threshold": trained.calibration.threshold}
+        logged = card.as_dict()
         tracking.track(
             ctx.settings,
             args.experiment,
@@ -154,17 +154,18 @@ def body(ctx: StageContext) -> None:
             trained.estimator,
             X[:5],
             args.registered_model,
-            card,
-            manifest,
+            logged,
+            manifest.as_dict(),
         )
+        card.mlflow = logged["mlflow"]  # now with the run id, the version and the stored model's digest
     else:
         log.warning("MLFLOW_TRACKING_URI is not set: no MLflow run, no registered model version")
     with ctx.output("card", args.card_out, ".json", primary=True) as out:
-        out.path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+        card.write(out.path)
     ctx.metrics.update({k: v for k, v in trained.metrics.items()}, threshold=trained.calibration.threshold)
     for name, value in (
-        ("mlflow_run_id", card["mlflow"]["run_id"] or "n/a"),
-        ("model_version", card["mlflow"]["model_version"] or "n/a"),
+        ("mlflow_run_id", card.mlflow["run_id"] or "n/a"),
+        ("model_version", card.mlflow["model_version"] or "n/a"),
         ("threshold", repr(trained.calibration.threshold)),
         ("sha256", ctx.sha256("model")),
         ("train_rows", trained.fit_rows),

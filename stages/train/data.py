@@ -7,45 +7,22 @@ field, and says to re-run silver.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from stages.common.contracts import SilverManifest
 from stages.common.errors import InputError
 
-__all__ = ["read_manifest", "read_train_rows", "schema_hash"]
-
-_REQUIRED = ("version", "features", "dtypes", "schema_hash", "split", "has_labels")
+__all__ = ["read_manifest", "read_train_rows"]
 
 
-def schema_hash(features: list[str], dtypes: dict[str, str]) -> str:
-    """sha256 of the sorted-key JSON of feature names and dtypes (the silver contract)."""
-    return hashlib.sha256(json.dumps({"features": features, "dtypes": dtypes}, sort_keys=True).encode()).hexdigest()
-
-
-def read_manifest(path: Path, where: str) -> dict[str, Any]:
-    """Load and validate a silver manifest; InputError names what is wrong."""
-    try:
-        manifest = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{where}: not a JSON manifest ({exc})") from exc
-    if not isinstance(manifest, dict):
-        raise InputError(f"{where}: a manifest is a JSON object, got {type(manifest).__name__}")
-    missing = [k for k in _REQUIRED if k not in manifest]
-    if missing:
-        raise InputError(f"{where}: manifest lacks {missing}; re-run the silver stage")
-    features, dtypes = manifest["features"], manifest["dtypes"]
-    if not features or not isinstance(features, list) or not all(isinstance(f, str) for f in features):
-        raise InputError(f"{where}: manifest lists no features (a list of column names)")
-    split = manifest["split"]
-    rows = split.get("train_rows") if isinstance(split, dict) else None
-    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
-        raise InputError(f"{where}: split.train_rows must be a row count (an integer >= 0), found {rows!r}")
-    if schema_hash(features, dtypes) != manifest["schema_hash"]:
-        raise InputError(f"{where}: schema_hash does not match its features/dtypes (edited or corrupt); re-run silver")
+def read_manifest(path: Path, where: str) -> SilverManifest:
+    """The silver manifest of a training-mode run (``SilverManifest.read`` checks every field)."""
+    manifest = SilverManifest.read(path, where)
+    if manifest.mode != "train":
+        raise InputError(f"{where}: a scoring-mode manifest has no train split; pass the training silver run's")
     return manifest
 
 
@@ -72,7 +49,7 @@ def _train_matrix(pf: Any, features: list[str], expected: int, where: str) -> tu
     return X, labels
 
 
-def read_train_rows(path: Path, where: str, manifest: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
+def read_train_rows(path: Path, where: str, manifest: SilverManifest) -> tuple[np.ndarray, np.ndarray | None]:
     """The ``split == "train"`` rows as float32 X (manifest feature order) and labels.
 
     Labels are int8 0/1 with -1 for unknown, or None when the manifest has none. Rows
@@ -88,7 +65,7 @@ def read_train_rows(path: Path, where: str, manifest: dict[str, Any]) -> tuple[n
     twice = sorted({n for n in schema.names if schema.names.count(n) > 1})
     if twice:
         raise InputError(f"{where}: column(s) {twice[:10]} appear more than once; re-run silver")
-    features = manifest["features"]
+    features = manifest.features
     problems = [f"{f} missing" for f in features if f not in schema.names]
     problems += [
         f"{f} is {schema.field(f).type}, manifest says float32"
@@ -96,7 +73,7 @@ def read_train_rows(path: Path, where: str, manifest: dict[str, Any]) -> tuple[n
         if f in schema.names and schema.field(f).type != pa.float32()
     ]
     problems += [f"{c} missing" for c in ("split", "label") if c not in schema.names]
-    extra = [n for n in schema.names if n not in features and n not in (*manifest.get("passthrough", []), "split")]
+    extra = [n for n in schema.names if n not in features and n not in (*manifest.passthrough, "split")]
     problems += [f"{n} is not in the manifest" for n in extra]
     if problems:
         raise InputError(
@@ -104,7 +81,7 @@ def read_train_rows(path: Path, where: str, manifest: dict[str, Any]) -> tuple[n
             "use the manifest written with these features"
         )
     try:
-        X, labels = _train_matrix(pq.ParquetFile(path), features, manifest["split"]["train_rows"], where)
+        X, labels = _train_matrix(pq.ParquetFile(path), features, manifest.train_rows, where)
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{where}: corrupt Parquet data ({exc}); re-run silver") from exc
     # Arrow's pool (mimalloc) keeps the decoded batches' pages; numpy cannot reuse them while fitting.
@@ -113,4 +90,4 @@ def read_train_rows(path: Path, where: str, manifest: dict[str, Any]) -> tuple[n
     if not np.isfinite(X).all():
         bad = [f for f, col in zip(features, X.T, strict=True) if not np.isfinite(col).all()]
         raise InputError(f"{where}: non-finite values in {bad[:5]}; re-run silver")
-    return X, (labels if manifest["has_labels"] else None)
+    return X, (labels if manifest.has_labels else None)

@@ -329,7 +329,10 @@ scoring all of a 10M-row train split five times over would double the stage's ti
 
 
 def _score(est: Any, method: str, X: np.ndarray) -> np.ndarray:
-    return np.asarray(-est.score_samples(X) if method == "neg_score_samples" else est.predict_proba(X)[:, 1])
+    """Scores as eval and score compute them (one path: ``model_io.score_rows``), so the threshold fits them."""
+    from stages.common.model_io import score_rows
+
+    return np.asarray(score_rows(est, X, method))
 
 
 def _too_few_benign(benign: int, opts: Options, need: int) -> str:

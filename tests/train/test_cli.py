@@ -263,7 +263,7 @@ def test_manifest_from_another_run_exits_2(
     manifest["features"] = manifest["features"][:-1]
     manifest["dtypes"].pop(next(reversed(manifest["dtypes"])), None)
     manifest["dtypes"] = {f: "float32" for f in manifest["features"]}
-    from stages.train.data import schema_hash
+    from stages.common.contracts import schema_hash
 
     manifest["schema_hash"] = schema_hash(manifest["features"], manifest["dtypes"])
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))

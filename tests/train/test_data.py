@@ -46,9 +46,9 @@ def test_train_rows_in_time_order_with_labels(silver: dict[str, Path]) -> None:
     manifest = data.read_manifest(silver["manifest"], "m")
     X, labels = data.read_train_rows(silver["features"], "f", manifest)
     table = pq.read_table(silver["features"], filters=[("split", "==", "train")])
-    assert X.shape == (manifest["split"]["train_rows"], len(manifest["features"])) and X.dtype == np.float32
+    assert X.shape == (manifest.train_rows, len(manifest.features)) and X.dtype == np.float32
     assert labels is not None and labels.tolist() == table.column("label").to_pylist()
-    np.testing.assert_array_equal(X[:, 0], table.column(manifest["features"][0]).to_numpy())
+    np.testing.assert_array_equal(X[:, 0], table.column(manifest.features[0]).to_numpy())
 
 
 @pytest.mark.parametrize(
@@ -89,10 +89,10 @@ def test_manifest_train_rows_must_be_a_count(rows: Any, silver: dict[str, Path],
 def test_corrupt_or_ambiguous_features_are_input_errors(silver: dict[str, Path], tmp_path: Path) -> None:
     from tests.hostile_files import corrupt_pages, duplicate_column
 
-    manifest = _manifest(silver)
+    manifest = data.read_manifest(silver["manifest"], "m")
     table = pq.read_table(silver["features"])
     with pytest.raises(InputError, match="f.parquet: corrupt Parquet data"):
         data.read_train_rows(corrupt_pages(table, tmp_path / "f.parquet"), "f.parquet", manifest)
-    name = manifest["features"][0]
+    name = manifest.features[0]
     with pytest.raises(InputError, match=rf"d.parquet: column\(s\) \['{name}'\] appear more than once"):
         data.read_train_rows(duplicate_column(table, name, tmp_path / "d.parquet"), "d.parquet", manifest)
