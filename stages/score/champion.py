@@ -125,20 +125,16 @@ def resolve(args: Any, storage: Any, settings: Settings, into: Path) -> Resolved
 
 
 def check_contract(card: dict[str, Any], silver: dict[str, Any], card_uri: str, silver_uri: str) -> None:
-    """The silver batch must have been built for exactly this model's features."""
-    missing = [k for k in ("features", "schema_hash", "threshold", "score_method") if k not in card]
-    if missing:
-        raise InputError(f"{card_uri}: missing field(s) {missing}; not a model card of this pipeline's train stage")
-    if silver.get("mode") != "score":
+    """The card must be a model card and the silver batch built for exactly this model's features."""
+    from stages.common.contracts import ModelCard, SilverManifest
+
+    model = ModelCard.from_dict(card, card_uri)
+    batch = SilverManifest.from_dict(silver, silver_uri)
+    if batch.mode != "score":
         raise InputError(f"{silver_uri}: not a scoring-mode manifest; run silver with --mode score")
-    if silver.get("training_schema_hash") != card["schema_hash"] or list(silver.get("features", [])) != list(
-        card["features"]
-    ):
+    if batch.training_schema_hash != model.schema_hash or batch.features != model.features:
         raise InputError(
-            f"manifest/model mismatch: {silver_uri} was built for schema {silver.get('training_schema_hash')} but "
-            f"the model {card_uri} expects {card['schema_hash']}; rebuild the features with this model's "
+            f"manifest/model mismatch: {silver_uri} was built for schema {batch.training_schema_hash} but "
+            f"the model {card_uri} expects {model.schema_hash}; rebuild the features with this model's "
             "training manifest (silver --mode score --training-manifest ...)"
         )
-    threshold = card["threshold"]
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-        raise InputError(f"{card_uri}: field 'threshold' must be a number, found {threshold!r}")

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from stages.common.contracts import PASSTHROUGH
 from stages.common.errors import InputError
-from stages.common.model_io import anomaly_scores
+from stages.common.model_io import score_stream
 
 __all__ = ["BATCH_ROWS", "TOP_FEATURES", "PASSTHROUGH", "Scored", "score_batch"]
 
@@ -26,7 +27,6 @@ log = logging.getLogger(__name__)
 
 BATCH_ROWS = 131_072
 TOP_FEATURES = 3
-PASSTHROUGH = ["ts", "uid", "src_ip", "dst_ip", "dst_port", "proto", "service", "conn_state", "label", "attack_type"]
 
 
 @dataclass
@@ -50,6 +50,11 @@ class Bins:
 class Scored:
     """What one pass over the batch produced."""
 
+    features: list[str] = field(default_factory=list)
+    threshold: float = float("inf")
+    median: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    scale: np.ndarray = field(default_factory=lambda: np.ones(0))
+    """Per feature: the training reference's median and robust scale (the evidence's z)."""
     rows: int = 0
     alerts: list[pa.Table] = field(default_factory=list)
     evidence: list[list[dict[str, Any]]] = field(default_factory=list)
@@ -59,6 +64,22 @@ class Scored:
 
     def alert_table(self) -> pa.Table | None:
         return pa.concat_tables(self.alerts) if self.alerts else None
+
+    def add(self, batch: pa.RecordBatch, passthrough: list[str], X: np.ndarray, scores: np.ndarray) -> None:
+        """Fold one scored batch in: drift counts, score sum, alerts (``passthrough`` columns) and evidence."""
+        for j, f in enumerate(self.features):
+            if f in self.feature_bins:
+                self.feature_bins[f].add(X[:, j])
+        if self.score_bins is not None:
+            self.score_bins.add(scores)
+        self.score_sum += float(scores.sum())
+        hit = scores >= self.threshold
+        if hit.any():
+            idx = np.flatnonzero(hit)
+            rows = pa.Table.from_batches([batch.select(passthrough)]).take(pa.array(idx))
+            self.alerts.append(rows.append_column("score", pa.array(scores[idx], pa.float64())))
+            self.evidence.extend(_evidence(X[idx], self.features, self.median, self.scale))
+        self.rows += batch.num_rows
 
 
 def _evidence(X: np.ndarray, features: list[str], median: np.ndarray, scale: np.ndarray) -> list[list[dict[str, Any]]]:
@@ -72,18 +93,24 @@ def _evidence(X: np.ndarray, features: list[str], median: np.ndarray, scale: np.
 
 
 def score_batch(model: Any, card: dict[str, Any], path: Path, uri: str) -> Scored:
-    """Score every row of the silver Parquet at ``path`` with ``model``; see the module docstring."""
+    """Score every row of the silver Parquet at ``path`` with ``model``; see the module docstring.
+
+    Batches are scored by ``model_io.score_stream`` (the next ones on worker threads while
+    this one is folded into the drift counts and alerts).
+    """
     import pyarrow.parquet as pq
 
     features = list(card["features"])
-    threshold = float(card["threshold"])
     ref = card.get("reference") or {}
     ref_features = ref.get("features") or {}
-    median = np.array([ref_features.get(f, {}).get("median", 0.0) for f in features])
-    scale = np.array([ref_features.get(f, {}).get("scale", 1.0) for f in features])
-    out = Scored(feature_bins={f: Bins.of(ref_features[f]) for f in features if f in ref_features})
-    if ref.get("score"):
-        out.score_bins = Bins.of(ref["score"])
+    out = Scored(
+        features=features,
+        threshold=float(card["threshold"]),
+        median=np.array([ref_features.get(f, {}).get("median", 0.0) for f in features]),
+        scale=np.array([ref_features.get(f, {}).get("scale", 1.0) for f in features]),
+        feature_bins={f: Bins.of(ref_features[f]) for f in features if f in ref_features},
+        score_bins=Bins.of(ref["score"]) if ref.get("score") else None,
+    )
     try:
         pf = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
@@ -93,33 +120,22 @@ def score_batch(model: Any, card: dict[str, Any], path: Path, uri: str) -> Score
     if missing:
         raise InputError(f"{uri}: feature column(s) {missing[:8]} missing; features and manifest must match")
     passthrough = [c for c in PASSTHROUGH if c in names]
-    frame = getattr(model, "feature_names_in_", None) is not None
     total = pf.metadata.num_rows
-    for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=[*passthrough, *features]):
-        X = np.column_stack([batch.column(f).to_numpy(zero_copy_only=False) for f in features]).astype(np.float32)
-        data: Any = X
-        if frame:
-            import pandas as pd
-
-            data = pd.DataFrame(X, columns=features)
-        try:
-            scores = anomaly_scores(model, data, card["score_method"])
-        except ValueError as exc:
-            raise InputError(f"{uri}: the model could not score these features ({exc})") from exc
-        if not np.all(np.isfinite(scores)):
-            raise InputError(f"{uri}: {int(np.sum(~np.isfinite(scores)))} scores are NaN/inf; check the features")
-        for j, f in enumerate(features):
-            if f in out.feature_bins:
-                out.feature_bins[f].add(X[:, j])
-        if out.score_bins is not None:
-            out.score_bins.add(scores)
-        out.score_sum += float(scores.sum())
-        hit = scores >= threshold
-        if hit.any():
-            idx = np.flatnonzero(hit)
-            rows = pa.Table.from_batches([batch.select(passthrough)]).take(pa.array(idx))
-            out.alerts.append(rows.append_column("score", pa.array(scores[idx], pa.float64())))
-            out.evidence.extend(_evidence(X[idx], features, median, scale))
-        out.rows += batch.num_rows
-        log.info("scored %d of %d flows", out.rows, total, extra={"progress": round(out.rows / max(total, 1), 3)})
+    batches = ((b, _matrix(b, features)) for b in pf.iter_batches(BATCH_ROWS, columns=[*passthrough, *features]))
+    try:
+        for batch, X, scores in score_stream(model, batches, card["score_method"], features):
+            if not np.all(np.isfinite(scores)):
+                raise InputError(f"{uri}: {int(np.sum(~np.isfinite(scores)))} scores are NaN/inf; check the features")
+            out.add(batch, passthrough, X, scores)
+            log.info("scored %d of %d flows", out.rows, total, extra={"progress": round(out.rows / max(total, 1), 3)})
+    except ValueError as exc:
+        raise InputError(f"{uri}: the model could not score these features ({exc})") from exc
     return out
+
+
+def _matrix(batch: pa.RecordBatch, features: list[str]) -> np.ndarray:
+    """The batch's features as a C-ordered float32 matrix (rows × features)."""
+    X = np.empty((batch.num_rows, len(features)), dtype=np.float32)
+    for j, f in enumerate(features):
+        X[:, j] = batch.column(f).to_numpy(zero_copy_only=False)
+    return X
