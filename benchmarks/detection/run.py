@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from .metrics import at_threshold, detection_metrics
 
-__all__ = ["Case", "run_case", "ingest", "baseline_matrix"]
+__all__ = ["Case", "run_case", "ingest", "baseline_matrix", "drop_benign"]
 
 REPO = Path(__file__).resolve().parents[2]
 BASELINE_NUMERIC = [
@@ -48,6 +48,9 @@ class Case:
     name: str
     rows: int = 0
     holdout_rows: int = 0
+    train_attack_share: float = float("nan")
+    first_model: str = "iforest"
+    """The model of ``ours`` (the first of --models); the others are in ``extra``."""
     seconds: dict[str, float] = field(default_factory=dict)
     ours: dict[str, Any] = field(default_factory=dict)
     baseline: dict[str, Any] = field(default_factory=dict)
@@ -93,6 +96,22 @@ def ingest(source: str, work: Path, fmt: str = "auto", preset: str | None = None
         str(work / "rejects.parquet"),
     )
     return raw, seconds
+
+
+def drop_benign(raw_path: Path, lo: float, hi: float) -> int:
+    """Remove the benign flows between positions ``lo`` and ``hi`` (fractions of the rows by time).
+
+    With 0.45-0.75 the latest train rows (silver's 30% holdout, train's last 20%) hold no
+    benign flow, as in attack-heavy captures, while the holdout still has benign flows to
+    measure the FPR on. Returns the rows removed.
+    """
+    raw = pq.read_table(raw_path)
+    raw = raw.take(pa.array(_silver_order(raw)))
+    position = np.arange(raw.num_rows) / max(raw.num_rows, 1)
+    benign = pc.fill_null(pc.equal(raw.column("label"), 0), False).to_numpy(zero_copy_only=False)
+    drop = benign & (position >= lo) & (position < hi)
+    pq.write_table(raw.filter(pa.array(~drop)), raw_path)
+    return int(drop.sum())
 
 
 def baseline_matrix(raw: pa.Table) -> np.ndarray:
@@ -150,7 +169,7 @@ def run_case(name: str, raw_path: Path, work: Path, train_args: list[str], model
     """Silver + train + score (ours) and the baseline on one RAW file; labels are required."""
     from sklearn.ensemble import IsolationForest
 
-    case = Case(name)
+    case = Case(name, first_model=models[0])
     case.seconds["silver"] = stage(
         "silver",
         "--input",
@@ -173,10 +192,17 @@ def run_case(name: str, raw_path: Path, work: Path, train_args: list[str], model
     if pc.fill_null(silver_y, 0).to_numpy().tolist() != y.tolist():
         raise RuntimeError("baseline rows do not line up with silver's holdout rows")
     case.rows, case.holdout_rows = raw.num_rows, holdout.num_rows
+    train_labels = pc.fill_null(raw.slice(0, n_train).column("label"), 0).to_numpy()
+    case.train_attack_share = float(np.mean(train_labels == 1)) if n_train else float("nan")
     for model in models:
         scores, threshold, card = _ours(work, train_args, model, case)
         result = detection_metrics(y, scores, kinds)
-        result["card"] = {"threshold": threshold, "train_rows": card["train_rows"], "params": card["params"]}
+        result["card"] = {
+            "threshold": threshold,
+            "train_rows": card["train_rows"],
+            "params": card["params"],
+            "calibration": card.get("calibration") or {},
+        }
         result["calibrated"] = at_threshold(y, scores, threshold)
         if model == models[0]:
             case.ours = result
