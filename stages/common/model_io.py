@@ -74,7 +74,7 @@ def load_model(path: Path) -> Any:
 def anomaly_scores(estimator: Any, X: Any, method: str) -> Any:
     """Scores where higher = more anomalous: ``-score_samples`` (Isolation Forest) or P(malicious)."""
     if method == "neg_score_samples":
-        return -estimator.score_samples(X)
+        return -_score_samples(estimator, X)
     if method == "predict_proba":
         return estimator.predict_proba(X)[:, 1]
     raise InputError(f"model card: unknown score method {method!r} (expected one of {SCORE_METHODS})")
@@ -155,6 +155,20 @@ def score_rows(
     slices = ((None, X[i : i + SCORE_SLICE_ROWS]) for i in range(0, X.shape[0], SCORE_SLICE_ROWS))
     parts = [scores for _, _, scores in score_stream(estimator, slices, method, columns, workers)]
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
+
+
+def _score_samples(estimator: Any, X: Any) -> Any:
+    """``estimator.score_samples(X)``, with a Pipeline's transformed rows made C-ordered for its last step.
+
+    A column selection leaves the rows column-major and a tree reads one row at a time:
+    row-major input scores ~10% faster, with the same scores.
+    """
+    if len(getattr(estimator, "steps", ())) < 2:
+        return estimator.score_samples(X)
+    import numpy as np
+
+    Xt = estimator[:-1].transform(X)
+    return estimator[-1].score_samples(np.ascontiguousarray(Xt) if isinstance(Xt, np.ndarray) else Xt)
 
 
 def registry_artifact_sha256(client: Any, name: str, version: str, tracking_uri: str) -> str:
