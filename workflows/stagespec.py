@@ -136,7 +136,11 @@ WORKFLOW_PARAMETERS: tuple[WorkflowParam, ...] = (
     ),
     WorkflowParam("n-estimators", "100", "number of trees"),
     WorkflowParam("max-samples", "65536", "rows per tree (Isolation Forest), capped at the rows available"),
-    WorkflowParam("target-fpr", "0.01", "false-positive rate on benign validation rows the threshold aims for"),
+    WorkflowParam(
+        "target-fpr",
+        "0.01",
+        "with labels: share of benign flows allowed to alert, set on out-of-fold scores of every benign train row",
+    ),
     WorkflowParam("gate-min-pr-auc", "0.3", "quality gate: minimum PR-AUC on the holdout"),
     WorkflowParam("gate-min-recall", "0.5", "quality gate: minimum recall at the threshold"),
     WorkflowParam("gate-max-fpr", "0.05", "quality gate: maximum false-positive rate"),
