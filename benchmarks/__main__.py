@@ -13,6 +13,8 @@ from pathlib import Path
 
 SUITES = ("perf", "detection")  # images rebuilds everything with --no-cache: run it by name
 SECTIONS = ("perf", "detection", "images", "scoring", "cluster")
+NOTES = {"perf": ("BREAKDOWN.md",), "detection": ("CALIBRATION.md",)}
+"""Hand-written sections (profiles, before/after studies) collected after a benchmark's RESULTS.md."""
 ROOT = Path(__file__).resolve().parent
 USAGE = (
     "usage: python -m benchmarks [perf|detection|images|scoring|all|collect] [ARGS...]"
@@ -32,8 +34,9 @@ def collect() -> int:
     """Write BENCHMARKS.md from the sections the benchmarks left in benchmarks/<name>/RESULTS.md."""
     parts = [HEADER]
     for name in SECTIONS:
-        section = ROOT / name / "RESULTS.md"
-        if section.exists():
+        for section in (ROOT / name / f for f in ("RESULTS.md", *NOTES.get(name, ()))):
+            if not section.exists():
+                continue
             text = section.read_text().strip()
             if text.startswith("# "):  # every section sits one level under the file's title
                 text = "\n".join("#" + line if line.startswith("#") else line for line in text.splitlines())
