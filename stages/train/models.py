@@ -18,10 +18,13 @@ synthetic traffic (see benchmarks/detection/RESULTS.md):
 HistGradientBoosting is the supervised option when labels exist.
 
 The alert threshold (``calibrate``) stands on benign traffic whenever labels exist: it is a
-quantile of *out-of-fold* scores of every benign train row — five time-blocked folds, each
-scored by a model fitted on the other four — so an attack-heavy latest slice cannot push
-it onto attack rows. Too few benign rows to estimate the target FPR is refused
-(``min_benign_rows``). Without labels it is the ``alert_rate`` quantile of the latest rows.
+quantile of scores of every benign train row that no tree (or model) scoring it was fitted
+on, so an attack-heavy latest slice cannot push it onto attack rows. For the Isolation Forest
+these are *out-of-bag* scores of the final forest (``oob_scores``: each row's path length
+averaged over the trees that did not draw it); for HGB *out-of-fold* scores of five
+time-blocked folds, each scored by a model fitted on the other four. Too few benign rows to
+estimate the target FPR is refused (``min_benign_rows``). Without labels it is the
+``alert_rate`` quantile of the latest rows.
 """
 
 from __future__ import annotations
@@ -38,12 +41,14 @@ __all__ = [
     "INDICATOR_PREFIXES",
     "FOLDS",
     "MIN_BEYOND_THRESHOLD",
+    "OOB_MAX_SHARE",
     "Calibration",
     "build_hgb",
     "build_iforest",
     "calibrate",
     "iforest_columns",
     "min_benign_rows",
+    "oob_scores",
     "validation_metrics",
 ]
 
@@ -120,8 +125,12 @@ def build_hgb(seed: int) -> Any:
 
 
 FOLDS = 5
-"""Time-blocked folds of the train split for out-of-fold calibration scores; the last block is
-the latest 20% of the train rows (the validation rows the metrics and scoring reference use)."""
+"""Time-blocked folds of the train split for HGB's out-of-fold calibration scores; the last block
+is the latest 20% of the train rows (the validation rows the metrics and scoring reference use)."""
+OOB_MAX_SHARE = 0.5
+"""With labels, a forest tree draws at most this share of its fit rows, so every fit row is
+out-of-bag for about half the trees or more (only small train splits reach the cap: at 1M
+flows ``max_samples`` 65,536 is well under it)."""
 MIN_BEYOND_THRESHOLD = 10
 """Benign rows that must score above a labelled threshold (see ``min_benign_rows``)."""
 
@@ -144,7 +153,7 @@ class Calibration:
     """An alert threshold: flows with score >= threshold are alerts (eval's convention)."""
 
     threshold: float
-    method: str  # "benign_fpr_oof" | "benign_fpr" | "alert_rate"
+    method: str  # "benign_fpr_oob" (iforest) | "benign_fpr_oof" (hgb) | "benign_fpr" | "alert_rate"
     target: float
     achieved: float
     rows: int
@@ -348,16 +357,16 @@ def _too_few_benign(benign: int, opts: Options, need: int) -> str:
 def _train_labelled(
     X: np.ndarray, labels: np.ndarray, features: list[str], opts: Options, trained_on: str, n_fit: int
 ) -> Trained:
-    """Threshold from out-of-fold scores of every benign train row; the model fitted on all train rows.
+    """Threshold from unseen scores of every benign train row; the model fitted on all train rows.
 
-    The train rows are cut into ``FOLDS`` time blocks (the last one is the latest
-    ``validation_fraction``); each block is scored by a model fitted on the other blocks'
-    rows, and the threshold is the (1 - target_fpr) quantile of the benign rows' scores —
-    cross-validated threshold tuning, then a refit on everything. Every forest draws the
-    same rows per tree (the smallest fold's pool caps ``max_samples``), so the path-length
-    scale of the folds' scores is the final model's. ``val_*`` metrics and the scoring
-    reference are the last block's out-of-fold scores (the latest rows, unseen by the model
-    that scored them); ``oof_*`` metrics cover all train rows.
+    Isolation Forest: the final forest's *out-of-bag* scores (``oob_scores``): every tree
+    draws ``max_samples`` of the fit rows (at most ``OOB_MAX_SHARE`` of them), and each train
+    row is scored by the trees that did not draw it, on the scale of the forest's own scores.
+    HGB: ``FOLDS`` time blocks (the last one is the latest ``validation_fraction``), each
+    scored by a model fitted on the other blocks' rows, then a refit on everything.
+    The threshold is the (1 - target_fpr) quantile of the benign rows' scores. ``val_*``
+    metrics and the scoring reference are the latest ``validation_fraction`` rows' unseen
+    scores; ``oob_*`` (iforest) or ``oof_*`` (hgb) metrics cover all scored train rows.
     """
     import time
 
@@ -371,12 +380,74 @@ def _train_labelled(
         keep = labels >= 0
     else:
         keep = np.ones(len(X), dtype=bool)
+    rows = _fit_rows(np.flatnonzero(keep), opts.seed)
+    extra: dict[str, Any] = {}
+    if opts.model == "hgb":
+        idx, unseen, folds_seconds = _out_of_fold(X, labels, features, opts, keep, n_fit)
+        kind, prefix, how = (
+            "out-of-fold",
+            "oof",
+            f"out-of-fold scores of the benign train rows, {FOLDS} time-blocked folds",
+        )
+        extra["calibration_folds"] = FOLDS
+        fit_opts = opts
+    else:
+        if len(rows) < 2:
+            raise ValueError(f"only {len(rows)} {trained_on} train rows to fit the forest on")
+        fit_opts = replace(opts, max_samples=min(opts.max_samples, max(2, int(len(rows) * OOB_MAX_SHARE))))
+    started = time.monotonic()
+    est, method, params = _fit(fit_opts, features, X[rows], labels[rows])
+    fit_seconds = time.monotonic() - started
+    if opts.model == "hgb":
+        timing = {"folds_seconds": round(folds_seconds, 3)}
+    else:
+        started = time.monotonic()
+        idx = _scored_rows(len(X), opts.seed)
+        unseen, trees = oob_scores(est, X[idx], idx, rows)
+        timing = {"oob_seconds": round(time.monotonic() - started, 3)}
+        kind, prefix = "out-of-bag", "oob"
+        forest = est.named_steps["iforest"]
+        how = (
+            f"out-of-bag scores of the benign train rows: each row's path length averaged over the trees "
+            f"of the final forest that did not draw it ({len(forest.estimators_)} trees of "
+            f"{forest.max_samples_} rows drawn from {len(rows)})"
+        )
+        benign_trees = trees[labels[idx] == 0]
+        timing.update(oob_trees_min=float(benign_trees.min()), oob_trees_mean=round(float(benign_trees.mean()), 2))
+        extra["calibration_scores"] = "out-of-bag"
+        if (trees == 0).any():
+            log.warning("%d train rows were drawn by every tree: scored by all trees", int((trees == 0).sum()))
+    cal = calibrate(unseen, labels[idx], opts.target_fpr, opts.alert_rate)
+    cal = replace(cal, method=f"benign_fpr_{prefix}", scores=how, min_rows=need)
+    last = idx >= n_fit
+    metrics = validation_metrics(unseen[last], labels[idx[last]], cal.threshold)
+    everything = validation_metrics(unseen, labels[idx], cal.threshold)
+    metrics.update({f"{prefix}_{k[4:]}": v for k, v in everything.items()})
+    metrics.update(fit_rows=float(len(rows)), fit_seconds=round(fit_seconds, 3), **timing)
+    params.update(
+        seed=opts.seed,
+        validation_fraction=opts.validation_fraction,
+        fit_on="all train rows" + (" (benign)" if trained_on == "benign" else ""),
+        validation_rows=len(X) - n_fit,
+        **extra,
+    )
+    params["fit_pool_rows"] = int(keep.sum())
+    ref = _reference(X[idx[last]], features, unseen[last], opts.seed)
+    log.info("threshold %.5f from %d benign %s scores (at least %d needed)", cal.threshold, cal.rows, kind, need)
+    return Trained(est, method, trained_on, len(rows), cal, metrics, params, ref)
+
+
+def _out_of_fold(
+    X: np.ndarray, labels: np.ndarray, features: list[str], opts: Options, keep: np.ndarray, n_fit: int
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """HGB: (scored row indexes, their out-of-fold scores, seconds) over ``FOLDS`` time blocks."""
+    import time
+
     edges = [*np.linspace(0, n_fit, FOLDS).round().astype(int).tolist(), len(X)]
     blocks = [(edges[k], edges[k + 1]) for k in range(FOLDS)]
-    pool_sizes = [min(int(keep.sum() - keep[a:b].sum()), MAX_FIT_ROWS) for a, b in blocks]
-    if min(pool_sizes) < 2:
-        raise ValueError(f"only {min(pool_sizes)} {trained_on} rows outside one of the {FOLDS} time blocks to fit on")
-    fold_opts = replace(opts, max_samples=min(opts.max_samples, *pool_sizes))
+    pool = min(int(keep.sum() - keep[a:b].sum()) for a, b in blocks)
+    if pool < 2:
+        raise ValueError(f"only {pool} train rows outside one of the {FOLDS} time blocks to fit on")
     rng = np.random.default_rng(opts.seed)
     scored: list[np.ndarray] = []
     oof: list[np.ndarray] = []
@@ -386,7 +457,7 @@ def _train_labelled(
         outside[a:b] = False
         rows = _fit_rows(np.flatnonzero(outside), opts.seed)
         try:
-            est, method, _ = _fit(fold_opts, features, X[rows], labels[rows])
+            est, method, _ = _fit(opts, features, X[rows], labels[rows])
         except ValueError as exc:
             raise ValueError(f"fitting without train rows {a}-{b - 1} (fold {k + 1} of {FOLDS}): {exc}") from exc
         block = np.arange(a, b)
@@ -395,41 +466,72 @@ def _train_labelled(
         scored.append(block)
         oof.append(_score(est, method, X[block]))
         del est
-    folds_seconds = time.monotonic() - started
-    idx, oof_scores = np.concatenate(scored), np.concatenate(oof)
-    cal = calibrate(oof_scores, labels[idx], opts.target_fpr, opts.alert_rate)
-    cal = replace(
-        cal,
-        method="benign_fpr_oof",
-        scores=f"out-of-fold scores of the benign train rows, {FOLDS} time-blocked folds",
-        min_rows=need,
-    )
-    rows = _fit_rows(np.flatnonzero(keep), opts.seed)
-    started = time.monotonic()
-    est, method, params = _fit(fold_opts, features, X[rows], labels[rows])
-    fit_seconds = time.monotonic() - started
-    last = idx >= n_fit
-    metrics = validation_metrics(oof_scores[last], labels[idx[last]], cal.threshold)
-    everything = validation_metrics(oof_scores, labels[idx], cal.threshold)
-    metrics.update({f"oof_{k[4:]}": v for k, v in everything.items()})
-    metrics.update(fit_rows=float(len(rows)), fit_seconds=round(fit_seconds, 3), folds_seconds=round(folds_seconds, 3))
-    params.update(
-        seed=opts.seed,
-        validation_fraction=opts.validation_fraction,
-        fit_on="all train rows" + (" (benign)" if trained_on == "benign" else ""),
-        validation_rows=len(X) - n_fit,
-        calibration_folds=FOLDS,
-    )
-    params["fit_pool_rows"] = int(keep.sum())
-    ref = _reference(X[idx[last]], features, oof_scores[last], opts.seed)
-    log.info(
-        "threshold %.5f from %d benign out-of-fold scores (%d folds, at least %d needed)",
-        cal.threshold,
-        cal.rows,
-        FOLDS,
-        need,
-    )
-    return Trained(est, method, trained_on, len(rows), cal, metrics, params, ref)
+    return np.concatenate(scored), np.concatenate(oof), time.monotonic() - started
+
+
+OOB_ROWS = 2_000_000
+"""Train rows given out-of-bag scores at most (a seeded sample beyond): quantiles settle long before."""
+
+
+def _scored_rows(n: int, seed: int) -> np.ndarray:
+    if n <= OOB_ROWS:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed + 1).choice(n, OOB_ROWS, replace=False))
+
+
+def oob_scores(
+    estimator: Any, X: np.ndarray, scored: np.ndarray, fit_rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-bag anomaly scores of the rows ``scored`` (``X`` holds them) and the trees behind each.
+
+    ``estimator`` is ``build_iforest``'s Pipeline fitted on the rows ``fit_rows``; both index
+    arrays are increasing positions in the same train split. Tree ``t`` drew the fit rows
+    ``estimators_samples_[t]``; a row it did not draw (or never passed to fit) is out of its
+    bag. The score is the forest's own (``model_io.anomaly_scores``, IsolationForest's
+    ``_compute_score_samples``): ``2 ** -(mean path length / c(max_samples))`` with the mean
+    over that row's out-of-bag trees, so over a set of trees it equals the score of a forest
+    of just those trees. Rule for a row drawn by every tree (chance 0.5**n_estimators at most
+    with ``OOB_MAX_SHARE``): it gets the score over all trees, and 0 in the returned counts.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sklearn.ensemble._iforest import _average_path_length
+
+    forest = estimator[-1]
+    Xt = np.ascontiguousarray(estimator[:-1].transform(X), dtype=np.float32)  # score_samples' dtype
+    n, trees = len(scored), len(forest.estimators_)
+    subsample = forest._max_features != Xt.shape[1]
+    in_bag: list[np.ndarray] = []
+    for bag in forest.estimators_samples_:
+        drawn = fit_rows[bag]
+        pos = np.searchsorted(scored, drawn)
+        ok = pos < n
+        ok[ok] = scored[pos[ok]] == drawn[ok]
+        in_bag.append(pos[ok])
+
+    def part(tree_ids: range) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        oob_sum, everything, count = np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64)
+        for t in tree_ids:
+            tree, cols = forest.estimators_[t], forest.estimators_features_[t]
+            leaves = tree.apply(Xt[:, cols] if subsample else Xt, check_input=False)
+            depth = forest._decision_path_lengths[t][leaves] + forest._average_path_length_per_tree[t][leaves] - 1.0
+            everything += depth
+            depth[in_bag[t]] = 0.0
+            oob_sum += depth
+            count += 1
+            count[in_bag[t]] -= 1
+        return oob_sum, everything, count
+
+    half = (trees + 1) // 2
+    with ThreadPoolExecutor(2) as pool:  # tree.apply releases the GIL
+        parts = list(pool.map(part, [range(half), range(half, trees)]))
+    oob_sum, everything, count = (parts[0][i] + parts[1][i] for i in range(3))
+    c = _average_path_length([forest.max_samples_])[0]
+    none = count == 0
+    oob_sum[none], used = everything[none], np.where(none, trees, count)
+    denominator = used * c
+    scores = 2 ** -np.divide(oob_sum, denominator, out=np.ones(n), where=denominator != 0)
+    return scores, count
 
 
 REFERENCE_ROWS = 200_000

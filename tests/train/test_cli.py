@@ -104,13 +104,13 @@ def test_iforest_with_mlflow_and_audit(
 
     model = load_model(tmp_path / "model.skops")
     scores = anomaly_scores(model, X_val, card["score_method"])
-    # the threshold stands on the out-of-fold scores of every benign train row
+    # the threshold stands on the out-of-bag scores of every benign train row
     cal = card["calibration"]
-    assert (cal["method"], cal["target"], cal["rows"], cal["min_rows"]) == ("benign_fpr_oof", 0.01, benign_rows, 1000)
-    assert "out-of-fold" in cal["scores"] and card["params"]["calibration_folds"] == 5
-    assert 0.005 <= cal["achieved"] == card["train_metrics"]["oof_fpr"] <= 0.01
+    assert (cal["method"], cal["target"], cal["rows"], cal["min_rows"]) == ("benign_fpr_oob", 0.01, benign_rows, 1000)
+    assert "out-of-bag" in cal["scores"] and card["params"]["calibration_scores"] == "out-of-bag"
+    assert 0.005 <= cal["achieved"] == card["train_metrics"]["oob_fpr"] <= 0.01
     # the saved model (fitted on all of them) keeps to the budget on the latest benign rows and
-    # catches the attacks there about as well as the fold model that never saw those rows
+    # catches the attacks there about as well as its trees that never drew those rows
     assert np.mean(scores[y_val == 0] >= card["threshold"]) <= 0.01
     recall = float(np.mean(scores[y_val == 1] >= card["threshold"]))
     assert recall == pytest.approx(card["train_metrics"]["val_recall"], abs=0.05)
@@ -171,6 +171,7 @@ def test_without_mlflow(stage_env: dict[str, str], silver_unlabelled: dict[str, 
     # unchanged without labels: the alert-rate quantile of the latest 20% of the train rows, no minimum
     assert (card["calibration"]["rows"], card["calibration"]["min_rows"]) == (n_val, 0)
     assert "oof_fpr" not in card["train_metrics"] and "calibration_folds" not in card["params"]
+    assert "oob_fpr" not in card["train_metrics"] and "calibration_scores" not in card["params"]
 
 
 def test_hgb(stage_env: dict[str, str], silver: dict[str, Path], tmp_path: Path) -> None:
@@ -196,7 +197,7 @@ def _holdout(silver: dict[str, Path], features: list[str]) -> tuple[np.ndarray, 
 def test_attack_majority_threshold_stands_on_benign_rows(
     stage_env: dict[str, str], silver_attack_majority: dict[str, Path], tmp_path: Path, model: str
 ) -> None:
-    """85% attacks and a validation slice without one benign row: benign out-of-fold scores still set it."""
+    """85% attacks and a validation slice without one benign row: benign unseen scores still set it."""
     env = {k: v for k, v in stage_env.items() if k != "MLFLOW_TRACKING_URI"} | {"OMP_NUM_THREADS": "1"}
     _, y_val, benign_rows = _validation(silver_attack_majority)
     assert (y_val == 0).sum() == 0 and benign_rows >= 1000  # the fixture's point
@@ -204,9 +205,11 @@ def test_attack_majority_threshold_stands_on_benign_rows(
     assert proc.returncode == 0, proc.stderr
     card = json.loads((tmp_path / "model-card.json").read_text())
     cal = card["calibration"]
-    assert (cal["method"], cal["rows"], cal["min_rows"]) == ("benign_fpr_oof", benign_rows, 1000)
-    assert f"from {benign_rows} benign out-of-fold scores" in proc.stderr
-    assert "val_fpr" not in card["train_metrics"] and 0.005 <= card["train_metrics"]["oof_fpr"] <= 0.01
+    # out-of-bag scores for the forest, out-of-fold scores for the boosted trees
+    kind, prefix = ("out-of-bag", "oob") if model == "iforest" else ("out-of-fold", "oof")
+    assert (cal["method"], cal["rows"], cal["min_rows"]) == (f"benign_fpr_{prefix}", benign_rows, 1000)
+    assert f"from {benign_rows} benign {kind} scores" in proc.stderr
+    assert "val_fpr" not in card["train_metrics"] and 0.005 <= card["train_metrics"][f"{prefix}_fpr"] <= 0.01
     # on the later holdout the threshold keeps its meaning: few benign alerts, most attacks caught
     X, y = _holdout(silver_attack_majority, card["features"])
     alerts = anomaly_scores(load_model(tmp_path / "model.skops"), X, card["score_method"]) >= card["threshold"]

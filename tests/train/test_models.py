@@ -79,26 +79,75 @@ def _data(n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[st
     return X, labels, features
 
 
-def _block_pools(keep: np.ndarray) -> list[int]:
-    """Rows of ``keep`` outside each of the five time blocks (the last block: the latest 20%)."""
-    n_fit = len(keep) - int(round(len(keep) * 0.2))
-    edges = [*np.linspace(0, n_fit, models.FOLDS).round().astype(int).tolist(), len(keep)]
-    return [int(keep.sum() - keep[a:b].sum()) for a, b in zip(edges, edges[1:], strict=False)]
-
-
-def test_benign_only_fit_uses_every_benign_train_row_and_out_of_fold_calibration() -> None:
+def test_benign_only_fit_uses_every_benign_train_row_and_out_of_bag_calibration() -> None:
     X, labels, features = _data()
     trained = models.train(X, labels, features, Options("iforest", "auto", 20, 100_000, 0.02, 0.02, 1))
+    benign = int((labels == 0).sum())
     assert trained.trained_on == "benign"
-    assert trained.fit_rows == int((labels == 0).sum())  # the final model: all benign train rows
-    # every forest (five folds and the final one) draws the smallest fold's pool per tree
-    assert trained.estimator.named_steps["iforest"].max_samples_ == min(_block_pools(labels == 0))
-    assert trained.params["model_features"] == features[:4]
+    assert trained.fit_rows == benign  # the one model: all benign train rows
+    # each tree draws at most half of them, so every row is out of the bag of about half the trees
+    assert trained.estimator.named_steps["iforest"].max_samples_ == int(benign * models.OOB_MAX_SHARE)
+    assert 1 <= trained.metrics["oob_trees_min"] <= trained.metrics["oob_trees_mean"] < 20
+    assert trained.params["model_features"] == features[:4] and trained.params["calibration_scores"] == "out-of-bag"
     cal = trained.calibration
-    assert (cal.method, cal.rows, cal.min_rows) == ("benign_fpr_oof", int((labels == 0).sum()), 500)
-    assert cal.achieved <= 0.02 and trained.metrics["oof_fpr"] == cal.achieved
+    assert (cal.method, cal.rows, cal.min_rows) == ("benign_fpr_oob", benign, 500)
+    assert cal.achieved <= 0.02 and trained.metrics["oob_fpr"] == cal.achieved
     assert trained.metrics["val_recall"] > 0.8 and trained.metrics["val_roc_auc"] > 0.9
-    assert trained.metrics["oof_recall"] > 0.8 and trained.metrics["val_rows"] == 400
+    assert trained.metrics["oob_recall"] > 0.8 and trained.metrics["val_rows"] == 400
+    assert "oof_fpr" not in trained.metrics and "calibration_folds" not in trained.params
+
+
+def _sub_forest(estimator: object, trees: list[int]) -> object:
+    """A copy of the fitted Pipeline whose forest keeps only ``trees`` (sklearn's per-tree lists)."""
+    import copy
+
+    sub = copy.deepcopy(estimator)
+    forest = sub[-1]  # type: ignore[index]
+    for name in ("estimators_", "estimators_features_", "_decision_path_lengths", "_average_path_length_per_tree"):
+        setattr(forest, name, [getattr(forest, name)[t] for t in trees])
+    return sub
+
+
+def test_oob_scores_are_the_forest_score_over_the_trees_that_did_not_draw_the_row() -> None:
+    from stages.common.model_io import anomaly_scores, score_rows
+
+    X, _, features = _data(3000, seed=5)
+    X = X.astype(np.float64)
+    fit_rows = np.arange(0, 3000, 2)  # odd rows are never passed to fit: out of every bag
+    est = models.build_iforest(features, 25, 400, 3, len(fit_rows)).fit(X[fit_rows])
+    scored = np.arange(3000)
+    oob, trees = models.oob_scores(est, X, scored, fit_rows)
+    full = score_rows(est, X, "neg_score_samples")
+    odd = scored % 2 == 1
+    assert (trees[odd] == 25).all()
+    np.testing.assert_allclose(oob[odd], full[odd], rtol=0, atol=1e-12)
+    # a row drawn by some trees: the score of a forest made of exactly the others
+    bags = [set(b.tolist()) for b in est[-1].estimators_samples_]
+    checked = 0
+    for position in range(0, 1500, 97):
+        others = [t for t, bag in enumerate(bags) if position not in bag]
+        if 0 < len(others) < 25:
+            row = fit_rows[position]
+            assert trees[row] == len(others)
+            alone = anomaly_scores(_sub_forest(est, others), X[row : row + 1], "neg_score_samples")[0]
+            assert abs(oob[row] - alone) <= 1e-12
+            checked += 1
+    assert checked >= 10
+    # only a subset of rows scored (the sampled path): same scores for the same rows
+    some = np.sort(np.random.default_rng(0).choice(3000, 500, replace=False))
+    oob_some, trees_some = models.oob_scores(est, X[some], some, fit_rows)
+    np.testing.assert_allclose(oob_some, oob[some], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(trees_some, trees[some])
+
+
+def test_rows_drawn_by_every_tree_get_the_score_over_all_trees() -> None:
+    from stages.common.model_io import score_rows
+
+    X, _, features = _data(600, seed=6)
+    est = models.build_iforest(features, 10, 10_000, 3, 600).fit(X)  # max_samples = every row
+    oob, trees = models.oob_scores(est, X, np.arange(600), np.arange(600))
+    assert (trees == 0).all()
+    np.testing.assert_allclose(oob, score_rows(est, X, "neg_score_samples"), rtol=0, atol=1e-12)
 
 
 def test_fit_on_all_rows_without_labels_uses_alert_rate() -> None:
@@ -144,8 +193,8 @@ def test_validation_without_benign_rows_still_calibrates_on_benign_rows() -> Non
     trained = models.train(X, labels, features, Options("iforest", "auto", 20, 256, 0.01, 0.05, 1))
     cal = trained.calibration
     assert trained.trained_on == "benign"
-    assert (cal.method, cal.target, cal.rows) == ("benign_fpr_oof", 0.01, int((labels == 0).sum()))
-    assert 0.005 <= trained.metrics["oof_fpr"] == cal.achieved <= 0.01
+    assert (cal.method, cal.target, cal.rows) == ("benign_fpr_oob", 0.01, int((labels == 0).sum()))
+    assert 0.005 <= trained.metrics["oob_fpr"] == cal.achieved <= 0.01
     assert "val_fpr" not in trained.metrics and trained.metrics["val_recall"] < 0.5  # plain noise labelled 1
 
 
