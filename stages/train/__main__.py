@@ -2,8 +2,8 @@
 
 Reads the silver features and manifest (checked against each other), fits the model
 on the ``train`` split (Isolation Forest on benign rows by default), calibrates the
-alert threshold (with labels: on out-of-fold scores of every benign train row; without:
-on the latest train rows), saves the model (skops) and its card, and —
+alert threshold (with labels: on unseen scores of every benign train row — out-of-bag for the
+forest, out-of-fold for hgb; without: on the latest train rows), saves the model (skops) and its card, and —
 when MLFLOW_TRACKING_URI is set — logs the run and registers a model version.
 """
 
@@ -48,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--target-fpr",
         type=float,
         default=0.01,
-        help="with labels: share of benign flows allowed to alert, set on out-of-fold scores of every benign "
-        "train row; needs at least 10/target-fpr benign rows, else exit 2 (default 0.01: 1,000 rows)",
+        help="with labels: share of benign flows allowed to alert, set on every benign train row's score by "
+        "trees that never drew it (iforest: out-of-bag; hgb: out-of-fold, 5 time blocks); needs at least "
+        "10/target-fpr benign rows, else exit 2 (default 0.01: 1,000 rows)",
     )
     p.add_argument(
         "--alert-rate",
