@@ -289,8 +289,9 @@ def train(X: np.ndarray, labels: np.ndarray | None, features: list[str], opts: O
 
     ``labels`` is 0/1 with -1 for unknown, or None. Without labels: fit on the earliest
     part, the threshold is the ``alert_rate`` quantile of the model's scores on the latest
-    ``validation_fraction`` of rows (``_train_unlabelled``). With labels: out-of-fold
-    benign scores set the threshold and the model is fitted on all train rows
+    ``validation_fraction`` of rows (``_train_unlabelled``). With labels: benign scores from
+    trees that never saw the row (forest: out-of-bag; hgb: out-of-fold) set the threshold and
+    the model is fitted on all train rows
     (``_train_labelled``). ValueError means unusable input (the CLI reports it as such).
     """
     n_val = int(round(len(X) * opts.validation_fraction))
