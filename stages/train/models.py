@@ -470,6 +470,8 @@ def _out_of_fold(
     return np.concatenate(scored), np.concatenate(oof), time.monotonic() - started
 
 
+OOB_CHUNK_ROWS = 65_536
+"""Rows ``oob_scores`` runs through every tree at a time (and per thread)."""
 OOB_ROWS = 2_000_000
 """Train rows given out-of-bag scores at most (a seeded sample beyond): quantiles settle long before."""
 
@@ -502,36 +504,36 @@ def oob_scores(
     Xt = np.ascontiguousarray(estimator[:-1].transform(X), dtype=np.float32)  # score_samples' dtype
     n, trees = len(scored), len(forest.estimators_)
     subsample = forest._max_features != Xt.shape[1]
-    in_bag: list[np.ndarray] = []
+    in_bag: list[np.ndarray] = []  # per tree: the sorted positions (in ``scored``) it drew
     for bag in forest.estimators_samples_:
         drawn = fit_rows[bag]
         pos = np.searchsorted(scored, drawn)
         ok = pos < n
         ok[ok] = scored[pos[ok]] == drawn[ok]
-        in_bag.append(pos[ok])
+        in_bag.append(np.sort(pos[ok]))
+    count = trees - np.bincount(np.concatenate(in_bag), minlength=n) if in_bag else np.zeros(n, dtype=np.int64)
+    oob_sum = np.zeros(n)
 
-    def part(tree_ids: range) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        oob_sum, everything, count = np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64)
-        for t in tree_ids:
-            tree, cols = forest.estimators_[t], forest.estimators_features_[t]
-            leaves = tree.apply(Xt[:, cols] if subsample else Xt, check_input=False)
+    def chunk(start: int) -> None:
+        """Rows ``start`` to ``start + OOB_CHUNK_ROWS``, every tree in order: the chunk stays in cache."""
+        stop = min(start + OOB_CHUNK_ROWS, n)
+        Xc = Xt[start:stop]
+        for t in range(trees):
+            leaves = forest.estimators_[t].apply(
+                Xc[:, forest.estimators_features_[t]] if subsample else Xc, check_input=False
+            )
             depth = forest._decision_path_lengths[t][leaves] + forest._average_path_length_per_tree[t][leaves] - 1.0
-            everything += depth
-            depth[in_bag[t]] = 0.0
-            oob_sum += depth
-            count += 1
-            count[in_bag[t]] -= 1
-        return oob_sum, everything, count
+            bag = in_bag[t]
+            depth[bag[np.searchsorted(bag, start) : np.searchsorted(bag, stop)] - start] = 0.0
+            oob_sum[start:stop] += depth
 
-    half = (trees + 1) // 2
-    with ThreadPoolExecutor(2) as pool:  # tree.apply releases the GIL
-        parts = list(pool.map(part, [range(half), range(half, trees)]))
-    oob_sum, everything, count = (parts[0][i] + parts[1][i] for i in range(3))
-    c = _average_path_length([forest.max_samples_])[0]
-    none = count == 0
-    oob_sum[none], used = everything[none], np.where(none, trees, count)
-    denominator = used * c
+    with ThreadPoolExecutor(2) as pool:  # tree.apply releases the GIL; chunks write disjoint rows
+        list(pool.map(chunk, range(0, n, OOB_CHUNK_ROWS)))
+    denominator = count * _average_path_length([forest.max_samples_])[0]
     scores = 2 ** -np.divide(oob_sum, denominator, out=np.ones(n), where=denominator != 0)
+    none = np.flatnonzero(count == 0)
+    if len(none):
+        scores[none] = _score(estimator, "neg_score_samples", X[none])
     return scores, count
 
 
