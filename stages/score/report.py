@@ -79,8 +79,10 @@ def _features(top: Any) -> list[dict[str, str]]:
     ]  # fmt: skip
 
 
-def _evidence(alerts: pd.DataFrame, incident_id: str) -> list[dict[str, Any]]:
-    rows = alerts[alerts["incident_id"] == incident_id].nlargest(EVIDENCE_ROWS, "score")
+def _evidence(alerts: pd.DataFrame, positions: Any) -> list[dict[str, Any]]:
+    """The incident's top alerts by score (``positions``: its rows in ``alerts``, in order)."""
+    scores = alerts["score"].iloc[positions].reset_index(drop=True)
+    rows = alerts.iloc[[positions[i] for i in scores.nlargest(EVIDENCE_ROWS).index]]
     return [
         {"ts": _time(a["ts"]), "src_ip": a["src_ip"], "dst_ip": a["dst_ip"], "dst_port": a["dst_port"],
          "proto": a["proto"], "score": f"{a['score']:.4f}", "features": _features(a["top_features"])}
@@ -118,7 +120,12 @@ def render(alerts: pd.DataFrame, incidents: pd.DataFrame, drift: dict[str, Any],
         ("drift", "yes" if drift.get("drifted") else "no"),
     ]
     shown = _incidents(incidents.head(MAX_INCIDENTS))
-    evidence = [] if alerts.empty else [(r, _evidence(alerts, r["id"])) for r in shown[:EVIDENCE_INCIDENTS]]
+    evidence = []
+    if not alerts.empty:
+        ids = [r["id"] for r in shown[:EVIDENCE_INCIDENTS]]
+        rows = alerts["incident_id"].isin(ids).to_numpy().nonzero()[0]
+        where = pd.Series(rows).groupby(alerts["incident_id"].to_numpy()[rows], sort=False).indices
+        evidence = [(r, _evidence(alerts, rows[where.get(r["id"], [])])) for r in shown[:EVIDENCE_INCIDENTS]]
     template = environment().get_template("alerts.html.j2")
     return template.render(
         info=info,

@@ -12,9 +12,7 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from stages.common.errors import InputError
 from stages.common.jsondoc import read_object as load_json
@@ -22,6 +20,9 @@ from stages.common.jsondoc import to_json
 from stages.common.runner import StageContext
 
 from .champion import check_contract, resolve
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["resolve_only", "score"]
 
@@ -53,6 +54,8 @@ def resolve_only(ctx: StageContext) -> None:
 
 
 def _alerts_frame(scored: Any) -> pd.DataFrame:
+    import pandas as pd
+
     table = scored.alert_table()
     if table is None:
         cols = ["ts", "uid", "src_ip", "dst_ip", "dst_port", "proto", "service", "conn_state", "score"]
@@ -79,19 +82,25 @@ def score(ctx: StageContext) -> None:
     from stages.common.audit import open_audit
     from stages.common.model_io import load_model
 
-    from . import drift, incidents, report
-    from .scoring import score_batch
+    from .scoring import open_batches, score_batch
 
     args = ctx.args
     _need(args, "features", "manifest", "alerts_out", "incidents_out", "html_out", "drift_out")
     with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
         got = resolve(args, ctx.storage, ctx.settings, Path(tmp))
         card = load_json(got.card, got.source)
-        model = load_model(got.model)
-    silver = load_json(ctx.fetch_input("manifest", args.manifest), args.manifest)
-    check_contract(card, silver, got.source, args.manifest)
-    features_path = ctx.fetch_input("features", args.features, rows=silver.get("rows"))
-    scored = score_batch(model, card, features_path, args.features)
+        silver = load_json(ctx.fetch_input("manifest", args.manifest), args.manifest)
+        check_contract(card, silver, got.source, args.manifest)
+        features_path = ctx.fetch_input("features", args.features, rows=silver.get("rows"))
+        # the first batches are read while the model loads (importing scikit-learn takes seconds)
+        opened = open_batches(card, features_path, args.features)
+        try:
+            model = load_model(got.model)
+            from . import drift, incidents, report  # pandas and jinja2, while the batches are read
+        except BaseException:
+            opened[0].close()
+            raise
+    scored = score_batch(model, card, features_path, args.features, opened)
     threshold = float(card["threshold"])
     alerts = _alerts_frame(scored)
     table, ids = incidents.group(alerts, threshold, ctx.run_id)
@@ -162,6 +171,8 @@ def score(ctx: StageContext) -> None:
 
 def _days(silver: dict[str, Any], alerts: pd.DataFrame) -> float:
     """Length of the batch in days: the window when both ends are set, else 1 (a daily batch)."""
+    import pandas as pd
+
     window = silver.get("window") or {}
     if window.get("start") and window.get("end"):
         span = pd.Timestamp(window["end"]) - pd.Timestamp(window["start"])

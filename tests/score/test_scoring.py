@@ -80,3 +80,44 @@ def test_missing_feature_column_is_an_input_error(batch: tuple[Path, np.ndarray,
     pq.write_table(pq.read_table(path).drop_columns(["f1"]), tmp_path / "f.parquet")
     with pytest.raises(InputError, match=r"f.parquet: feature column\(s\) \['f1'\] missing"):
         scoring.score_batch(model, _card(model, X, 0.5), tmp_path / "f.parquet", "f.parquet")
+
+
+@pytest.mark.parametrize(
+    "edges",
+    [
+        [-1.0, 0.0, 1.0],
+        [0.0, 0.0, 0.5, 0.5, 2.0],  # repeated quantiles (a mostly constant feature)
+        [-np.inf, 0.1, np.inf],
+        [0.1],
+        [],
+    ],
+)
+def test_bins_count_exactly_as_searchsorted(edges: list[float]) -> None:
+    """The comparison-per-edge count is the searchsorted count, float32 values near float64 edges included."""
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=5000).astype(np.float32)
+    values[:40] = np.float32(0.1)  # float32(0.1) > float64 0.1: searchsorted compares in float64
+    values[40:80] = np.nan
+    values[80:90] = np.inf
+    values[90:100] = -0.0
+    values[100:110] = 0.5
+    bins = scoring.Bins.of({"edges": edges, "fractions": [1 / (len(edges) + 1)] * (len(edges) + 1)})
+    bins.add(values)
+    bins.add(values[::7].astype(np.float64))
+    e = np.asarray(edges, dtype=np.float64)
+    want = sum(
+        np.bincount(np.searchsorted(e, v, "right"), minlength=len(e) + 1)
+        for v in (values, values[::7].astype(np.float64))
+    )
+    np.testing.assert_array_equal(bins.counts, want)
+
+
+def test_a_reading_error_is_raised_to_the_scorer(batch: tuple[Path, np.ndarray, Any], tmp_path: Path) -> None:
+    """A batch that fails to decode on the read-ahead thread fails the scoring, it is not silently dropped."""
+    path, X, model = batch
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4096] = b"\x00" * 4096
+    (tmp_path / "f.parquet").write_bytes(bytes(data))
+    with pytest.raises(Exception):  # noqa: B017,PT011 - pyarrow's error for a corrupt page
+        scoring.score_batch(model, _card(model, X, 0.5), tmp_path / "f.parquet", "f.parquet")
