@@ -11,7 +11,6 @@ unescaped is the inline SVG drawn by ``plots`` (which escapes its own labels).
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
+from stages.common import pages
 from stages.common.feature_units import raw_text, raw_value
 
 from . import plots
@@ -44,17 +44,9 @@ class ReportData:
     sources: dict[str, str]
 
 
-@functools.cache
 def environment() -> jinja2.Environment:
-    """The template environment: autoescaping, and an undefined name is an error, not a blank."""
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        finalize=lambda value: "" if value is None else value,
-    )
+    """This stage's template environment (autoescaping, strict: see ``stages.common.pages``)."""
+    return pages.environment(TEMPLATES)
 
 
 def fmt(value: Any, kind: str = "num") -> str:

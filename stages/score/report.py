@@ -10,13 +10,13 @@ values for the template.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import pandas as pd
 
+from stages.common import pages
 from stages.common.feature_units import raw_text
 
 __all__ = ["render"]
@@ -31,17 +31,9 @@ TIMELINE = (1100, 160)
 """Width and height of the alerts-per-hour chart (SVG user units)."""
 
 
-@functools.cache
 def environment() -> jinja2.Environment:
-    """The template environment: autoescaping, and an undefined name is an error, not a blank."""
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        finalize=lambda value: "" if value is None else value,
-    )
+    """This stage's template environment (autoescaping, strict: see ``stages.common.pages``)."""
+    return pages.environment(TEMPLATES)
 
 
 def _time(value: Any) -> str:
