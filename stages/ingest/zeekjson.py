@@ -57,6 +57,7 @@ def _fast(block: bytes | bytearray, line: int, source: str) -> Chunk | None:
             read_options=pjson.ReadOptions(use_threads=True, block_size=1 << 20),
             parse_options=pjson.ParseOptions(explicit_schema=_schema(block), unexpected_field_behavior="ignore"),
         )
+        table.validate(full=True)  # Arrow's JSON reader passes non-UTF-8 bytes into strings unchecked
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
     return to_chunk(table, source, SourceLines(lambda: numbered_lines(block, line, "blank")), table.num_rows, [])
