@@ -25,12 +25,16 @@ from typing import Any
 
 from .errors import InputError
 from .jsondoc import to_json
-from .model_io import SCORE_METHODS
+
+SCORE_METHODS = ("neg_score_samples", "predict_proba")
+"""How a model's anomaly score is read (``model_io.anomaly_scores``); kept here so that reading a
+card needs no model libraries (silver's image has none)."""
 
 __all__ = [
     "MANIFEST_VERSION",
     "CARD_VERSION",
     "PASSTHROUGH",
+    "SCORE_METHODS",
     "schema_hash",
     "SilverManifest",
     "ModelCard",
@@ -248,7 +252,7 @@ class ModelCard:
     threshold: float
     """Flows with score >= threshold are alerts (scores: higher = more anomalous)."""
     score_method: str
-    """One of ``model_io.SCORE_METHODS``."""
+    """One of ``SCORE_METHODS``."""
     model_sha256: str
     """sha256 of the model.skops file this card describes."""
     run_id: str = ""

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .contracts import SCORE_METHODS
 from .errors import InputError
 
 __all__ = [
@@ -35,7 +36,6 @@ TRUSTED_TYPES: list[str] = [
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",  # HistGradientBoosting
 ]
 
-SCORE_METHODS = ("neg_score_samples", "predict_proba")
 T = TypeVar("T")
 
 # Model-version tags train sets so eval can tie a registry version to the file it scores:
