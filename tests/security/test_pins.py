@@ -4,8 +4,9 @@
   ranges, wildcards, URLs, editable installs or extra indexes: no dependency confusion);
 - the lock covers everything the stage's own code imports (third-party, including lazy
   imports and the stages/common modules it uses), so nothing is resolved at build time;
-- each Dockerfile installs only that lock through scripts/build-venv.sh, which installs
-  with --no-deps (the lock is the whole closure) and wheels only.
+- each image's bake target builds a Dockerfile that installs only that lock through
+  scripts/build-venv.sh, which installs with --no-deps (the lock is the whole closure) and
+  wheels only (the stages share stages/Dockerfile, whose STAGE argument picks the lock).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from tests.helpers import REPO
+from tests.images.bake import resolve_bake
 
-IMAGES = ["stages/ingest", "stages/silver", "stages/train", "stages/eval", "workflows"]
+IMAGES = ["stages/ingest", "stages/silver", "stages/train", "stages/eval", "stages/score", "workflows"]
 STAGES = [d for d in IMAGES if d.startswith("stages/")]
 _EXACT = re.compile(r"^==\d+(\.\d+)*([a-z0-9.+-]*)$", re.I)
 
@@ -92,8 +94,15 @@ def test_lock_file_pins_every_package_exactly(image: str) -> None:
 
 @pytest.mark.parametrize("image", IMAGES)
 def test_dockerfile_installs_only_its_lock(image: str) -> None:
-    dockerfile = (REPO / image / "Dockerfile").read_text(encoding="utf-8")
-    assert f"{image}/requirements.txt" in dockerfile and "build-venv.sh /build/requirements.txt" in dockerfile
+    name = "submitter" if image == "workflows" else image.removeprefix("stages/")
+    target = next(t for t in resolve_bake(REPO / "docker-bake.hcl") if t.name == name)
+    dockerfile = (REPO / target.dockerfile).read_text(encoding="utf-8")
+    # The lock the Dockerfile copies, with the target's build arguments filled in.
+    copied = re.search(r"^COPY .*?(\S+/requirements\.txt)", dockerfile, re.M)
+    assert copied, f"{target.dockerfile}: no COPY of a requirements.txt"
+    lock = re.sub(r"\$\{(\w+)\}", lambda m: target.args.get(m.group(1), m.group(0)), copied.group(1))
+    assert lock == f"{image}/requirements.txt"
+    assert "build-venv.sh /build/requirements.txt" in dockerfile
     run_lines = [ln for ln in dockerfile.splitlines() if ln.lstrip().upper().startswith("RUN")]
     assert not [ln for ln in run_lines if re.search(r"\bpip3?\b|\bpip install\b", ln)], "pip outside build-venv.sh"
     script = (REPO / "scripts" / "build-venv.sh").read_text(encoding="utf-8")

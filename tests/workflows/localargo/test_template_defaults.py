@@ -99,7 +99,7 @@ def manifest(tmp_path: Path) -> Path:
 
 
 def test_a_run_gets_the_defaults_environment(tmp_path: Path) -> None:
-    (tmp_path / "local.env").write_text("TOKEN=t0ken\nHOST=db.local\n")
+    (tmp_path / "local.env").write_text("TOKEN=test-token\nHOST=db.local\n")
     opts = RunOptions(
         manifest=manifest(tmp_path),
         workdir=tmp_path / "runs",
@@ -111,7 +111,7 @@ def test_a_run_gets_the_defaults_environment(tmp_path: Path) -> None:
     status = json.loads(outcome.status_path.read_text())
     (show,) = status["root"]["children"]
     seen = json.loads(Path(show["log"]).read_text().strip().splitlines()[-1])
-    assert seen == {"TOKEN": "t0ken", "HOST": "db.local", "MODE": "own", "OWN": "mine"}
+    assert seen == {"TOKEN": "test-token", "HOST": "db.local", "MODE": "own", "OWN": "mine"}
 
 
 def test_the_compiled_pipeline_gives_every_stage_the_shared_environment() -> None:
