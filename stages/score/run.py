@@ -92,11 +92,21 @@ def score(ctx: StageContext) -> None:
         silver = load_json(ctx.fetch_input("manifest", args.manifest), args.manifest)
         check_contract(card, silver, got.source, args.manifest)
         features_path = ctx.fetch_input("features", args.features, rows=silver.get("rows"))
+        # pandas and pyarrow's bridge to it are set up on this thread before the reader starts:
+        # pyarrow imports pandas lazily from whichever thread converts first, and a reader
+        # thread doing that while this one imported pandas left the bridge half-initialised
+        # (to_pandas then failed with "The zoneinfo module or pytz package must be installed")
+        import pyarrow as pa
+        import pyarrow.pandas_compat  # noqa: F401
+
+        from . import drift, incidents, report
+
+        pa.array([0.0]).to_numpy(zero_copy_only=False)
+
         # the first batches are read while the model loads (importing scikit-learn takes seconds)
         opened = open_batches(card, features_path, args.features)
         try:
             model = load_model(got.model)
-            from . import drift, incidents, report  # pandas and jinja2, while the batches are read
         except BaseException:
             opened[0].close()
             raise
