@@ -32,10 +32,13 @@ import logging
 import os
 import time
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stages.common.errors import InputError
 from stages.common.runner import StageContext, main_exit, run_stage
+
+if TYPE_CHECKING:
+    from .sources import SourceFile
 
 __all__ = ["FIRST_PREV", "build_parser", "digest", "holdout_start", "plan", "main"]
 
@@ -164,7 +167,7 @@ def _not_many(source: str) -> InputError:
     return InputError(f"{source}: names one file, not a folder, glob or S3 prefix/glob; {single}")
 
 
-def _tags(ctx: StageContext, files: list[Any]) -> list[tuple[str, str, int]]:
+def _tags(ctx: StageContext, files: list[SourceFile]) -> list[tuple[str, str, int]]:
     """``(uri, tag, size)`` per file: the S3 ETag as listed, else the sha256 of the file (streamed).
 
     Local paths are made absolute, so the same folder given two ways gives the same digests
@@ -177,17 +180,17 @@ def _tags(ctx: StageContext, files: list[Any]) -> list[tuple[str, str, int]]:
     width = len(str(len(files) - 1))
     last_log, hashed = time.monotonic(), 0
     for k, f in enumerate(files):
-        uri, sha = f.uri, f.sha256
-        if uri.startswith("s3://"):
-            if not (f.etag or sha):  # an S3 without ETags: hash the object itself
-                path = ctx.storage.fetch(uri)
-                sha = sha256_file(path)
-                path.unlink(missing_ok=True)
+        sha: str | None
+        if f.uri.startswith("s3://") and f.etag:
+            uri, sha, tag = f.uri, f.sha256, f.etag
+        elif f.uri.startswith("s3://"):  # a store that lists no ETags: hash the object itself
+            uri, path = f.uri, ctx.storage.fetch(f.uri)
+            sha = tag = f.sha256 or sha256_file(path)
+            path.unlink(missing_ok=True)
         else:
             uri = os.path.abspath(f.key)
-            sha = sha or sha256_file(uri)
+            sha = tag = f.sha256 or sha256_file(uri)
             hashed += f.bytes
-        tag = f.etag or sha
         out.append((uri, tag, f.bytes))
         ctx.artifacts.append(Artifact("input", f"source-{k:0{width}d}", uri, sha, None, f.bytes))
         if time.monotonic() - last_log > _PROGRESS_SECONDS:
