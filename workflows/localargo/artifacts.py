@@ -9,6 +9,12 @@ outputs are uploaded after it exits (also after a failure, when the file exists)
 Archiving follows Argo: ``archive: {none: {}}`` stores the plain file; without it an
 output is stored as a gzipped tar holding the file or directory under its base name
 (key ``<name>.tgz`` by default), and unpacked again when it is staged as an input.
+
+An input key may name a directory, as in Argo's S3 driver (``loadS3Artifact``): an object
+with exactly that key wins; otherwise the objects under ``<key>/`` are staged, recursively,
+as a directory whose files keep their paths below the prefix (the fan-in of a loop whose
+children each wrote ``<key>/part=<k>/...``). Neither: :class:`ArtifactNotFound`. A
+directory is never unpacked, as Argo's tarball detection says no to it.
 """
 
 from __future__ import annotations
@@ -48,7 +54,9 @@ class Repository(Protocol):
 
     def put(self, local: Path, key: str, bucket: str | None = None) -> None: ...
 
-    def get(self, key: str, dest: Path, bucket: str | None = None) -> None: ...
+    def get(self, key: str, dest: Path, bucket: str | None = None) -> None:
+        """Place the object ``key`` at ``dest`` as a file, or the objects under ``key/`` as a directory."""
+        ...
 
 
 def _safe_key(key: str) -> str:
@@ -56,6 +64,20 @@ def _safe_key(key: str) -> str:
     if not parts or ".." in parts:
         raise ExecutorError(f"artifact key {key!r} is empty or leaves the repository ('..')")
     return "/".join(parts)
+
+
+def _below(prefix: str, key: str) -> str:
+    """The path of object ``key`` relative to the directory ``prefix``; refuses one that would leave it."""
+    rel = key[len(prefix) :].strip("/")
+    parts = rel.split("/")
+    if not rel or any(p in ("", ".", "..") for p in parts):
+        raise ExecutorError(f"illegal object key {key!r}: it does not name a file below {prefix!r}")
+    return rel
+
+
+def _is_partial(path: Path) -> bool:
+    """A temp file of a :meth:`LocalRepository.put` still being written (not an object yet)."""
+    return path.name.startswith(".") and path.name.endswith(".part")
 
 
 class LocalRepository:
@@ -88,9 +110,30 @@ class LocalRepository:
 
     def get(self, key: str, dest: Path, bucket: str | None = None) -> None:
         src = self._path(key, bucket)
-        if not src.is_file():
-            raise ArtifactNotFound(f"{src}: no such artifact in the local repository")
-        shutil.copyfile(src, dest)
+        if src.is_file():
+            shutil.copyfile(src, dest)
+            return
+        files = self._files_under(src)
+        if not files:
+            raise ArtifactNotFound(f"{src}: no such artifact in the local repository (no file, no files under it)")
+        for rel in files:
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src / rel, target)
+
+    @staticmethod
+    def _files_under(src: Path) -> list[Path]:
+        """Files below ``src`` as relative paths, sorted; symlinks are not objects (Argo's upload skips them)."""
+        if not src.is_dir() or src.is_symlink():
+            return []
+        found = []
+        for top, dirs, names in os.walk(src):
+            dirs[:] = [d for d in dirs if not (Path(top) / d).is_symlink()]
+            for name in names:
+                path = Path(top) / name
+                if path.is_file() and not path.is_symlink() and not _is_partial(path):
+                    found.append(path.relative_to(src))
+        return sorted(found)
 
 
 class S3Repository:
@@ -109,7 +152,29 @@ class S3Repository:
         self._call("upload", key, bucket, lambda b, k: self.client.upload_file(str(local), b, k))
 
     def get(self, key: str, dest: Path, bucket: str | None = None) -> None:
-        self._call("download", key, bucket, lambda b, k: self.client.download_file(b, k, str(dest)))
+        try:
+            self._call("download", key, bucket, lambda b, k: self.client.download_file(b, k, str(dest)))
+            return
+        except ArtifactNotFound:
+            objects = self._list(key, bucket)  # NoSuchKey: the key may be a directory
+            if not objects:
+                raise
+        prefix = _safe_key(key) + "/"
+        for obj in objects:
+            target = dest / _below(prefix, obj)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._call("download", obj, bucket, lambda b, k, t=target: self.client.download_file(b, k, str(t)))
+
+    def _list(self, key: str, bucket: str | None) -> list[str]:
+        """Keys of the objects under ``key/``, recursively; ``dir/`` placeholder objects are skipped, as Argo does."""
+        found: list[str] = []
+
+        def collect(b: str, k: str) -> None:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=b, Prefix=k + "/"):
+                found.extend(o["Key"] for o in page.get("Contents") or [] if not o["Key"].endswith("/"))
+
+        self._call("list", key, bucket, collect)
+        return sorted(found)
 
     def _call(self, what: str, key: str, bucket: str | None, fn: Any) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -180,10 +245,11 @@ def unpack_or_copy(src: Path, dest: Path, archived: bool | None) -> None:
 
     As Argo's executor does, a tarball with one top-level entry becomes ``dest`` itself; one
     with several becomes a directory ``dest`` holding them. Extraction uses tarfile's
-    ``data`` filter (no absolute paths, links out of the tree or devices).
+    ``data`` filter (no absolute paths, links out of the tree or devices). A directory (a
+    key prefix) is moved as it is.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    is_tar = archived if archived is not None else _is_tarball(src)
+    is_tar = not src.is_dir() and (archived if archived is not None else _is_tarball(src))
     if not is_tar:
         shutil.move(str(src), dest)
         return

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .artifacts import pack, unpack_or_copy
+from .artifacts import ArtifactNotFound, pack, unpack_or_copy
 from .bind import RawData, Source, artifact_source, resolve_env, template_scope
 from .context import RunContext
 from .errors import ExecutorError, ResolveError, Unsupported
@@ -199,7 +199,7 @@ def _prepare(
     kind = "script" if "script" in spec else "container"
     c = spec[kind]
     docker = ctx.runtime_name == "docker"
-    path_map, mounts = _filesystem(ctx, spec, c, arg_artifacts, sandbox, docker, where)
+    path_map, mounts = _filesystem(ctx, node, spec, c, arg_artifacts, sandbox, docker, where)
     command, args = list(c.get("command") or []), [str(a) for a in c.get("args") or []]
     if kind == "script":
         if not command or Path(command[0]).name not in SCRIPT_LANGS:
@@ -245,6 +245,7 @@ def _prepare(
 
 def _filesystem(
     ctx: RunContext,
+    node: Node,
     spec: dict[str, Any],
     c: dict[str, Any],
     arg_artifacts: dict[str, Source | None],
@@ -257,6 +258,7 @@ def _filesystem(
     Subprocess: /tmp/inputs, /tmp/outputs and each emptyDir mountPath map to sandbox dirs, and
     every artifact/parameter path must fall under one of them. Docker: emptyDir volumes and
     each input artifact are bind-mounted; outputs elsewhere are fetched with docker cp.
+    An optional input whose key is not in the repository is skipped: its path is not created.
     """
     path_map = {"/tmp/inputs": _mkdir(sandbox / "tmp" / "inputs"), "/tmp/outputs": _mkdir(sandbox / "tmp" / "outputs")}
     mounts: list[Mount] = []
@@ -279,10 +281,10 @@ def _filesystem(
         path = str(art["path"])
         if docker:
             dest = sandbox / "artifacts" / art["name"] / Path(path).name
-            mounts.append(Mount(dest, path))
         else:
             dest = host_path(path, path_map) or _unmapped(where, f"inputs.artifacts[{art['name']}].path", path)
-        _stage(ctx, source, dest, art)
+        if _stage(ctx, node, source, dest, art, sandbox / "staging") and docker:
+            mounts.append(Mount(dest, path))
     if not docker:
         outputs = spec.get("outputs") or {}
         for kind, items in (("parameters", outputs.get("parameters")), ("artifacts", outputs.get("artifacts"))):
@@ -315,16 +317,28 @@ def _security(task: RuntimeTask, pod: dict[str, Any], ctr: dict[str, Any]) -> No
     task.cap_drop, task.cap_add = [str(c) for c in caps.get("drop") or []], [str(c) for c in caps.get("add") or []]
 
 
-def _stage(ctx: RunContext, source: Source, dest: Path, art: dict[str, Any]) -> None:
-    """Put an input artifact at ``dest`` (raw data, or downloaded and unpacked like Argo does)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+def _stage(ctx: RunContext, node: Node, source: Source, dest: Path, art: dict[str, Any], staging: Path) -> bool:
+    """Put an input artifact at ``dest``: raw data, or a file or directory downloaded (into ``staging``)
+    and unpacked like Argo does. False when it is optional and its key is not in the repository:
+    as in Argo's executor, it is skipped and nothing is created on the artifact's path.
+    """
     if isinstance(source, RawData):
+        dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(source.data)
     else:
-        tmp = dest.parent / f".{dest.name}.download"
+        staging.mkdir(parents=True, exist_ok=True)
+        tmp = staging / art["name"]
         try:
             ctx.repo.get(source.key, tmp, source.bucket)
         except ExecutorError as exc:
+            if art.get("optional") and isinstance(exc, ArtifactNotFound):
+                log.info(
+                    "%s: skipping optional input artifact %s that was not found: %s",
+                    node.display_name,
+                    art["name"],
+                    exc,
+                )
+                return False
             raise ExecutorError(f"failed to load artifacts: inputs.artifacts.{art['name']}: {exc}") from exc
         archived = False if "none" in (art.get("archive") or {}) else source.archived
         unpack_or_copy(tmp, dest, archived)
@@ -333,6 +347,7 @@ def _stage(ctx: RunContext, source: Source, dest: Path, art: dict[str, Any]) -> 
     else:
         for p in [dest, *dest.rglob("*")] if dest.is_dir() else [dest]:
             os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    return True
 
 
 def _collect(
