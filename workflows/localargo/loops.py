@@ -21,7 +21,8 @@ succeeded children, ordered by start time (whole seconds, as Argo stores it; tie
 order), give ``tasks.X.outputs.parameters.Y`` — the JSON list of their values — and
 ``tasks.X.outputs.result`` — the JSON list of their results (each parsed as JSON when it
 is JSON). Output artifacts are not aggregated (Argo does not either); pass their keys as
-parameters. ``depends`` gets ``X.AnySucceeded`` and ``X.AllFailed``.
+parameters, or have each child write under one key prefix and read that prefix as a
+directory input (see ``artifacts``). ``depends`` gets ``X.AnySucceeded`` and ``X.AllFailed``.
 """
 
 from __future__ import annotations
