@@ -20,11 +20,12 @@ K8S_DIR = Path(__file__).resolve().parents[1] / "k8s"
 TARGETS = {
     "WorkflowTemplate": "workflow-template.yaml",
     "Workflow": "workflow.yaml",
+    "WorkflowTemplate:partitioned": "workflow-template-partitioned.yaml",
     "CronWorkflow:scoring": "cron-scoring.yaml",
     "CronWorkflow:retrain": "cron-retrain.yaml",
 }
 """Kind (``CronWorkflow:<which>`` for the two schedules) → file name under ``workflows/compiled/``."""
-K8S_COPIES = ("workflow-template.yaml", "cron-scoring.yaml", "cron-retrain.yaml")
+K8S_COPIES = ("workflow-template.yaml", "workflow-template-partitioned.yaml", "cron-scoring.yaml", "cron-retrain.yaml")
 """Compiled files also written to ``k8s/``: kustomize loads only files below its own folder."""
 
 HEADER = (
@@ -38,7 +39,11 @@ def render(kind: str) -> str:
     """The manifest of ``kind`` as YAML text (header comment + Hera's stable key order)."""
     from .pipeline import build, build_retrain, build_scoring
 
-    builders = {"CronWorkflow:scoring": build_scoring, "CronWorkflow:retrain": build_retrain}
+    builders = {
+        "CronWorkflow:scoring": build_scoring,
+        "CronWorkflow:retrain": build_retrain,
+        "WorkflowTemplate:partitioned": lambda: build("WorkflowTemplate", partitioned=True),
+    }
     wf = builders[kind]() if kind in builders else build(kind)
     return HEADER + wf.to_yaml(width=YAML_WIDTH)
 

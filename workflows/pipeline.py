@@ -19,11 +19,14 @@ from .stagespec import (
     INPUTS_DIR,
     OUTPUTS_DIR,
     PARAMS_DIR,
+    PARTITIONED_PARAMETERS,
+    PARTITIONED_SPECS,
     RETRAIN_PARAMETERS,
     SCORING_PARAMETERS,
     SCORING_SPECS,
     STAGE_SPECS,
     WORKFLOW_PARAMETERS,
+    InArtifact,
     StageSpec,
     WorkflowParam,
 )
@@ -39,6 +42,7 @@ __all__ = [
     "ARTIFACT_REPOSITORY",
     "RUN_AS_USER",
     "LABELS",
+    "PARTITIONED_NAME",
     "SCORING_NAME",
     "RETRAIN_NAME",
     "build",
@@ -70,6 +74,19 @@ ACTIVE_DEADLINE_SECONDS = 4 * 3600
 TTL_AFTER_SUCCESS = 24 * 3600
 TTL_AFTER_FAILURE = 7 * 24 * 3600
 TMP_SIZE_LIMIT = "8Gi"
+
+PARTITIONED_NAME = "cybersec-mlops-partitioned"
+PARTITIONED_DESCRIPTION = (
+    "The training pipeline over many flow files, one pod per file: list the files, ingest each (memoized on "
+    "the file's ETag, options and image), build each file's features with the previous file as lookback, "
+    "train on a bounded sample of every part, evaluate the held-out latest files."
+)
+PARTITION_PARALLELISM = 4
+"""Pods of the workflow running at once (spec.parallelism); change it at submit time for a bigger cluster."""
+MEMO_CACHE = "cybersec-mlops-ingest-cache"
+"""ConfigMap of the ingest pods' memoized outputs (created by the workflow controller)."""
+MEMO_MAX_AGE = "720h"
+"""A finished partition is reused for 30 days; older entries run again (RAW objects may have expired)."""
 
 SCORING_NAME = "cybersec-mlops-scoring"
 SCORING_SCHEDULE = "15 0 * * *"
@@ -208,21 +225,29 @@ def _container(spec: StageSpec, bake: BakeFile) -> Any:
     def quantities(values: dict[str, str]) -> dict[str, Quantity]:
         return {name: Quantity(root=value) for name, value in values.items()}
 
+    def input_artifact(art: InArtifact) -> Any:
+        path = f"{INPUTS_DIR}/{art.file}"
+        if art.key:
+            return S3Artifact(name=art.name, path=path, key=art.key, optional=art.optional or None)
+        return Artifact(name=art.name, path=path)
+
     pod_security, container_security = _security()
     optional = True if spec.optional_outputs else None
+    loop_params = [name for name, _ in spec.loop.params] if spec.loop else []
+    option_params = [param for _, param in spec.options]
     return Container(
         name=spec.name,
         image=_image(bake, spec.stage),
-        command=["python", "-m", f"stages.{spec.stage}"],
+        command=["python", "-m", spec.module or f"stages.{spec.stage}"],
         args=_args(spec),
         env=_env(),
-        inputs=[Parameter(name=param) for _, param in spec.options]
-        + [Artifact(name=art.name, path=f"{INPUTS_DIR}/{art.file}") for art, _ in spec.inputs],
+        inputs=[Parameter(name=param) for param in dict.fromkeys(option_params + loop_params)]
+        + [input_artifact(art) for art in {art.name: art for art, _ in spec.inputs}.values()],
         outputs=[
             S3Artifact(
                 name=out.name,
                 path=f"{OUTPUTS_DIR}/{out.file}",
-                key=f"{out.layer}/{{{{workflow.name}}}}/{out.file}",
+                key=out.s3_key,
                 archive=NoneArchiveStrategy(),
                 optional=optional,
             )
@@ -234,6 +259,7 @@ def _container(spec: StageSpec, bake: BakeFile) -> Any:
         ],
         resources=ResourceRequirements(requests=quantities(spec.requests), limits=quantities(spec.limits)),
         retry_strategy=_retry(),
+        memoize=_memoize(spec.loop.memo_key) if spec.loop and spec.loop.memo_key else None,
         pod_security_context=pod_security,
         security_context=container_security,
         volumes=[EmptyDirVolume(name="tmp", mount_path="/tmp", size_limit=Quantity(root=TMP_SIZE_LIMIT))],
@@ -241,23 +267,45 @@ def _container(spec: StageSpec, bake: BakeFile) -> Any:
     )
 
 
-def _dag(containers: dict[str, Any], specs: tuple[StageSpec, ...] = STAGE_SPECS) -> Any:
-    """The DAG template: one task per stage, artifacts passed by ``from``."""
+def _memoize(key: str) -> Any:
+    """Argo ``memoize``: a node whose key is in the cache ConfigMap (and younger than ``MEMO_MAX_AGE``) runs no pod."""
+    from hera.workflows.models import Cache, LocalObjectReference, Memoize
+
+    return Memoize(key=key, max_age=MEMO_MAX_AGE, cache=Cache(config_map=LocalObjectReference(name=MEMO_CACHE)))
+
+
+def _dag(containers: dict[str, Any], specs: tuple[StageSpec, ...] = STAGE_SPECS, name: str = ENTRYPOINT) -> Any:
+    """The DAG template: one task per stage (a fan-out for a looped stage), artifacts passed by ``from``."""
     from hera.workflows import DAG, Artifact, Parameter, Task
 
     tasks: list[Any] = []
     for spec in specs:
+        from_item = dict(spec.loop.params) if spec.loop else {}
+        params = dict.fromkeys([param for _, param in spec.options] + list(from_item))
         arguments: list[Any] = [
-            Parameter(name=param, value=f"{{{{workflow.parameters.{param}}}}}") for _, param in spec.options
+            Parameter(
+                name=param,
+                value=f"{{{{item.{from_item[param]}}}}}"
+                if param in from_item
+                else f"{{{{workflow.parameters.{param}}}}}",
+            )
+            for param in params
         ]
         arguments += [
             Artifact(name=art.name, from_=f"{{{{tasks.{art.task}.outputs.artifacts.{art.name}}}}}")
             for art, _ in spec.inputs
+            if art.task
         ]
         tasks.append(
-            Task(name=spec.name, template=containers[spec.name], depends=spec.depends, arguments=arguments or None)
+            Task(
+                name=spec.name,
+                template=containers[spec.name],
+                depends=spec.depends,
+                arguments=arguments or None,
+                with_param=spec.loop.over if spec.loop else None,
+            )
         )
-    return DAG(name=ENTRYPOINT, tasks=tasks)
+    return DAG(name=name, tasks=tasks)
 
 
 def _common(bake: BakeFile) -> dict[str, Any]:
@@ -282,25 +330,29 @@ def _arguments(bake: BakeFile, table: tuple[WorkflowParam, ...]) -> list[Any]:
     ]
 
 
-def build(kind: str = "Workflow", bake: BakeFile | None = None) -> Any:
-    """The pipeline as a Hera ``Workflow`` or ``WorkflowTemplate`` (``kind``), images from ``bake``."""
+def build(kind: str = "Workflow", bake: BakeFile | None = None, partitioned: bool = False) -> Any:
+    """The pipeline as a Hera ``Workflow`` or ``WorkflowTemplate`` (``kind``), images from ``bake``;
+    ``partitioned``: the fan-out over many files (``cybersec-mlops-partitioned``)."""
     from hera.workflows import Workflow, WorkflowTemplate
 
     if kind not in ("Workflow", "WorkflowTemplate"):
         raise ValueError(f"kind must be Workflow or WorkflowTemplate, not {kind!r}")
     bake = bake or load_bake()
-    containers = {spec.name: _container(spec, bake) for spec in STAGE_SPECS}
+    specs, table = (PARTITIONED_SPECS, PARTITIONED_PARAMETERS) if partitioned else (STAGE_SPECS, WORKFLOW_PARAMETERS)
+    name = PARTITIONED_NAME if partitioned else TEMPLATE_NAME
+    containers = {spec.name: _container(spec, bake) for spec in specs}
     template = kind == "WorkflowTemplate"
     cls = WorkflowTemplate if template else Workflow
     return cls(
-        name=TEMPLATE_NAME if template else None,
-        generate_name=None if template else GENERATE_NAME,
+        name=name if template else None,
+        generate_name=None if template else f"{name}-" if partitioned else GENERATE_NAME,
         labels={**LABELS, "app.kubernetes.io/version": bake.tag},
-        annotations={"workflows.argoproj.io/description": DESCRIPTION},
+        annotations={"workflows.argoproj.io/description": PARTITIONED_DESCRIPTION if partitioned else DESCRIPTION},
         entrypoint=ENTRYPOINT,
-        arguments=_arguments(bake, WORKFLOW_PARAMETERS),
-        templates=[_dag(containers), *containers.values()],
+        arguments=_arguments(bake, table),
+        templates=[_dag(containers, specs), *containers.values()],
         template_defaults=_template_defaults(),
+        parallelism=PARTITION_PARALLELISM if partitioned else None,
         **_common(bake),
     )
 
@@ -330,16 +382,10 @@ def build_scoring(bake: BakeFile | None = None) -> Any:
         annotations={"workflows.argoproj.io/description": SCORING_DESCRIPTION},
         entrypoint="scoring",
         arguments=_arguments(bake, SCORING_PARAMETERS),
-        templates=[_dag_named("scoring", containers), *containers.values()],
+        templates=[_dag(containers, SCORING_SPECS, "scoring"), *containers.values()],
         template_defaults=_template_defaults(),
         **_common(bake),
     )
-
-
-def _dag_named(name: str, containers: dict[str, Any]) -> Any:
-    dag = _dag(containers, SCORING_SPECS)
-    dag.name = name
-    return dag
 
 
 def build_retrain(bake: BakeFile | None = None) -> Any:

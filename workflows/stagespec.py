@@ -15,6 +15,7 @@ __all__ = [
     "OutArtifact",
     "OutParam",
     "StageSpec",
+    "Loop",
     "WORKFLOW_PARAMETERS",
     "STAGE_SPECS",
     "SCORING_PARAMETERS",
@@ -45,11 +46,16 @@ class WorkflowParam:
 
 @dataclass(frozen=True)
 class InArtifact:
-    """An input artifact, placed at ``/tmp/inputs/<file>``, taken from ``task``'s output ``name``."""
+    """An input artifact, placed at ``/tmp/inputs/<file>``, taken from ``task``'s output ``name``,
+    or from the S3 ``key`` of the artifact repository (a template; a key under which several
+    objects lie is staged as a directory: the fan-in of a fan-out's outputs)."""
 
     name: str
     file: str
-    task: str
+    task: str = ""
+    key: str = ""
+    optional: bool = False
+    """A missing key is skipped (Argo's optional input): the path does not exist."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,12 @@ class OutArtifact:
     layer: str
     flag: str
     """The stage flag that receives the path, e.g. ``--output``."""
+    key: str = ""
+    """S3 key template when it is not ``<layer>/{{workflow.name}}/<file>``."""
+
+    @property
+    def s3_key(self) -> str:
+        return self.key or f"{self.layer}/{{{{workflow.name}}}}/{self.file}"
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,18 @@ class OutParam:
     file: str
     default: str | None = None
     """Shown when the stage did not write the file (e.g. no MLflow); None makes a missing file an error."""
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A fan-out (Argo ``withParam``): one pod per object of a JSON list, its fields as input parameters."""
+
+    over: str
+    """The list, e.g. ``{{tasks.partitions.outputs.parameters.partitions}}``."""
+    params: tuple[tuple[str, str], ...]
+    """``(input parameter, item field)``: the parameter is ``{{item.<field>}}`` instead of a workflow parameter."""
+    memo_key: str = ""
+    """Argo ``memoize`` key template ("" = not memoized): a hit skips the pod and reuses its outputs."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +117,9 @@ class StageSpec:
     """Bake target (and ``stages.<image>`` module) when it differs from ``name``."""
     fixed_args: tuple[str, ...] = ()
     """Arguments every run passes, e.g. ``--mode=score``."""
+    module: str = ""
+    """Python module to run when it is not ``stages.<image>``."""
+    loop: Loop | None = None
 
     @property
     def stage(self) -> str:
@@ -353,3 +380,149 @@ RETRAIN_PARAMETERS: tuple[WorkflowParam, ...] = (
     WorkflowParam("window", "last-7d", "the latest days to train and evaluate on"),
 )
 """Arguments the retrain CronWorkflow passes to the training WorkflowTemplate; the rest keep its defaults."""
+
+# -- the partitioned training pipeline: one pod per file of a many-file source --------------
+
+PARTITIONS = "{{tasks.partitions.outputs.parameters.partitions}}"
+"""The list step's JSON list (``stages.ingest.partitions``): one object per file, in time order."""
+SILVER_PARTS = "silver/{{workflow.name}}"
+"""Prefix under which every silver pod writes ``part=<k>/``; train and eval stage it as one directory."""
+
+PARTITIONED_PARAMETERS: tuple[WorkflowParam, ...] = (
+    WorkflowParam(
+        "source",
+        LANDING,
+        "many flow files, one partition each, in name order = time order: an S3 prefix (ending in /) or glob, "
+        "or a folder or glob inside the image",
+    ),
+    *(p for p in WORKFLOW_PARAMETERS if p.name in ("source-format", "preset", "max-reject-fraction", "time-origin")),
+    WorkflowParam(
+        "holdout-fraction",
+        "0.3",
+        "share of the source's bytes held out for evaluation: the latest files, whole (at least one train file)",
+    ),
+    WorkflowParam("max-partitions", "1000", "more files than this is an error (exit 2): give a narrower prefix"),
+    *(p for p in WORKFLOW_PARAMETERS if p.name in ("window", "model", "train-on", "n-estimators", "max-samples")),
+    WorkflowParam(
+        "max-train-rows",
+        "4000000",
+        "train fits on a reproducible sample of at most this many train rows across the partitions",
+    ),
+    *(p for p in WORKFLOW_PARAMETERS if p.name.startswith("gate-") or p.name in ("target-fpr", "registered-model")),
+)
+
+_SILVER_DIR = (
+    (InArtifact("silver", "silver", key=SILVER_PARTS), "--features"),
+    (InArtifact("silver", "silver", key=SILVER_PARTS), "--manifest"),
+)
+_INGEST, _SILVER, _TRAIN, _EVAL = STAGE_SPECS
+
+PARTITIONED_SPECS: tuple[StageSpec, ...] = (
+    StageSpec(
+        name="partitions",
+        image="ingest",
+        module="stages.ingest.partitions",
+        depends=None,
+        inputs=(),
+        outputs=(OutArtifact("partitions", "partitions.json", "raw", "--out"),),
+        options=(
+            ("--source", "source"),
+            ("--holdout-fraction", "holdout-fraction"),
+            ("--max-partitions", "max-partitions"),
+        ),
+        # what else makes a partition's RAW output differ: the digest (and so the memo key) covers it
+        fixed_args=(
+            "--salt=format={{workflow.parameters.source-format}} preset={{workflow.parameters.preset}} "
+            "max-reject={{workflow.parameters.max-reject-fraction}} origin={{workflow.parameters.time-origin}} "
+            "images={{workflow.parameters.image-registry}}:{{workflow.parameters.image-tag}}",
+        ),
+        out_params=(
+            OutParam("partitions", "partitions"),
+            OutParam("count", "count"),
+            OutParam("train-count", "train_count"),
+            OutParam("holdout-count", "holdout_count"),
+        ),
+        requests={"cpu": "100m", "memory": "256Mi"},
+        limits={"cpu": "1", "memory": "1Gi"},
+    ),
+    StageSpec(
+        name="ingest",
+        depends="partitions",
+        inputs=(),
+        outputs=(
+            OutArtifact("flows", "flows.parquet", "raw", "--output", key="{{inputs.parameters.raw-key}}"),
+            OutArtifact(
+                "rejects",
+                "rejects.parquet",
+                "raw",
+                "--rejects",
+                key="raw/parts/{{inputs.parameters.digest}}/rejects.parquet",
+            ),
+        ),
+        options=_INGEST.options,
+        out_params=_INGEST.out_params,
+        requests=_INGEST.requests,
+        limits=_INGEST.limits,
+        loop=Loop(
+            PARTITIONS,
+            (("source", "source"), ("raw-key", "raw"), ("digest", "digest")),
+            memo_key="ingest-{{inputs.parameters.digest}}",
+        ),
+    ),
+    StageSpec(
+        name="silver",
+        depends="ingest",
+        inputs=(
+            (InArtifact("flows", "flows.parquet", key="{{inputs.parameters.raw-key}}"), "--input"),
+            (
+                InArtifact("lookback", "lookback.parquet", key="{{inputs.parameters.prev-key}}", optional=True),
+                "--lookback",
+            ),
+        ),
+        outputs=(
+            OutArtifact(
+                "features",
+                "features.parquet",
+                "silver",
+                "--output",
+                key=f"{SILVER_PARTS}/part={{{{inputs.parameters.k}}}}/features.parquet",
+            ),
+            OutArtifact(
+                "manifest",
+                "manifest.json",
+                "silver",
+                "--manifest",
+                key=f"{SILVER_PARTS}/part={{{{inputs.parameters.k}}}}/manifest.json",
+            ),
+        ),
+        options=(("--part-split", "part-split"), ("--window", "window")),
+        fixed_args=("--lookback-optional", "--now={{workflow.creationTimestamp}}"),
+        out_params=(OutParam("rows", "rows"), OutParam("sha256", "sha256"), OutParam("schema-hash", "schema_hash")),
+        requests=_SILVER.requests,
+        limits=_SILVER.limits,
+        loop=Loop(PARTITIONS, (("raw-key", "raw"), ("prev-key", "prev"), ("k", "k"), ("part-split", "split"))),
+    ),
+    StageSpec(
+        name="train",
+        depends="silver",
+        inputs=_SILVER_DIR,
+        outputs=_TRAIN.outputs,
+        options=(*_TRAIN.options, ("--max-train-rows", "max-train-rows")),
+        out_params=_TRAIN.out_params,
+        requests=_TRAIN.requests,
+        limits=_TRAIN.limits,
+    ),
+    StageSpec(
+        name="eval",
+        depends="train",
+        inputs=(*_SILVER_DIR, *_EVAL.inputs[2:]),
+        outputs=_EVAL.outputs,
+        options=_EVAL.options,
+        out_params=_EVAL.out_params,
+        requests=_EVAL.requests,
+        limits=_EVAL.limits,
+        optional_outputs=True,
+    ),
+)
+"""partitions → ingest (one pod per file, memoized) → silver (one pod per file, the previous file's RAW
+as lookback) → train (a bounded sample of every part) → eval (holdout parts one at a time)."""

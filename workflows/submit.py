@@ -68,33 +68,43 @@ def parse_params(pairs: list[str], known: list[str]) -> dict[str, str]:
     return out
 
 
-def _parameter_names() -> list[str]:
-    from .stagespec import WORKFLOW_PARAMETERS
+def _parameter_names(partitioned: bool = False) -> list[str]:
+    from .stagespec import PARTITIONED_PARAMETERS, WORKFLOW_PARAMETERS
 
-    return [p.name for p in WORKFLOW_PARAMETERS] + ["image-registry", "image-tag"]
+    table = PARTITIONED_PARAMETERS if partitioned else WORKFLOW_PARAMETERS
+    return [p.name for p in table] + ["image-registry", "image-tag"]
 
 
-def workflow_body(params: dict[str, str], from_template: bool, namespace: str) -> dict[str, Any]:
+def workflow_body(
+    params: dict[str, str],
+    from_template: bool,
+    namespace: str,
+    partitioned: bool = False,
+    parallelism: int | None = None,
+) -> dict[str, Any]:
     """The Workflow to POST, with a fixed random name so that a retried create is idempotent."""
-    from .pipeline import GENERATE_NAME, LABELS, TEMPLATE_NAME
+    from .pipeline import GENERATE_NAME, LABELS, PARTITIONED_NAME, TEMPLATE_NAME
 
-    name = GENERATE_NAME + "".join(secrets.choice(_NAME_CHARS) for _ in range(5))
+    prefix = f"{PARTITIONED_NAME}-" if partitioned else GENERATE_NAME
+    name = prefix + "".join(secrets.choice(_NAME_CHARS) for _ in range(5))
     if from_template:
         body: dict[str, Any] = {
             "apiVersion": "argoproj.io/v1alpha1",
             "kind": "Workflow",
             "metadata": {"labels": dict(LABELS)},
-            "spec": {"workflowTemplateRef": {"name": TEMPLATE_NAME}},
+            "spec": {"workflowTemplateRef": {"name": PARTITIONED_NAME if partitioned else TEMPLATE_NAME}},
         }
         if params:
             body["spec"]["arguments"] = {"parameters": [{"name": k, "value": v} for k, v in params.items()]}
     else:
         from .pipeline import build
 
-        body = build("Workflow").to_dict()
+        body = build("Workflow", partitioned=partitioned).to_dict()
         for param in body["spec"]["arguments"]["parameters"]:
             if param["name"] in params:
                 param["value"] = params[param["name"]]
+    if parallelism is not None:  # the Workflow's own value wins over its template's
+        body["spec"]["parallelism"] = parallelism
     body["metadata"].pop("generateName", None)
     body["metadata"].update(name=name, namespace=namespace)
     return body
@@ -229,7 +239,9 @@ def _run(args: argparse.Namespace) -> int:
     from .argo_client import ArgoClient, AuthError, RejectedError, ServerConfig, TLSConfigError, UnreachableError
 
     try:
-        params = parse_params(args.param, _parameter_names())
+        params = parse_params(args.param, _parameter_names(args.partitioned))
+        if args.parallelism is not None and args.parallelism < 1:
+            raise ValueError(f"--parallelism {args.parallelism}: give at least 1")
         config = ServerConfig.from_env(
             server=args.server,
             namespace=args.namespace,
@@ -243,7 +255,7 @@ def _run(args: argparse.Namespace) -> int:
     if config.token is None and config.token_file is None:
         log.warning("no token (ARGO_TOKEN unset, %s missing): submitting without Authorization", args.token_file)
     client = ArgoClient(config, attempts=args.attempts, backoff=args.backoff)
-    body = workflow_body(params, args.from_template, config.namespace)
+    body = workflow_body(params, args.from_template, config.namespace, args.partitioned, args.parallelism)
     source = (
         "workflowtemplate/" + body["spec"]["workflowTemplateRef"]["name"] if args.from_template else "the Hera code"
     )
@@ -297,6 +309,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--from-template",
         action="store_true",
         help="reference the installed WorkflowTemplate instead of sending the Hera-built spec",
+    )
+    p.add_argument(
+        "--partitioned",
+        action="store_true",
+        help="the partitioned pipeline (one pod per file of a many-file source) instead of the single-pod one",
+    )
+    p.add_argument(
+        "--parallelism",
+        type=int,
+        default=None,
+        metavar="N",
+        help="pods of the workflow running at once (spec.parallelism; default: the template's)",
     )
     p.add_argument(
         "-p",

@@ -56,7 +56,12 @@ def test_kustomization_lists_every_manifest_and_the_template_copy_is_current() -
     listed = set(kustomization["resources"])
     present = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
     assert listed == present
-    for name in ("workflow-template.yaml", "cron-scoring.yaml", "cron-retrain.yaml"):
+    for name in (
+        "workflow-template.yaml",
+        "workflow-template-partitioned.yaml",
+        "cron-scoring.yaml",
+        "cron-retrain.yaml",
+    ):
         assert (K8S / name).read_text() == (COMPILED / name).read_text(), name
     for subject in by_kind("RoleBinding").values():
         assert {s["namespace"] for s in subject["subjects"]} == {kustomization["namespace"]}
@@ -113,7 +118,7 @@ def test_image_tags_agree_with_the_bake_file() -> None:
     job = by_kind("Job")["cybersec-mlops-submit"]
     (container,) = job["spec"]["template"]["spec"]["containers"]
     assert container["image"] == bake.image("submitter")
-    for name in ("workflow.yaml", "workflow-template.yaml"):
+    for name in ("workflow.yaml", "workflow-template.yaml", "workflow-template-partitioned.yaml"):
         params = {p["name"]: p["value"] for p in docs(COMPILED / name)[0]["spec"]["arguments"]["parameters"]}
         assert (params["image-registry"], params["image-tag"]) == (bake.registry, bake.tag)
 
@@ -177,7 +182,7 @@ def test_the_config_map_holds_every_setting_the_stages_read() -> None:
     assert set(CONFIG_KEYS) <= set(data), f"missing: {set(CONFIG_KEYS) - set(data)}"
     settings = (REPO / "stages" / "common" / "config.py").read_text()
     assert [key for key in CONFIG_KEYS if f'"{key}"' not in settings] == [], "keys stages/common/config.py never reads"
-    for name in ("workflow-template.yaml", "cron-scoring.yaml"):
+    for name in ("workflow-template.yaml", "workflow-template-partitioned.yaml", "cron-scoring.yaml"):
         doc = docs(COMPILED / name)[0]
         spec = doc["spec"].get("workflowSpec") or doc["spec"]
         named = [

@@ -34,6 +34,7 @@ def test_compile_is_deterministic(tmp_path: Path) -> None:
     assert sorted(p.name for p in first) == [
         *(["cron-retrain.yaml"] * 2),
         *(["cron-scoring.yaml"] * 2),
+        *(["workflow-template-partitioned.yaml"] * 2),
         "workflow-template.yaml",
         "workflow-template.yaml",
         "workflow.yaml",
@@ -69,7 +70,7 @@ def test_cli_check_exits_1_on_drift_and_0_after_compiling(tmp_path: Path) -> Non
     out, k8s = tmp_path / "compiled", tmp_path / "k8s"
     drift = run_cli("compile", "--check", "--output-dir", str(out), "--k8s-dir", str(k8s))
     assert drift.returncode == 1
-    assert "7 compiled manifest(s)" in drift.stderr and "missing" in drift.stdout
+    assert "9 compiled manifest(s)" in drift.stderr and "missing" in drift.stdout
     assert not out.exists(), "--check must not write anything"
     assert run_cli("compile", "--output-dir", str(out), "--k8s-dir", str(k8s)).returncode == 0
     ok = run_cli("compile", "--check", "--output-dir", str(out), "--k8s-dir", str(k8s))
@@ -251,3 +252,40 @@ def test_retrain_cron_workflow_references_the_training_template(compiled: dict[s
     template_params = {p["name"] for p in compiled["WorkflowTemplate"]["spec"]["arguments"]["parameters"]}
     assert {p["name"]: p["value"] for p in wf["arguments"]["parameters"]}["window"] == "last-7d"
     assert {p["name"] for p in wf["arguments"]["parameters"]} <= template_params
+
+
+def test_partitioned_template_fans_out_over_the_list_step(compiled: dict[str, dict[str, Any]]) -> None:
+    """list → ingest and silver, one pod per item (ingest memoized on the item's digest) → train, eval on the parts."""
+    spec = compiled["WorkflowTemplate:partitioned"]["spec"]
+    assert spec["parallelism"] >= 1
+    tasks = {t["name"]: t for t in spec["templates"][0]["dag"]["tasks"]}
+    templates = {t["name"]: t for t in spec["templates"]}
+    assert list(tasks) == ["partitions", "ingest", "silver", "train", "eval"]
+    listing = "{{tasks.partitions.outputs.parameters.partitions}}"
+    assert tasks["ingest"]["withParam"] == listing and tasks["silver"]["withParam"] == listing
+    assert "withParam" not in tasks["train"] and "withParam" not in tasks["eval"]
+    assert templates["partitions"]["container"]["command"] == ["python", "-m", "stages.ingest.partitions"]
+
+    ingest = templates["ingest"]
+    assert ingest["memoize"]["key"] == "ingest-{{inputs.parameters.digest}}"
+    assert ingest["memoize"]["cache"]["configMap"]["name"]
+    flows = next(a for a in ingest["outputs"]["artifacts"] if a["name"] == "flows")
+    assert flows["s3"]["key"] == "{{inputs.parameters.raw-key}}"  # content-addressed: shared by memoized re-runs
+    args = {p["name"]: p["value"] for p in tasks["ingest"]["arguments"]["parameters"]}
+    assert args["source"] == "{{item.source}}" and args["digest"] == "{{item.digest}}"
+
+    silver = templates["silver"]
+    inputs = {a["name"]: a for a in silver["inputs"]["artifacts"]}
+    assert inputs["flows"]["s3"]["key"] == "{{inputs.parameters.raw-key}}"
+    assert inputs["lookback"]["s3"]["key"] == "{{inputs.parameters.prev-key}}" and inputs["lookback"]["optional"]
+    keys = [a["s3"]["key"] for a in silver["outputs"]["artifacts"]]
+    assert keys == [
+        "silver/{{workflow.name}}/part={{inputs.parameters.k}}/features.parquet",
+        "silver/{{workflow.name}}/part={{inputs.parameters.k}}/manifest.json",
+    ]
+    # train and eval stage every part as one directory (the fan-in), passed as --features and --manifest
+    for stage in ("train", "eval"):
+        staged = [a for a in templates[stage]["inputs"]["artifacts"] if a["name"] == "silver"]
+        assert [a["s3"]["key"] for a in staged] == ["silver/{{workflow.name}}"]
+        args = templates[stage]["container"]["args"]
+        assert "--features=/tmp/inputs/silver" in args and "--manifest=/tmp/inputs/silver" in args

@@ -19,6 +19,8 @@ import pytest
 from stages.common.runner import add_common_flags
 from workflows.pipeline import _args
 from workflows.stagespec import (
+    PARTITIONED_PARAMETERS,
+    PARTITIONED_SPECS,
     SCORING_PARAMETERS,
     SCORING_SPECS,
     STAGE_SPECS,
@@ -27,9 +29,11 @@ from workflows.stagespec import (
     WorkflowParam,
 )
 
-CASES = [("training", spec, WORKFLOW_PARAMETERS) for spec in STAGE_SPECS] + [
-    ("scoring", spec, SCORING_PARAMETERS) for spec in SCORING_SPECS
-]
+CASES = (
+    [("training", spec, WORKFLOW_PARAMETERS) for spec in STAGE_SPECS]
+    + [("scoring", spec, SCORING_PARAMETERS) for spec in SCORING_SPECS]
+    + [("partitioned", spec, PARTITIONED_PARAMETERS) for spec in PARTITIONED_SPECS]
+)
 IDS = [f"{dag}-{spec.name}" for dag, spec, _ in CASES]
 
 INTENDED = {
@@ -37,12 +41,26 @@ INTENDED = {
 }
 """(dag, flag) whose workflow default differs from the stage's on purpose, with the reason."""
 
-TEMPLATE_VALUES = {"workflow.creationTimestamp": "2026-11-29T00:15:00Z"}
+TEMPLATE_VALUES = {
+    "workflow.creationTimestamp": "2026-11-29T00:15:00Z",
+    "workflow.parameters.image-registry": "registry.example",
+    "workflow.parameters.image-tag": "0.1.0",
+}
 """Argo variables in fixed arguments, with a value of the shape Argo substitutes."""
+
+ITEM = {
+    "k": "00001",
+    "source": "s3://cybersec-mlops/landing/conn.01.log",
+    "raw": "raw/parts/0123456789abcdef/flows.parquet",
+    "prev": "raw/parts/fedcba9876543210/flows.parquet",
+    "digest": "0123456789abcdef",
+    "split": "train",
+}
+"""One object of the partitioned pipeline's list, as ``stages.ingest.partitions`` writes it."""
 
 
 def parser_of(spec: StageSpec) -> argparse.ArgumentParser:
-    module = importlib.import_module(f"stages.{spec.stage}.__main__")
+    module = importlib.import_module(spec.module or f"stages.{spec.stage}.__main__")
     parser: argparse.ArgumentParser = module.build_parser()
     add_common_flags(parser)  # what run_stage adds before parsing
     return parser
@@ -59,6 +77,8 @@ def substitute(arg: str, params: dict[str, str]) -> str:
         name = match.group(1)
         if name.startswith("inputs.parameters."):
             return params[name.removeprefix("inputs.parameters.")]
+        if name.startswith("workflow.parameters.") and name not in TEMPLATE_VALUES:
+            return params[name.removeprefix("workflow.parameters.")]
         return TEMPLATE_VALUES[name]
 
     return re.sub(r"\{\{([^}]+)\}\}", value, arg)
@@ -66,6 +86,14 @@ def substitute(arg: str, params: dict[str, str]) -> str:
 
 def table(params: tuple[WorkflowParam, ...]) -> dict[str, WorkflowParam]:
     return {p.name: p for p in params}
+
+
+def values(spec: StageSpec, params: tuple[WorkflowParam, ...]) -> dict[str, str]:
+    """Every input parameter at its workflow default, or from the list's item for a fan-out."""
+    out = {p.name: p.default for p in params}
+    for param, field in spec.loop.params if spec.loop else ():
+        out[param] = ITEM[field]
+    return out
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
@@ -87,8 +115,7 @@ def test_every_flag_the_dag_passes_exists(dag: str, spec: StageSpec, params: tup
 def test_the_stage_accepts_the_dag_arguments_at_their_defaults(
     dag: str, spec: StageSpec, params: tuple[WorkflowParam, ...]
 ) -> None:
-    defaults = {p.name: p.default for p in params}
-    parse(parser_of(spec), [substitute(arg, defaults) for arg in _args(spec)])
+    parse(parser_of(spec), [substitute(arg, values(spec, params)) for arg in _args(spec)])
 
 
 @pytest.mark.parametrize(("dag", "spec", "params"), CASES, ids=IDS)
@@ -98,11 +125,12 @@ def test_workflow_defaults_equal_the_stage_defaults(
     """A workflow parameter's default, parsed by the stage, is the stage's own default."""
     parser = parser_of(spec)
     known = actions(parser)
-    defaults = {p.name: p.default for p in params}
+    defaults = values(spec, params)
     parsed = parse(parser, [substitute(arg, defaults) for arg in _args(spec)])
+    from_item = dict(spec.loop.params) if spec.loop else {}
     for flag, param in spec.options:
         action = known[flag]
-        if action.required or (dag, flag) in INTENDED:
+        if action.required or (dag, flag) in INTENDED or param in from_item:
             continue  # a required flag has no default to drift from
         value: Any = getattr(parsed, action.dest)
         assert value == action.default, (
@@ -114,7 +142,10 @@ def test_workflow_defaults_equal_the_stage_defaults(
 @pytest.mark.parametrize(("dag", "spec", "params"), CASES, ids=IDS)
 def test_enums_are_the_stage_choices(dag: str, spec: StageSpec, params: tuple[WorkflowParam, ...]) -> None:
     known, by_name = actions(parser_of(spec)), table(params)
+    from_item = dict(spec.loop.params) if spec.loop else {}
     for flag, param in spec.options:
+        if param in from_item:
+            continue  # the list step writes it
         choices = known[flag].choices
         enum = by_name[param].enum
         if choices is None:

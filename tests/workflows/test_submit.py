@@ -130,6 +130,30 @@ def test_hera_built_workflow_carries_the_whole_spec(argo: FakeArgo, capsys: pyte
     assert params["image-tag"] == "1.2.3" and params["model"] == "iforest"
 
 
+@pytest.mark.parametrize("from_template", [True, False])
+def test_partitioned_submission_and_its_parallelism(
+    argo: FakeArgo, capsys: pytest.CaptureFixture[str], from_template: bool
+) -> None:
+    get = rf"/api/v1/workflows/{NS}/cybersec-mlops-partitioned-[a-z0-9]{{5}}"
+    argo.on("POST", CREATE, echo_created).on("GET", get, workflow_status("Succeeded", *ALL_OK))
+    args = ["--partitioned", "--parallelism", "16", "-p", "max-train-rows=100000"]
+    code, _ = submit(argo, capsys, *args, *(["--from-template"] if from_template else []))
+    assert code == 0
+    workflow = argo.calls("POST")[0].body["workflow"]
+    assert workflow["metadata"]["name"].startswith("cybersec-mlops-partitioned-")
+    assert workflow["spec"]["parallelism"] == 16
+    if from_template:
+        assert workflow["spec"]["workflowTemplateRef"] == {"name": "cybersec-mlops-partitioned"}
+    else:
+        assert [t["name"] for t in workflow["spec"]["templates"]][:3] == ["pipeline", "partitions", "ingest"]
+
+
+def test_a_parameter_of_the_other_pipeline_is_refused(argo: FakeArgo, capsys: pytest.CaptureFixture[str]) -> None:
+    code, log = submit(argo, capsys, "-p", "max-train-rows=100000")  # only the partitioned pipeline has it
+    assert code == SubmitExit.USAGE and "max-train-rows" in log
+    assert argo.calls("POST") == []
+
+
 def test_failed_workflow_names_the_failed_node(argo: FakeArgo, capsys: pytest.CaptureFixture[str]) -> None:
     failed = node("train", "Failed", exit_code="1", message="Error (exit code 1)", started="3")
     retry = node("train", "Failed", node_type="Retry", message="No more retries left")

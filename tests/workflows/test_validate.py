@@ -77,7 +77,7 @@ def test_cli_exit_codes(tmp_path: Path, workflow: Doc, schemas: str) -> None:
         timeout=120,
     )
     assert ok.returncode == 0, ok.stderr
-    assert "OK: 4 file(s) valid" in ok.stderr
+    assert "OK: 5 file(s) valid" in ok.stderr
     if schemas == "installed":  # says what it checked against when the vendored schema is absent
         assert f"checked against Hera's models of Argo {hera_argo_version()} only" in ok.stderr
     bad = copy.deepcopy(workflow)
