@@ -73,6 +73,11 @@ class Grouped:
         """Times (ms) in sorted order."""
         return self.key - self.group.astype(np.int64) * self.span
 
+    @property
+    def hi(self) -> np.ndarray:
+        """One past the last row of each row's group at its time (the window's end, ties included)."""
+        return self._hi
+
     def lo(self, w: int) -> np.ndarray:
         if w not in self._lo:
             self._lo[w] = np.searchsorted(self.key, self.key - w, "right").astype(self._hi.dtype)
@@ -124,7 +129,7 @@ def _pair_codes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _periodicity(g: Grouped, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Jitter and regularity of a pair's inter-arrival gaps in the window.
+    """Jitter and regularity of the gaps between a pair's contacts inside the window.
 
     jitter = mean |Δgap| / mean gap: ≈1 for random (Poisson) arrivals, →0 for
     machine-regular ones (C2 beacons, scripted logins). Built from plain sums, not sums
@@ -132,23 +137,28 @@ def _periodicity(g: Grouped, w: int) -> tuple[np.ndarray, np.ndarray]:
     jitter happens by chance, so regularity = (1 - jitter) · sqrt(gap differences)
     weighs it by the evidence: ~N(0, 1) for random traffic, 4-10 for a beacon's hour.
     Pairs with fewer than ``MIN_JITTER_GAPS`` differences get the neutral 1.0 / 0.0.
+
+    Only gaps between contacts inside the window count (not the gap back to an older
+    contact), so like every other feature it reads no flow older than its window: a
+    partition or batch needs exactly one window of earlier flows to get the values a
+    single pass over all flows gives.
     """
-    same = np.zeros(len(g.t), dtype=bool)
-    same[1:] = g.group[1:] == g.group[:-1]
-    # integer ms throughout: cumulative sums stay exact, so a row's value does not
-    # depend on which other groups (or later flows) are in the input
-    gap = np.zeros(len(g.t), dtype=np.int64)
-    gap[1:] = g.t[1:] - g.t[:-1]
-    gap[~same] = 0
-    has_prev_gap = np.zeros(len(g.t), dtype=bool)
-    has_prev_gap[1:] = same[1:] & same[:-1]
-    dgap = np.zeros(len(g.t), dtype=np.int64)
-    dgap[1:] = np.abs(gap[1:] - gap[:-1])
-    dgap[~has_prev_gap] = 0
-    n_gap = g.total(same.astype(np.int64), w, presorted=True)
-    n_dgap = g.total(has_prev_gap.astype(np.int64), w, presorted=True)
-    mean_gap = g.total(gap, w, presorted=True) / np.maximum(n_gap, 1)
-    mean_dgap = g.total(dgap, w, presorted=True) / np.maximum(n_dgap, 1)
+    n = len(g.key)
+    t = g.t
+    lo, hi = g.lo(w).astype(np.int64), g.hi.astype(np.int64)
+    count = hi - lo
+    # the window's gaps telescope: their sum is its last contact's time minus its first's
+    n_gap = count - 1
+    mean_gap = (t[hi - 1] - t[lo]) / np.maximum(n_gap, 1)
+    # |Δgap| of row j needs rows j-1 and j-2 of its pair; inside the window from its third row on
+    second = np.zeros(n, dtype=bool)
+    second[2:] = g.group[2:] == g.group[:-2]
+    dgap = np.zeros(n, dtype=np.int64)
+    dgap[2:] = np.abs((t[2:] - t[1:-1]) - (t[1:-1] - t[:-2]))
+    dgap[~second] = 0
+    cs = np.concatenate([[0], np.cumsum(dgap)])
+    n_dgap = np.maximum(count - 2, 0)
+    mean_dgap = (cs[hi] - cs[np.minimum(lo + 2, hi)]) / np.maximum(n_dgap, 1)
     ok = (n_dgap >= MIN_JITTER_GAPS) & (mean_gap > 0)
     jitter = np.clip(np.where(ok, mean_dgap / np.where(mean_gap > 0, mean_gap, 1.0), 1.0), 0.0, 3.0)
     regularity = np.where(ok, (1.0 - np.minimum(jitter, 1.0)) * np.sqrt(n_dgap), 0.0)
