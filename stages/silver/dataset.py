@@ -32,6 +32,7 @@ __all__ = [
     "Split",
     "add_flow_groups",
     "check_schema",
+    "partition_split",
     "plan",
     "plan_context",
     "read_flows",
@@ -97,16 +98,24 @@ class Split:
     train_rows: int
     holdout_rows: int
     cutoff_ts: str | None
-    method: str  # "time" | "row-order"
+    method: str  # "time" | "row-order" | "partition"
+    side: str | None = None  # "partition": the side every row of this partition is on
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "holdout_fraction": self.holdout_fraction,
             "cutoff_ts": self.cutoff_ts,
             "train_rows": self.train_rows,
             "holdout_rows": self.holdout_rows,
             "method": self.method,
         }
+        if self.side is not None:
+            doc["side"] = self.side
+        return doc
+
+
+def _iso_us(us: int) -> str:
+    return str(pa.scalar(us, pa.timestamp("us", tz="UTC")).as_py().isoformat())
 
 
 def split_rows(ts_sorted_us: np.ndarray | None, n: int, holdout_fraction: float) -> Split:
@@ -120,8 +129,20 @@ def split_rows(ts_sorted_us: np.ndarray | None, n: int, holdout_fraction: float)
         return Split(holdout_fraction, n, 0, None, "time")
     cutoff = ts_sorted_us[target]
     train = int(np.searchsorted(ts_sorted_us, cutoff, "left"))
-    iso = pa.scalar(int(cutoff), pa.timestamp("us", tz="UTC")).as_py().isoformat()
-    return Split(holdout_fraction, train, n - train, iso, "time")
+    return Split(holdout_fraction, train, n - train, _iso_us(int(cutoff)), "time")
+
+
+def partition_split(ts_sorted_us: np.ndarray | None, n: int, side: str) -> Split:
+    """Every row of a time partition on one ``side``; the list step chose it from the
+    partition's place in time. ``cutoff_ts`` is where this side ends in time, like the time
+    split's: the first flow of a holdout partition, or just after (+1 µs) the last flow of a
+    train partition."""
+    cutoff = None
+    if ts_sorted_us is not None and n:
+        cutoff = _iso_us(int(ts_sorted_us[0]) if side == "holdout" else int(ts_sorted_us[-1]) + 1)
+    if side == "holdout":
+        return Split(1.0, 0, n, cutoff, "partition", side)
+    return Split(0.0, n, 0, cutoff, "partition", side)
 
 
 @dataclass
@@ -224,11 +245,12 @@ def write_silver(
 ) -> list[str]:
     """Write the silver Parquet chunk by chunk; returns the feature names in column order.
 
-    Scoring mode passes ``keep`` (bool per row in time order: False for context-only rows
-    such as the lookback, which feed the windows but are not written) and ``split_label``
-    ("score") instead of the train/holdout split.
+    ``keep`` (bool per row in time order) is False for context-only rows such as the
+    lookback's, which feed the windows but are not written; ``split.train_rows`` counts
+    written rows. Scoring mode passes ``split_label`` ("score") instead of the split.
     """
     n = table.num_rows
+    written = 0
     features: list[str] | None = None
     writer: pq.ParquetWriter | None = None
     try:
@@ -250,7 +272,9 @@ def write_silver(
             if split_label is not None:
                 cols.append(pa.array(np.full(len(rows), split_label)))
             else:
-                cols.append(pa.array(np.where(rows < split.train_rows, "train", "holdout")))
+                position = np.arange(written, written + len(rows))
+                cols.append(pa.array(np.where(position < split.train_rows, "train", "holdout")))
+            written += len(rows)
             cols.extend(pa.array(feats[f], pa.float32()) for f in features)
             assert writer is not None
             writer.write_table(pa.Table.from_arrays(cols, schema=writer.schema))

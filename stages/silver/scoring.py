@@ -11,17 +11,17 @@ test checks it). What differs:
 * context rows: the trailing windows (up to 1 h, ``windows.PERIOD_WINDOW``) of the first
   flows of a batch need the flows just before it. Those come from ``--lookback`` (the
   previous batch's RAW flows) and from input rows before ``--window``'s start; they feed
-  the windows and are not written. ``LOOKBACK_MS`` (2 h: the 1 h window plus the gap to
-  the flow before it, which the beacon regularity reads) bounds what is kept of them.
-  With the lookback every feature of a later batch equals its training-mode value, except
-  ``pair_gap_jitter_1h`` of a quiet pair whose previous contact lies further back (under
-  1% of rows in tests/silver/test_scoring.py); without it, the first hour is starved;
+  the windows and are not written. Every feature reads only flows inside its window, so
+  ``LOOKBACK_MS`` (the longest window) of earlier flows gives a later batch exactly its
+  single-pass values (tests/silver/test_partitions.py); without it, the first hour is
+  starved. Training mode reads its lookback the same way (``context_and_batch``);
 * an empty window is a valid batch: an empty features file with the right schema.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -35,10 +35,22 @@ from stages.common.contracts import SilverManifest
 from stages.common.errors import InputError
 
 from .dataset import output_schema
+from .windows import PERIOD_WINDOW, WINDOWS
 
-__all__ = ["LOOKBACK_MS", "SPLIT_LABEL", "parse_window", "read_training", "context_and_batch", "manifest"]
+__all__ = [
+    "LOOKBACK_MS",
+    "SPLIT_LABEL",
+    "context_and_batch",
+    "lookback_path",
+    "manifest",
+    "parse_window",
+    "read_training",
+]
 
-LOOKBACK_MS = 2 * 3_600_000
+log = logging.getLogger(__name__)
+
+LOOKBACK_MS = max(*WINDOWS.values(), PERIOD_WINDOW[1])
+"""How far before a batch's first flow earlier flows are kept as context: the longest window."""
 SPLIT_LABEL = "score"
 _LAST = re.compile(r"^last-(\d+)([hd])$")
 
@@ -137,7 +149,7 @@ def _ts_us(table: pa.Table) -> np.ndarray:
 
 
 def context_and_batch(
-    table: pa.Table, lookback: pa.Table | None, start: int | None, end: int | None
+    table: pa.Table, lookback: pa.Table | None, start: int | None, end: int | None, warn: bool = True
 ) -> tuple[pa.Table, np.ndarray, int]:
     """(rows to build features on, True where a row is emitted, lookback rows kept).
 
@@ -155,15 +167,51 @@ def context_and_batch(
     first = int(ts[emit].min())
     context_in = ~emit & (ts >= first - LOOKBACK_MS * 1000) & (ts < first)
     keep_in = emit | context_in
-    parts, flags = [table.filter(pa.array(keep_in))], [emit[keep_in]]
+    kept = table if keep_in.all() else table.filter(pa.array(keep_in))  # no copy of a whole input
+    parts, flags = [kept], [emit[keep_in]]
     kept_lookback = 0
     if lookback is not None and lookback.num_rows:
         lts = _ts_us(lookback)
+        if warn:
+            _check_lookback(lts, first)
         near = (lts >= first - LOOKBACK_MS * 1000) & (lts < first)
         kept_lookback = int(near.sum())
         parts.insert(0, lookback.filter(pa.array(near)).cast(table.schema))
         flags.insert(0, np.zeros(kept_lookback, dtype=bool))
     return pa.concat_tables(parts), np.concatenate(flags), kept_lookback
+
+
+def _check_lookback(lts: np.ndarray, first: int) -> None:
+    """Warn when the lookback cannot give the single-pass features: it overlaps this input
+    in time (those rows are left out), or it is shorter than the longest window."""
+    late = int((lts >= first).sum())
+    if late:
+        log.warning(
+            "%d lookback rows are at or after this input's first flow (%s) and are left out; "
+            "the lookback should be the flows just before this input, not overlapping it",
+            late,
+            dt.datetime.fromtimestamp(first / 1e6, dt.UTC).isoformat(),
+        )
+    earliest = int(lts[lts > -(2**62)].min()) if (lts > -(2**62)).any() else first
+    if earliest > first - LOOKBACK_MS * 1000:
+        log.warning(
+            "the lookback reaches only %.1f min before this input's first flow, the windows need %d min: "
+            "if earlier flows exist, the first flows' windows miss them",
+            (first - earliest) / 60e6,
+            LOOKBACK_MS // 60_000,
+        )
+
+
+def lookback_path(ctx: Any) -> Path | None:
+    """The local copy of ``--lookback``, or None when there is none: no flag, or
+    ``--lookback-optional`` and no file there (the first partition: no earlier flows)."""
+    uri = ctx.args.lookback
+    if not uri:
+        return None
+    if ctx.args.lookback_optional and not ctx.storage.exists(uri):
+        log.info("no lookback at %s: the first partition, no earlier flows feed its windows", uri)
+        return None
+    return Path(ctx.storage.fetch(uri))
 
 
 def write_empty(path: Path, features: list[str]) -> None:
@@ -201,11 +249,8 @@ def manifest(
 
 def run(ctx: Any) -> None:
     """The scoring-mode body of the silver CLI (``ctx``: the runner's StageContext)."""
-    import logging
-
     from . import dataset
 
-    log = logging.getLogger("stages.silver")
     args = ctx.args
     if not args.training_manifest:
         raise InputError("--mode score needs --training-manifest (the manifest.json the model was trained on)")
@@ -215,8 +260,7 @@ def run(ctx: Any) -> None:
     table = dataset.read_flows(flows_path, args.input, allow_empty=True)
     source = ctx.record("input", "flows", args.input, flows_path, rows=table.num_rows)
     lookback = None
-    if args.lookback:
-        lb_path = ctx.storage.fetch(args.lookback)
+    if lb_path := lookback_path(ctx):
         lookback = dataset.read_flows(lb_path, args.lookback, allow_empty=True)
         ctx.record("input", "lookback", args.lookback, lb_path, rows=lookback.num_rows)
     combined, emit, lookback_rows = context_and_batch(table, lookback, *window)
