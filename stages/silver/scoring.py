@@ -182,8 +182,9 @@ def context_and_batch(
 
 
 def _check_lookback(lts: np.ndarray, first: int) -> None:
-    """Warn when the lookback cannot give the single-pass features: it overlaps this input
-    in time (those rows are left out), or it is shorter than the longest window."""
+    """Warn when the lookback overlaps this input in time: those rows are left out (they
+    would be counted twice when the lookback holds this input's own flows), so the
+    features near the cut may differ from one pass over all the flows."""
     late = int((lts >= first).sum())
     if late:
         log.warning(
@@ -191,14 +192,6 @@ def _check_lookback(lts: np.ndarray, first: int) -> None:
             "the lookback should be the flows just before this input, not overlapping it",
             late,
             dt.datetime.fromtimestamp(first / 1e6, dt.UTC).isoformat(),
-        )
-    earliest = int(lts[lts > -(2**62)].min()) if (lts > -(2**62)).any() else first
-    if earliest > first - LOOKBACK_MS * 1000:
-        log.warning(
-            "the lookback reaches only %.1f min before this input's first flow, the windows need %d min: "
-            "if earlier flows exist, the first flows' windows miss them",
-            (first - earliest) / 60e6,
-            LOOKBACK_MS // 60_000,
         )
 
 

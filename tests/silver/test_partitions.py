@@ -193,6 +193,17 @@ def test_time_split_with_a_lookback_counts_written_rows_only(partitioned: Partit
         assert np.array_equal(table.column(name).to_numpy(), partitioned.outputs[2].column(name).to_numpy()), name
 
 
+def test_an_overlapping_lookback_is_cut_at_the_first_flow(partitioned: Partitioned, tmp_path: Path) -> None:
+    """The whole day as lookback of partition 2: its rows from the partition's first flow on
+    are left out (said in a warning), so no flow counts twice."""
+    table, _, log = _silver(
+        tmp_path, partitioned.parts[2], "--lookback", str(partitioned.whole), "--part-split", "train"
+    )
+    assert "lookback rows are at or after this input's first flow" in log
+    for name in partitioned.single_manifest["features"]:
+        assert np.array_equal(table.column(name).to_numpy(), partitioned.outputs[2].column(name).to_numpy()), name
+
+
 def test_missing_lookback_without_the_flag_exits_2(partitioned: Partitioned, tmp_path: Path) -> None:
     log = _silver_fails(tmp_path, partitioned.parts[0], "--lookback", str(partitioned.missing))
     assert f"{partitioned.missing}: no such file" in log
