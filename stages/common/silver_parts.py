@@ -16,12 +16,16 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .contracts import SilverManifest
 from .errors import InputError
+from .storage import Location
 
-__all__ = ["SilverPart", "SilverSet", "open_silver", "PART_PREFIX", "FEATURES_FILE", "MANIFEST_FILE"]
+if TYPE_CHECKING:
+    from .runner import StageContext
+
+__all__ = ["SilverPart", "SilverSet", "open_silver", "fetch_silver", "PART_PREFIX", "FEATURES_FILE", "MANIFEST_FILE"]
 
 PART_PREFIX = "part="
 FEATURES_FILE = "features.parquet"
@@ -89,6 +93,49 @@ def open_silver(features: Path, manifest: Path, features_uri: str, manifest_uri:
     return SilverSet(_combined(parts), parts)
 
 
+def fetch_silver(ctx: StageContext, features_uri: str, manifest_uri: str) -> SilverSet:
+    """``open_silver`` on the stage's inputs, each part's files recorded as inputs of the stage.
+
+    A local directory is read in place; an S3 prefix (``s3://b/silver/<run>/``, no object
+    at the key itself) has its parts' files downloaded; anything else is one file + manifest.
+    Audit names: ``features`` and ``manifest``, or ``features/part=<k>`` and ``manifest/part=<k>``.
+    """
+    features = _local_folder(ctx, features_uri)
+    manifest = _local_folder(ctx, manifest_uri)
+    if features is None and manifest is None:
+        manifest = ctx.fetch_input("manifest", manifest_uri)
+        features = ctx.fetch_input("features", features_uri)
+        return open_silver(features, manifest, features_uri, manifest_uri)
+    features = features or ctx.storage.fetch(features_uri)
+    manifest = manifest or ctx.storage.fetch(manifest_uri)
+    silver = open_silver(features, manifest, features_uri, manifest_uri)
+    for part in silver.parts:
+        folder = PART_PREFIX + part.key
+        m_path, m_uri = manifest / folder / MANIFEST_FILE, _part_uri(manifest_uri, part.key, MANIFEST_FILE)
+        ctx.record("input", f"manifest/{folder}", m_uri, m_path)
+        ctx.record("input", f"features/{folder}", part.features_uri, part.features, part.manifest.rows)
+    return silver
+
+
+def _local_folder(ctx: StageContext, uri: str) -> Path | None:
+    """The local directory holding the parts at ``uri`` (downloaded from S3), or None when ``uri`` is a file."""
+    loc = Location.parse(uri)
+    if loc.scheme == "file":
+        return loc.path if loc.path.is_dir() else None
+    if not loc.key.endswith("/") and ctx.storage.exists(uri):
+        return None
+    prefix = loc.key.rstrip("/") + "/"
+    wanted = [
+        key
+        for key, _, _ in ctx.storage.list_objects(loc.bucket, prefix)
+        if key[len(prefix) :].startswith(PART_PREFIX) and key.rsplit("/", 1)[-1] in (FEATURES_FILE, MANIFEST_FILE)
+    ]
+    if not wanted:
+        raise InputError(f"{uri}: no such object, and no {PART_PREFIX}<k>/ parts under it; check the silver run's URI")
+    paths = [ctx.storage.fetch(f"s3://{loc.bucket}/{key}") for key in wanted]
+    return paths[0].parents[1]
+
+
 def _part_keys(folder: Path, uri: str) -> list[str]:
     """The k of every ``part=<k>`` folder, in time order (numeric when every k is a number)."""
     keys = [p.name[len(PART_PREFIX) :] for p in folder.iterdir() if p.name.startswith(PART_PREFIX)]
@@ -103,11 +150,14 @@ def _part_keys(folder: Path, uri: str) -> list[str]:
     return sorted(keys, key=lambda k: (int(k), k) if numeric else (0, k))
 
 
+def _part_uri(folder_uri: str, key: str, name: str) -> str:
+    return f"{folder_uri.rstrip('/')}/{PART_PREFIX}{key}/{name}"
+
+
 def _read_part(key: str, features: Path, manifest: Path, features_uri: str, manifest_uri: str) -> SilverPart:
     folder = PART_PREFIX + key
     f_path, m_path = features / folder / FEATURES_FILE, manifest / folder / MANIFEST_FILE
-    f_uri = f"{features_uri.rstrip('/')}/{folder}/{FEATURES_FILE}"
-    m_uri = f"{manifest_uri.rstrip('/')}/{folder}/{MANIFEST_FILE}"
+    f_uri, m_uri = _part_uri(features_uri, key, FEATURES_FILE), _part_uri(manifest_uri, key, MANIFEST_FILE)
     for path, uri in ((f_path, f_uri), (m_path, m_uri)):
         if not path.is_file():
             raise InputError(
