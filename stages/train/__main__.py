@@ -1,6 +1,8 @@
 """Train stage CLI: ``python -m stages.train --features URI --manifest URI --model-out URI --card-out URI``.
 
-Reads the silver features and manifest (checked against each other), fits the model
+Reads the silver features and manifest (checked against each other) — one file, or a
+directory of ``part=<k>`` parts from a partitioned run, at most ``--max-train-rows`` train
+rows (a seeded sample across the parts beyond) — fits the model
 on the ``train`` split (Isolation Forest on benign rows by default), calibrates the
 alert threshold (with labels: on unseen scores of every benign train row — out-of-bag for the
 forest, out-of-fold for hgb; without: on the latest train rows), saves the model (skops) and its card, and —
@@ -17,11 +19,23 @@ from stages.common.contracts import ModelCard, SilverManifest
 from stages.common.errors import InputError
 from stages.common.runner import StageContext, main_exit, run_stage
 
+MAX_TRAIN_ROWS = 2_000_000
+"""Default of ``--max-train-rows``: a forest draws only max_samples rows per tree and the scaler's
+quantiles and the threshold settle long before; 2M rows of ~30 float32 features are ~0.3 GB."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m stages.train", description=__doc__.splitlines()[0])
-    p.add_argument("--features", required=True, help="silver features.parquet (path, file:// or s3://)")
-    p.add_argument("--manifest", required=True, help="silver manifest.json that describes --features")
+    p.add_argument(
+        "--features",
+        required=True,
+        help="silver features.parquet, or a partitioned run's directory of part=<k>/ folders (path, file:// or s3://)",
+    )
+    p.add_argument(
+        "--manifest",
+        required=True,
+        help="silver manifest.json that describes --features (the same directory for parts)",
+    )
     p.add_argument("--model-out", required=True, help="where to write model.skops")
     p.add_argument("--card-out", required=True, help="where to write model-card.json")
     p.add_argument(
@@ -58,7 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.01,
         help="without labels: share of the latest 20%% of train flows allowed to alert (default 0.01)",
     )
-    p.add_argument("--seed", type=int, default=42, help="random seed of the model (default 42)")
+    p.add_argument(
+        "--max-train-rows",
+        type=int,
+        default=MAX_TRAIN_ROWS,
+        help="train rows the model is fitted and calibrated on at most; beyond, a sample seeded by --seed and each "
+        f"part's key, in time order, read part by part so memory follows this number (default {MAX_TRAIN_ROWS:,})",
+    )
+    p.add_argument("--seed", type=int, default=42, help="random seed of the model and the sample (default 42)")
     p.add_argument("--experiment", default="cybersec-anomaly", help="MLflow experiment name")
     p.add_argument("--registered-model", default="cybersec-anomaly-detector", help="MLflow registered model name")
     return p
@@ -70,6 +91,10 @@ def _check_args(args: argparse.Namespace) -> None:
             raise InputError(f"{flag} {value}: must be between 0 and 1 (exclusive)")
     if args.n_estimators < 1 or args.max_samples < 2:
         raise InputError("--n-estimators must be >= 1 and --max-samples >= 2")
+    if args.max_train_rows < 3:
+        raise InputError(f"--max-train-rows {args.max_train_rows}: must be at least 3 (rows to fit and calibrate)")
+    if args.seed < 0:
+        raise InputError(f"--seed {args.seed}: must be >= 0")
 
 
 def _card(ctx: StageContext, manifest: SilverManifest, trained: Any) -> ModelCard:
@@ -105,13 +130,18 @@ def body(ctx: StageContext) -> None:
     import logging
 
     from stages.common.model_io import save_model
+    from stages.common.silver_parts import fetch_silver
     from stages.train import data, models
 
     log = logging.getLogger("stages.train")
     args = ctx.args
     _check_args(args)
-    manifest = data.read_manifest(ctx.fetch_input("manifest", args.manifest), args.manifest)
-    X, labels = data.read_train_rows(ctx.fetch_input("features", args.features), args.features, manifest)
+    silver = fetch_silver(ctx, args.features, args.manifest)
+    manifest = silver.manifest
+    data.require_training(manifest, args.manifest)
+    sample = data.read_train_sample(silver, args.max_train_rows, args.seed)
+    X, labels = sample.X, sample.labels
+    log.info("read %d of %d train rows from %d part(s)", sample.rows_kept, sample.rows_seen, len(sample.parts))
     if ctx.settings.mlflow_tracking_uri:
         from stages.train.tracking import check_reachable
 
@@ -123,6 +153,7 @@ def body(ctx: StageContext) -> None:
         trained = models.train(X, labels, manifest.features, opts)
     except ValueError as exc:
         raise InputError(f"{args.features}: {exc}") from exc
+    trained.params["sample"] = sample.as_params()
     log.info(
         "fitted %s on %d %s rows; threshold %.5f",
         args.model,
@@ -142,7 +173,8 @@ def body(ctx: StageContext) -> None:
 
         tags = {"pipeline_run_id": ctx.run_id, "schema_hash": manifest.schema_hash, "model_type": args.model}
         params = {k: v for k, v in vars(args).items() if k not in {"params_dir", "log_level", "log_format"}}
-        params.update({f"model.{k}": v for k, v in trained.params.items() if k != "model_features"})
+        params.update({f"model.{k}": v for k, v in trained.params.items() if k not in ("model_features", "sample")})
+        params.update({f"sample.{k}": v for k, v in sample.as_params().items()})
         metrics = trained.metrics | {"threshold": trained.calibration.threshold}
         logged = card.as_dict()
         tracking.track(
@@ -163,7 +195,12 @@ def body(ctx: StageContext) -> None:
         log.warning("MLFLOW_TRACKING_URI is not set: no MLflow run, no registered model version")
     with ctx.output("card", args.card_out, ".json", primary=True) as out:
         card.write(out.path)
-    ctx.metrics.update({k: v for k, v in trained.metrics.items()}, threshold=trained.calibration.threshold)
+    ctx.metrics.update(
+        {k: v for k, v in trained.metrics.items()},
+        threshold=trained.calibration.threshold,
+        train_rows_seen=sample.rows_seen,
+        train_rows_kept=sample.rows_kept,
+    )
     for name, value in (
         ("mlflow_run_id", card.mlflow["run_id"] or "n/a"),
         ("model_version", card.mlflow["model_version"] or "n/a"),

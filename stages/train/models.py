@@ -254,19 +254,6 @@ def _resolve_train_on(opts: Options, has_labels: bool) -> str:
     return opts.train_on
 
 
-MAX_FIT_ROWS = 2_000_000
-"""Rows a model is fitted on at most: a forest draws only max_samples rows per tree and the
-scaler's quantiles are settled long before; capping keeps 10M-row inputs at ~3 GB."""
-
-
-def _fit_rows(candidates: np.ndarray, seed: int) -> np.ndarray:
-    """``candidates`` (row indexes, increasing), or a seeded random subset of MAX_FIT_ROWS in order."""
-    if len(candidates) <= MAX_FIT_ROWS:
-        return candidates
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(candidates, MAX_FIT_ROWS, replace=False))
-
-
 def _fit(opts: Options, features: list[str], X_fit: np.ndarray, y_fit: np.ndarray | None) -> tuple[Any, str, dict]:
     """Fit the chosen model; returns (estimator, score method, model params for the card)."""
     if opts.model == "hgb":
@@ -286,6 +273,9 @@ def _fit(opts: Options, features: list[str], X_fit: np.ndarray, y_fit: np.ndarra
 
 def train(X: np.ndarray, labels: np.ndarray | None, features: list[str], opts: Options) -> Trained:
     """Fit the model and calibrate its threshold; ``X`` rows are in time order.
+
+    Every row given is used: the stage bounds them (``--max-train-rows``, a seeded sample
+    read from the parts) before they reach memory, so there is no second cap here.
 
     ``labels`` is 0/1 with -1 for unknown, or None. Without labels: fit on the earliest
     part, the threshold is the ``alert_rate`` quantile of the model's scores on the latest
@@ -314,7 +304,7 @@ def _train_unlabelled(X: np.ndarray, features: list[str], opts: Options, trained
     """
     import time
 
-    rows = _fit_rows(np.arange(n_fit), opts.seed)
+    rows = np.arange(n_fit)
     started = time.monotonic()
     est, method, params = _fit(opts, features, X[rows], None)
     fit_seconds = time.monotonic() - started
@@ -381,7 +371,7 @@ def _train_labelled(
         keep = labels >= 0
     else:
         keep = np.ones(len(X), dtype=bool)
-    rows = _fit_rows(np.flatnonzero(keep), opts.seed)
+    rows = np.flatnonzero(keep)
     extra: dict[str, Any] = {}
     if opts.model == "hgb":
         idx, unseen, folds_seconds = _out_of_fold(X, labels, features, opts, keep, n_fit)
@@ -456,7 +446,7 @@ def _out_of_fold(
     for k, (a, b) in enumerate(blocks):
         outside = keep.copy()
         outside[a:b] = False
-        rows = _fit_rows(np.flatnonzero(outside), opts.seed)
+        rows = np.flatnonzero(outside)
         try:
             est, method, _ = _fit(opts, features, X[rows], labels[rows])
         except ValueError as exc:

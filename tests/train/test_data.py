@@ -11,8 +11,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from stages.common.contracts import SilverManifest
 from stages.common.errors import InputError
+from stages.common.silver_parts import SilverPart, SilverSet
 from stages.train import data
+
+
+def _read_all(path: Path, where: str, manifest: SilverManifest) -> tuple[np.ndarray, np.ndarray | None]:
+    """Every train row of one features file (no sample)."""
+    sample = data.read_train_sample(SilverSet(manifest, [SilverPart("", path, where, manifest)]), 10**9, seed=0)
+    return sample.X, sample.labels
 
 
 def _manifest(paths: dict[str, Path]) -> dict[str, Any]:
@@ -44,7 +52,7 @@ def test_manifest_not_json(tmp_path: Path) -> None:
 
 def test_train_rows_in_time_order_with_labels(silver: dict[str, Path]) -> None:
     manifest = data.read_manifest(silver["manifest"], "m")
-    X, labels = data.read_train_rows(silver["features"], "f", manifest)
+    X, labels = _read_all(silver["features"], "f", manifest)
     table = pq.read_table(silver["features"], filters=[("split", "==", "train")])
     assert X.shape == (manifest.train_rows, len(manifest.features)) and X.dtype == np.float32
     assert labels is not None and labels.tolist() == table.column("label").to_pylist()
@@ -73,7 +81,7 @@ def test_features_that_do_not_match_the_manifest(
     pq.write_table(change(pq.read_table(silver["features"])), tmp_path / "f.parquet")
     manifest = data.read_manifest(silver["manifest"], "m")
     with pytest.raises(InputError, match=f"f.parquet: does not match the manifest .*{message}"):
-        data.read_train_rows(tmp_path / "f.parquet", str(tmp_path / "f.parquet"), manifest)
+        _read_all(tmp_path / "f.parquet", str(tmp_path / "f.parquet"), manifest)
 
 
 @pytest.mark.parametrize("rows", [-5, "12", [1], None, True, 1.5])
@@ -92,7 +100,7 @@ def test_corrupt_or_ambiguous_features_are_input_errors(silver: dict[str, Path],
     manifest = data.read_manifest(silver["manifest"], "m")
     table = pq.read_table(silver["features"])
     with pytest.raises(InputError, match="f.parquet: corrupt Parquet data"):
-        data.read_train_rows(corrupt_pages(table, tmp_path / "f.parquet"), "f.parquet", manifest)
+        _read_all(corrupt_pages(table, tmp_path / "f.parquet"), "f.parquet", manifest)
     name = manifest.features[0]
     with pytest.raises(InputError, match=rf"d.parquet: column\(s\) \['{name}'\] appear more than once"):
-        data.read_train_rows(duplicate_column(table, name, tmp_path / "d.parquet"), "d.parquet", manifest)
+        _read_all(duplicate_column(table, name, tmp_path / "d.parquet"), "d.parquet", manifest)

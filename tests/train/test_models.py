@@ -175,18 +175,6 @@ def test_too_few_rows() -> None:
         models.train(X, labels, features, Options("iforest", "auto", 5, 256, 0.01, 0.01, 1))
 
 
-@pytest.mark.parametrize(("n", "cap", "expected"), [(10, 20, 10), (20, 20, 20), (100, 20, 20)])
-def test_fit_rows_are_capped_by_a_seeded_ordered_sample(
-    monkeypatch: pytest.MonkeyPatch, n: int, cap: int, expected: int
-) -> None:
-    monkeypatch.setattr(models, "MAX_FIT_ROWS", cap)
-    candidates = np.arange(0, 3 * n, 3)
-    rows = models._fit_rows(candidates, seed=4)
-    assert len(rows) == expected and len(set(rows.tolist())) == expected
-    assert set(rows.tolist()) <= set(candidates.tolist()) and (np.diff(rows) > 0).all()
-    np.testing.assert_array_equal(rows, models._fit_rows(candidates, seed=4))
-
-
 def test_validation_without_benign_rows_still_calibrates_on_benign_rows() -> None:
     X, labels, features = _data()
     labels[-400:] = 1  # the latest rows (validation) are all attacks, as in some IoT-23 captures
