@@ -307,7 +307,7 @@ SCORING_PARAMETERS: tuple[WorkflowParam, ...] = (
         "lookback",
         "",
         "RAW flows of the previous batch (e.g. s3://cybersec-mlops/raw/<previous run>/flows.parquet) "
-        "whose last 2 h give the first flows their context; empty: none",
+        "whose last hour gives the first flows their context; empty: none",
     ),
     WorkflowParam("model-uri", "", "models:/NAME@ALIAS or models:/NAME/VERSION; empty: the registry's champion"),
     WorkflowParam("registered-model", "cybersec-anomaly-detector", "MLflow registered model name"),
@@ -402,10 +402,10 @@ PARTITIONED_PARAMETERS: tuple[WorkflowParam, ...] = (
         "share of the source's bytes held out for evaluation: the latest files, whole (at least one train file)",
     ),
     WorkflowParam("max-partitions", "1000", "more files than this is an error (exit 2): give a narrower prefix"),
-    *(p for p in WORKFLOW_PARAMETERS if p.name in ("window", "model", "train-on", "n-estimators", "max-samples")),
+    *(p for p in WORKFLOW_PARAMETERS if p.name in ("model", "train-on", "n-estimators", "max-samples")),
     WorkflowParam(
         "max-train-rows",
-        "4000000",
+        "2000000",
         "train fits on a reproducible sample of at most this many train rows across the partitions",
     ),
     *(p for p in WORKFLOW_PARAMETERS if p.name.startswith("gate-") or p.name in ("target-fpr", "registered-model")),
@@ -495,8 +495,9 @@ PARTITIONED_SPECS: tuple[StageSpec, ...] = (
                 key=f"{SILVER_PARTS}/part={{{{inputs.parameters.k}}}}/manifest.json",
             ),
         ),
-        options=(("--part-split", "part-split"), ("--window", "window")),
-        fixed_args=("--lookback-optional", "--now={{workflow.creationTimestamp}}"),
+        # no --window: the source's files are the period (a file outside a window would be an empty part)
+        options=(("--part-split", "part-split"),),
+        fixed_args=("--lookback-optional",),
         out_params=(OutParam("rows", "rows"), OutParam("sha256", "sha256"), OutParam("schema-hash", "schema_hash")),
         requests=_SILVER.requests,
         limits=_SILVER.limits,
