@@ -105,7 +105,7 @@ def test_reading_a_sample_holds_the_sample_not_the_split(parts: Path) -> None:
 # --- the stage as a real process ---------------------------------------------------------------
 
 
-def _train(env: dict[str, str], features: Path, manifest: Path, out: Path, *extra: str) -> tuple[Any, str]:
+def _train(env: dict[str, str], features: Path | str, manifest: Path | str, out: Path, *extra: str) -> tuple[Any, str]:
     run_id = f"train-{uuid.uuid4().hex[:8]}"
     out.mkdir(parents=True, exist_ok=True)
     proc = run_stage(
@@ -212,3 +212,31 @@ def test_a_bad_part_exits_2_naming_it(
     assert proc.returncode == 2, proc.stderr
     assert re.search(message, proc.stderr), proc.stderr
     assert not (tmp_path / "out" / "model-card.json").exists()
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("slash", ["", "/"])
+def test_an_s3_prefix_of_parts_is_downloaded_and_trained_on(
+    stage_env: dict[str, str], s3_server: dict[str, str], parts: Path, tmp_path: Path, slash: str
+) -> None:
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_server["MINIO_ENDPOINT"],
+        region_name="us-east-1",
+        aws_access_key_id=s3_server["MINIO_ACCESS_KEY"],
+        aws_secret_access_key=s3_server["MINIO_SECRET_KEY"],
+    )
+    run = uuid.uuid4().hex[:8]
+    for path in sorted(parts.glob("part=*/*")):
+        s3.upload_file(str(path), "cybersec-mlops", f"silver/{run}/{path.parent.name}/{path.name}")
+    s3.put_object(Bucket="cybersec-mlops", Key=f"silver/{run}/_SUCCESS", Body=b"")  # not a part: ignored
+    prefix = f"s3://cybersec-mlops/silver/{run}{slash}"
+    env = {k: v for k, v in stage_env.items() if k != "MLFLOW_TRACKING_URI"} | s3_server
+    local, _ = _train(env, parts, parts, tmp_path / "local", *FAST)
+    remote, _ = _train(env, prefix, prefix, tmp_path / "s3", *FAST)
+    assert local.returncode == 0 and remote.returncode == 0, remote.stderr
+    assert _card(tmp_path / "s3")["threshold"] == _card(tmp_path / "local")["threshold"]
+    missing, _ = _train(env, prefix + "-nothing", prefix + "-nothing", tmp_path / "none", *FAST)
+    assert missing.returncode == 2 and "no such object, and no part=<k>/ parts under it" in missing.stderr
