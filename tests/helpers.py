@@ -21,3 +21,35 @@ def run_stage(
         text=True,
         timeout=timeout,
     )
+
+
+def landing_files(folder: Path, rows: int, files: int) -> list[Path]:
+    """A landing folder: synthetic flows through the real ingest stage (no audit), cut by time into
+    ``files`` Parquet files ``conn.<i>.parquet``, as a sensor's hourly exports would be."""
+    import os
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True)
+    whole = folder.parent / f"{folder.name}-whole.parquet"
+    done = run_stage(
+        "ingest",
+        f"--source=synthetic://?rows={rows}&seed=7&attack_share=0.02&days=4",
+        f"--output={whole}",
+        f"--rejects={folder.parent / 'rejects.parquet'}",
+        env={**os.environ, "PG_HOST": ""},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = pq.read_table(whole).sort_by("ts")
+    ts = table.column("ts")
+    lo, hi = pc.min(ts).as_py(), pc.max(ts).as_py()
+    step = (hi - lo) / files
+    paths = []
+    for i in range(files):
+        start, end = lo + step * i, lo + step * (i + 1)
+        mask = pc.and_(pc.greater_equal(ts, start), pc.less(ts, end) if i < files - 1 else pc.less_equal(ts, hi))
+        path = folder / f"conn.{i:02d}.parquet"
+        pq.write_table(table.filter(mask), path)
+        paths.append(path)
+    return paths
