@@ -1,4 +1,5 @@
-"""Evaluation metrics as pure functions on arrays: detection quality, alert volume, drift.
+"""Evaluation metrics as pure functions on arrays: detection quality, alert volume; drift (PSI)
+lives in ``drift`` (counted part by part) and is re-exported here.
 
 Conventions: ``scores`` are anomaly scores (higher = more anomalous); a row raises an
 alert when ``score >= threshold``. ``y_true`` is a float array with 0 (benign),
@@ -14,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .drift import PSI_DRIFT_THRESHOLD, drift, psi
+
 __all__ = [
     "PSI_DRIFT_THRESHOLD",
     "overall_metrics",
@@ -26,9 +29,6 @@ __all__ = [
     "benign_alert_rate",
     "robust_z",
 ]
-
-PSI_DRIFT_THRESHOLD = 0.2
-"""PSI above this marks a feature as drifted (the usual rule of thumb: > 0.2 is a significant shift)."""
 
 _QUANTILES = {"p01": 0.01, "p05": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95, "p99": 0.99, "p999": 0.999}
 
@@ -159,67 +159,6 @@ def score_summary(scores: np.ndarray, bins: int = 30) -> dict[str, Any]:
     quantiles.update(min=float(s.min()), max=float(s.max()), mean=float(s.mean()))
     counts, edges = np.histogram(s, bins=bins)
     return {"quantiles": quantiles, "histogram": {"edges": edges.tolist(), "counts": counts.tolist()}}
-
-
-def _bin_edges(expected: np.ndarray, bins: int) -> np.ndarray:
-    """Inner cut points: the distinct interior quantiles of ``expected`` (ties collapse)."""
-    finite = expected[np.isfinite(expected)]  # a copy, so the quantile may partition it in place
-    if finite.size == 0:
-        return np.array([])
-    return np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1], overwrite_input=True))
-
-
-def _shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Share of values per bin (-inf, e1], (e1, e2], ..., (ek, inf), plus one bin for NaN.
-
-    Counted as #(v <= e) per cut point (a few vectorised passes; same counts as a
-    searchsorted of every value, which was the drift's main cost on millions of rows).
-    """
-    finite = np.isfinite(values)
-    n_finite = int(np.count_nonzero(finite))
-    v = values if n_finite == values.size else values[finite]
-    below = [np.count_nonzero(v <= e) for e in edges.astype(np.float64)]
-    counts = np.diff(np.array([0, *below, n_finite], dtype=np.int64))
-    counts = np.append(counts, values.size - n_finite)
-    return counts / max(values.size, 1)
-
-
-def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10, eps: float = 1e-4) -> float | None:
-    """Population stability index of ``actual`` against ``expected`` (train).
-
-    Bins are quantiles of ``expected`` (so each holds ~1/bins of train); values equal to a
-    cut point go to the lower bin, NaN gets a bin of its own. Empty bins are floored at
-    ``eps`` so the log stays finite. ``None`` when either side is empty.
-    """
-    e = np.asarray(expected, dtype=float)
-    a = np.asarray(actual, dtype=float)
-    if e.size == 0 or a.size == 0:
-        return None
-    edges = _bin_edges(e, bins)
-    p = np.maximum(_shares(e, edges), eps)
-    q = np.maximum(_shares(a, edges), eps)
-    return float(np.sum((q - p) * np.log(q / p)))
-
-
-def drift(
-    train: np.ndarray, holdout: np.ndarray, names: list[str], threshold: float = PSI_DRIFT_THRESHOLD, bins: int = 10
-) -> dict[str, Any]:
-    """PSI per feature (columns of the 2-D arrays), the maximum, and the features above ``threshold``."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    # Features are independent and numpy releases the GIL: two at a time (each holds ~3 float64
-    # copies of its train column, so more threads would cost memory on 10M-row inputs).
-    with ThreadPoolExecutor(2, thread_name_prefix="psi") as pool:
-        results = list(pool.map(lambda j: psi(train[:, j], holdout[:, j], bins=bins), range(len(names))))
-    values = dict(zip(names, results, strict=True))
-    known = [v for v in values.values() if v is not None]
-    return {
-        "psi": values,
-        "max_psi": max(known) if known else None,
-        "drifted": sorted(n for n, v in values.items() if v is not None and v > threshold),
-        "threshold": threshold,
-        "bins": bins,
-    }
 
 
 def robust_stats(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
