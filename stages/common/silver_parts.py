@@ -238,33 +238,33 @@ def _cutoff(part: SilverPart) -> dt.datetime | None:
 def _check_time_order(parts: list[SilverPart]) -> None:
     """A holdout part must not start before a train part ends: the holdout is the latest data.
 
-    A holdout part starts at its ``cutoff_ts`` (else its first ``ts``); a train part ends at
-    its last ``ts``, or at its ``cutoff_ts`` when it holds holdout rows too. Parts without
-    timestamps (a row-order split) are not compared.
+    A part's ``cutoff_ts`` is where its sides meet (train flows before it, holdout flows at or
+    after it, as silver writes it: a train partition's is just after its last flow, a holdout
+    partition's its first flow); without it the ``ts`` statistics give the same bounds. No
+    instant may be on both sides. Parts without timestamps (a row-order split) are not compared.
     """
     ends: list[tuple[dt.datetime, SilverPart]] = []
     starts: list[tuple[dt.datetime, SilverPart]] = []
     for part in parts:
         cutoff = _cutoff(part)
-        both = part.train_rows > 0 and part.holdout_rows > 0
-        span = None if (cutoff is not None and (both or part.train_rows == 0)) else _ts_range(part)
+        span = _ts_range(part) if cutoff is None else None
         if part.train_rows > 0:
-            end = cutoff if both else (span[1] if span else None)
+            end = cutoff or (span[1] + dt.timedelta(microseconds=1) if span else None)
             if end is not None:
                 ends.append((end, part))
         if part.holdout_rows > 0:
-            start = cutoff if cutoff is not None else (span[0] if span else None)
+            start = cutoff or (span[0] if span else None)
             if start is not None:
                 starts.append((start, part))
     if not ends or not starts:
         return
-    last_end, train = max(ends, key=lambda e: e[0])
-    first_start, holdout = min(starts, key=lambda s: s[0])
-    if first_start < last_end:
+    end, train = max(ends, key=lambda e: e[0])
+    start, holdout = min(starts, key=lambda s: s[0])
+    if start < end:
         raise InputError(
-            f"{holdout.features_uri}: holdout part {holdout.key} starts at {first_start.isoformat()}, before train "
-            f"part {train.key} ends at {last_end.isoformat()} ({train.features_uri}); the holdout must be the latest "
-            "partitions: list the partitions in time order and split them again"
+            f"{holdout.features_uri}: holdout part {holdout.key} begins at {start.isoformat()}, before train part "
+            f"{train.key} ends (its flows run to just before {end.isoformat()}; {train.features_uri}); the holdout "
+            "must be the latest data: list the partitions in time order and split them again"
         )
 
 

@@ -1,8 +1,8 @@
 """Partitioned silver outputs for tests: a real single-file silver output cut into ``part=<k>`` folders.
 
 The rows of each part are the single file's rows, bit for bit and in the same order, as the
-partitioned silver run promises; each part's manifest carries the partition split
-(``method`` "partition", its ``side``, its row counts and, for a holdout part, ``cutoff_ts``).
+partitioned silver run promises; each part's manifest carries the partition split silver
+writes (``method`` "partition", its ``side``, its row counts and ``cutoff_ts``).
 """
 
 from __future__ import annotations
@@ -31,25 +31,21 @@ def build_single(table: pa.Table, out: Path, holdout_fraction: float = 0.3) -> d
     return {"features": out / "features.parquet", "manifest": out / "manifest.json"}
 
 
-def write_part(rows: pa.Table, like: SilverManifest, folder: Path, holdout_fraction: float = 0.3) -> Path:
-    """One ``part=<k>`` folder holding ``rows`` (all on one split side) and its manifest."""
+def write_part(rows: pa.Table, like: SilverManifest, folder: Path) -> Path:
+    """One ``part=<k>`` folder holding ``rows`` (time order, all on one split side) and its
+    manifest, with the split silver's ``--part-split`` writes (``dataset.partition_split``)."""
+    from stages.silver import dataset
+
     holdout = int(pc.sum(pc.equal(rows.column("split"), "holdout")).as_py() or 0)
     train = rows.num_rows - holdout
     if train and holdout:
         raise ValueError(f"{folder}: a part holds rows of one split side, these hold {train} train + {holdout} holdout")
-    first = rows.column("ts")[0].as_py() if rows.num_rows else None
-    split = {
-        "method": "partition",
-        "side": "holdout" if holdout else "train",
-        "train_rows": train,
-        "holdout_rows": holdout,
-        "holdout_fraction": holdout_fraction,
-        "cutoff_ts": first.isoformat() if holdout and first else None,
-    }
+    ts_us = rows.column("ts").cast(pa.int64()).to_numpy()
+    split = dataset.partition_split(ts_us, rows.num_rows, "holdout" if holdout else "train")
     has_labels = rows.column("label").null_count < rows.num_rows
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(rows, folder / "features.parquet")
-    replace(like, rows=rows.num_rows, has_labels=has_labels, split=split).write(folder / "manifest.json")
+    replace(like, rows=rows.num_rows, has_labels=has_labels, split=split.as_dict()).write(folder / "manifest.json")
     return folder
 
 
@@ -60,5 +56,5 @@ def cut_into_parts(single: dict[str, Path], out: Path, cuts: list[int]) -> Path:
     like = SilverManifest.read(single["manifest"], str(single["manifest"]))
     edges = [0, *cuts, table.num_rows]
     for k, (a, b) in enumerate(zip(edges, edges[1:], strict=False)):
-        write_part(table.slice(a, b - a), like, out / f"part={k:05d}", like.split["holdout_fraction"])
+        write_part(table.slice(a, b - a), like, out / f"part={k:05d}")
     return out

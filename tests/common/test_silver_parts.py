@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -140,7 +139,18 @@ def _on_side(rows: pa.Table, side: str) -> pa.Table:
     return rows.set_column(index, "split", pa.array([side] * rows.num_rows, rows.schema.field("split").type))
 
 
-@pytest.mark.parametrize("with_cutoff", [True, False], ids=["cutoff_ts", "row-group statistics"])
+def _drop_cutoffs(folder: Path) -> None:
+    """Manifests without split.cutoff_ts: the reader falls back to the ts row-group statistics."""
+    for path in folder.glob("part=*/manifest.json"):
+        doc = json.loads(path.read_text())
+        doc["split"].pop("cutoff_ts")
+        path.write_text(json.dumps(doc))
+
+
+BOUNDS = pytest.mark.parametrize("with_cutoff", [True, False], ids=["cutoff_ts", "row-group statistics"])
+
+
+@BOUNDS
 def test_a_holdout_part_before_a_train_part_is_refused(
     single: dict[str, Path], first_holdout_row: int, tmp_path: Path, with_cutoff: bool
 ) -> None:
@@ -151,25 +161,31 @@ def test_a_holdout_part_before_a_train_part_is_refused(
     write_part(_on_side(table.slice(middle, first_holdout_row - middle), "holdout"), like, tmp_path / "part=1")
     write_part(_on_side(table.slice(first_holdout_row), "train"), like, tmp_path / "part=2")
     if not with_cutoff:
-        path = tmp_path / "part=1" / "manifest.json"
-        doc = json.loads(path.read_text())
-        doc["split"].pop("cutoff_ts")
-        path.write_text(json.dumps(doc))
-    with pytest.raises(InputError, match=r"part=1/features.parquet: holdout part 1 starts at .*, before train part 2 "):
+        _drop_cutoffs(tmp_path)
+    with pytest.raises(InputError, match=r"part=1/features.parquet: holdout part 1 begins at .*, before train part 2 "):
         _open(tmp_path)
 
 
-def test_a_holdout_part_at_the_instant_a_train_part_ends_is_accepted(
-    single: dict[str, Path], first_holdout_row: int, tmp_path: Path
+@BOUNDS
+@pytest.mark.parametrize(("after_us", "accepted"), [(0, False), (1, True)], ids=["same instant", "1 µs later"])
+def test_no_instant_is_on_both_sides(
+    single: dict[str, Path], first_holdout_row: int, tmp_path: Path, with_cutoff: bool, after_us: int, accepted: bool
 ) -> None:
+    """As in the single-file split: a holdout part's first flow must come after the train's last."""
     table = pq.read_table(single["features"])
     like = SilverManifest.read(single["manifest"], "m")
     train = table.slice(0, first_holdout_row)
-    last = train.column("ts")[-1]
     holdout = table.slice(first_holdout_row)
-    holdout = holdout.set_column(
-        holdout.column_names.index("ts"), "ts", pc.if_else(pa.array([True] * holdout.num_rows), last, holdout["ts"])
-    )
+    last_us = train.column("ts").cast(pa.int64())[-1].as_py()
+    ts_us = holdout.column("ts").cast(pa.int64()).to_numpy().copy()
+    ts_us[0] = last_us + after_us  # the holdout's first flow, moved back onto (or just after) the train's last
+    holdout = holdout.set_column(holdout.column_names.index("ts"), "ts", pa.array(ts_us).cast(holdout["ts"].type))
     write_part(train, like, tmp_path / "part=0")
     write_part(holdout, like, tmp_path / "part=1")
-    assert [p.key for p in _open(tmp_path).holdout_parts()] == ["1"]
+    if not with_cutoff:
+        _drop_cutoffs(tmp_path)
+    if accepted:
+        assert [p.key for p in _open(tmp_path).holdout_parts()] == ["1"]
+    else:
+        with pytest.raises(InputError, match=r"holdout part 1 begins at .*, before train part 0 ends"):
+            _open(tmp_path)
