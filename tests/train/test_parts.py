@@ -240,3 +240,50 @@ def test_an_s3_prefix_of_parts_is_downloaded_and_trained_on(
     assert _card(tmp_path / "s3")["threshold"] == _card(tmp_path / "local")["threshold"]
     missing, _ = _train(env, prefix + "-nothing", prefix + "-nothing", tmp_path / "none", *FAST)
     assert missing.returncode == 2 and "no such object, and no part=<k>/ parts under it" in missing.stderr
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_partitions_through_the_silver_stage_train_the_single_runs_model(
+    stage_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Three time-ordered RAW files through ``silver --part-split`` (each with the previous file as
+    lookback) give the threshold of one silver run over all the flows with the same split."""
+    import pyarrow as pa
+
+    from stages.ingest.synthetic import generate
+
+    env = {k: v for k, v in stage_env.items() if k != "MLFLOW_TRACKING_URI"}
+    flows = generate(20_000, seed=9, attack_share=0.05, days=1.0)
+    flows = flows.take(pa.array(np.argsort(flows.column("ts").cast(pa.int64()).to_numpy(), kind="stable")))
+    n = flows.num_rows
+    pq.write_table(flows, tmp_path / "all.parquet")
+    edges = [0, n * 4 // 10, n * 7 // 10, n]  # the last file (30%) is the holdout
+    for k in range(3):
+        pq.write_table(flows.slice(edges[k], edges[k + 1] - edges[k]), tmp_path / f"raw{k}.parquet")
+        part = tmp_path / "silver" / f"part={k:05d}"
+        proc = run_stage(
+            "silver",
+            *("--input", str(tmp_path / f"raw{k}.parquet"), "--lookback", str(tmp_path / f"raw{k - 1}.parquet")),
+            *("--lookback-optional", "--part-split", "holdout" if k == 2 else "train"),
+            *("--output", str(part / "features.parquet"), "--manifest", str(part / "manifest.json")),
+            env=env,
+        )
+        assert proc.returncode == 0, proc.stderr
+    single = tmp_path / "single"
+    proc = run_stage(
+        "silver",
+        *("--input", str(tmp_path / "all.parquet"), "--holdout-fraction", "0.3"),
+        *("--output", str(single / "features.parquet"), "--manifest", str(single / "manifest.json")),
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        _open(tmp_path / "silver").manifest.split["cutoff_ts"]
+        == json.loads((single / "manifest.json").read_text())["split"]["cutoff_ts"]
+    )
+    one, _ = _train(env, single / "features.parquet", single / "manifest.json", tmp_path / "one", *FAST)
+    many, _ = _train(env, tmp_path / "silver", tmp_path / "silver", tmp_path / "many", *FAST)
+    assert one.returncode == 0 and many.returncode == 0, one.stderr + many.stderr
+    a, b = _card(tmp_path / "one"), _card(tmp_path / "many")
+    assert (b["threshold"], b["train_rows"], b["features"]) == (a["threshold"], a["train_rows"], a["features"])
