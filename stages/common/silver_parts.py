@@ -128,12 +128,17 @@ def _local_folder(ctx: StageContext, uri: str) -> Path | None:
     wanted = [
         key
         for key, _, _ in ctx.storage.list_objects(loc.bucket, prefix)
-        if key[len(prefix) :].startswith(PART_PREFIX) and key.rsplit("/", 1)[-1] in (FEATURES_FILE, MANIFEST_FILE)
+        if _is_part_file(key[len(prefix) :].split("/"))
     ]
     if not wanted:
         raise InputError(f"{uri}: no such object, and no {PART_PREFIX}<k>/ parts under it; check the silver run's URI")
     paths = [ctx.storage.fetch(f"s3://{loc.bucket}/{key}") for key in wanted]
     return paths[0].parents[1]
+
+
+def _is_part_file(relative: list[str]) -> bool:
+    """``part=<k>/features.parquet`` or ``part=<k>/manifest.json`` (split on "/")."""
+    return len(relative) == 2 and relative[0].startswith(PART_PREFIX) and relative[1] in (FEATURES_FILE, MANIFEST_FILE)
 
 
 def _part_keys(folder: Path, uri: str) -> list[str]:
