@@ -3,6 +3,10 @@
     python -m stages.eval --features URI --manifest URI --model URI --card URI
         --metrics-out URI --report-out URI [gate flags] [--no-promote]
 
+--features/--manifest: one silver features file and its manifest, or both the directory of a
+partitioned silver run (DIR/part=<k>/features.parquet + manifest.json): the holdout parts are
+scored one at a time and the metrics are those of one file holding the same rows.
+
 Exit 0 when the gate passes, 3 when it fails (after metrics.json, report.html, the audit
 row and the MLflow run are all written), 2 on bad inputs, 75 when MLflow stays unreachable.
 """
@@ -28,8 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m stages.eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     io = p.add_argument_group("inputs and outputs (paths, file:// or s3:// URIs)")
-    io.add_argument("--features", required=True, help="silver features.parquet (holdout rows: split == 'holdout')")
-    io.add_argument("--manifest", required=True, help="silver manifest.json (feature names, schema hash)")
+    io.add_argument(
+        "--features",
+        required=True,
+        help="silver features.parquet (holdout rows: split == 'holdout'), or a partitioned silver run's directory "
+        "of part=<k>/features.parquet (scored one part at a time)",
+    )
+    io.add_argument(
+        "--manifest",
+        required=True,
+        help="silver manifest.json (feature names, schema hash), or the directory of part=<k>/manifest.json "
+        "(usually the same directory as --features)",
+    )
     io.add_argument("--model", required=True, help="model.skops from train (loaded with skops, trusted types only)")
     io.add_argument("--card", required=True, help="model-card.json from train (threshold, schema hash, MLflow ids)")
     io.add_argument("--metrics-out", required=True, help="where to write metrics.json")

@@ -16,22 +16,23 @@ from typing import Any
 
 import numpy as np
 
-from stages.common.contracts import ModelCard, SilverManifest
+from stages.common.contracts import ModelCard
 from stages.common.errors import GateFailed, InputError
 from stages.common.jsondoc import to_json
 from stages.common.model_io import load_model, score_rows
 from stages.common.runner import StageContext
+from stages.common.silver_parts import fetch_silver
 
 from . import metrics as M
 from .gate import PRIMARY_METRIC, GateThresholds, champion_decision, failed_summary, gate_checks
-from .inputs import EvalData, check_contract, check_model_file, load_features
+from .holdout import Holdout, in_memory, read_holdout
+from .inputs import EvalData, check_contract, check_model_file
 
-__all__ = ["run", "build_metrics", "score"]
+__all__ = ["run", "build_metrics", "metrics_document", "score"]
 
 log = logging.getLogger(__name__)
 
 PARAMS = ["pr_auc", "roc_auc", "precision", "recall", "fpr", "alert_rate"]
-_BASELINE_ROWS = 100_000  # train rows sampled for medians/IQRs of the top-alert explanations
 
 
 def score(model: Any, data: EvalData, score_method: str, model_uri: str) -> np.ndarray:
@@ -55,27 +56,32 @@ def score(model: Any, data: EvalData, score_method: str, model_uri: str) -> np.n
 
 
 def build_metrics(run_id: str, data: EvalData, scores: np.ndarray, threshold: float) -> tuple[dict[str, Any], dict]:
+    """``metrics_document`` of one part's rows held in memory."""
+    return metrics_document(run_id, in_memory(data, scores, threshold), threshold)
+
+
+def metrics_document(run_id: str, holdout: Holdout, threshold: float) -> tuple[dict[str, Any], dict]:
     """The metrics.json document (without gate/champion) and the per-attack detail for the report."""
-    alerts = scores >= threshold
-    overall = M.overall_metrics(data.y, scores, threshold)
-    by_attack = M.recall_by_attack(data.y, data.attack_type, alerts)
-    summary = M.score_summary(scores)
+    alerts = holdout.scores >= threshold
+    overall = M.overall_metrics(holdout.y, holdout.scores, threshold)
+    by_attack = holdout.by_attack
+    summary = M.score_summary(holdout.scores)
     doc: dict[str, Any] = {
         "version": 1,
         "run_id": run_id,
-        "has_labels": data.has_labels,
-        "rows": int(scores.size),
+        "has_labels": holdout.has_labels,
+        "rows": int(holdout.scores.size),
         "threshold": float(threshold),
-        **M.alert_stats(alerts, data.ts),
-        "benign_alert_rate": M.benign_alert_rate(data.y, alerts) if data.has_labels else None,
+        **M.alert_stats(alerts, holdout.ts_range),
+        "benign_alert_rate": M.benign_alert_rate(holdout.y, alerts) if holdout.has_labels else None,
         "score_quantiles": summary["quantiles"],
         "score_histogram": summary["histogram"],
-        "drift": M.drift(data.train_X, data.holdout_X, data.features),
+        "drift": holdout.drift,
         "recall_by_attack": {k: v["recall"] for k, v in by_attack.items()},
         "attack_rows": {k: v["rows"] for k, v in by_attack.items()},
         **overall,
     }
-    if not data.has_labels:
+    if not holdout.has_labels:
         for key in ("precision", "recall", "f1", "fpr", "pr_auc", "roc_auc", "recall_at_1pct_fpr", "confusion"):
             doc[key] = None
         doc["auc_note"] = "the holdout has no labels"
@@ -111,38 +117,12 @@ def _decide(registry: Any, candidate: str | None, ctx: StageContext, doc: dict[s
     )
 
 
-def _baseline(data: EvalData) -> tuple[np.ndarray, np.ndarray]:
-    """Median and robust scale of a sample of train rows (holdout rows when there is no train row)."""
-    rng = np.random.default_rng(0)
-    base = data.train_X if data.train_X.shape[0] else data.holdout_X
-    if base.shape[0] > _BASELINE_ROWS:
-        base = base[rng.choice(base.shape[0], _BASELINE_ROWS, replace=False)]
-    return M.robust_stats(base)
+def _report(ctx: StageContext, holdout: Holdout, doc: dict[str, Any], card: ModelCard, by_attack: dict) -> str:
+    from .report import ReportData, render
 
-
-def _report(
-    ctx: StageContext,
-    data: EvalData,
-    scores: np.ndarray,
-    doc: dict[str, Any],
-    card: ModelCard,
-    by_attack: dict,
-    baseline: tuple[np.ndarray, np.ndarray],
-) -> str:
-    from .report import ReportData, render, top_alerts
-
-    alerts = top_alerts(
-        data.holdout,
-        data.holdout_X,
-        scores,
-        doc["threshold"],
-        data.features,
-        baseline,
-        n=ctx.args.top_alerts,
-    )
     a = ctx.args
     sources = {"features": a.features, "manifest": a.manifest, "model": a.model, "card": a.card}
-    return render(ReportData(doc, card.as_dict(), data.y, scores, by_attack, alerts, sources))
+    return render(ReportData(doc, card.as_dict(), holdout.y, holdout.scores, by_attack, holdout.top_alerts, sources))
 
 
 def _publish(ctx: StageContext, doc: dict[str, Any], html: str) -> list[Path]:
@@ -173,32 +153,22 @@ def _param(value: Any) -> str:
 def run(ctx: StageContext) -> None:
     """The stage body (see the module docstring for the order of side effects)."""
     a = ctx.args
-    manifest = SilverManifest.read(ctx.fetch_input("manifest", a.manifest), a.manifest)
+    silver = fetch_silver(ctx, a.features, a.manifest)
     card = ModelCard.read(ctx.fetch_input("card", a.card), a.card)
-    check_contract(manifest, card, a.manifest, a.card)
+    check_contract(silver.manifest, card, a.manifest, a.card)
     model_path = ctx.fetch_input("model", a.model)
     check_model_file(model_path, card, a.model, a.card)  # before skops reads a byte of it
     registry = _registry(ctx)
     candidate = registry.candidate(card.as_dict(), a.card) if registry is not None else None
     model = load_model(model_path)
-    data = load_features(ctx.fetch_input("features", a.features), manifest.features, a.features)
-    log.info(
-        "scoring holdout",
-        extra={
-            "holdout_rows": data.holdout_X.shape[0],
-            "train_rows": data.train_X.shape[0],
-            "features": len(data.features),
-        },
+    holdout = read_holdout(
+        silver, lambda part: score(model, part, card.score_method, a.model), card.threshold, a.top_alerts
     )
-    scores = score(model, data, card.score_method, a.model)
-    doc, by_attack = build_metrics(ctx.run_id, data, scores, card.threshold)
-    baseline = _baseline(data)
-    # Drift was the last use of every train row: free them before the report and MLflow (~1.3 GB at 10M rows).
-    data.train_X = np.empty((0, len(data.features)), dtype=np.float32)
+    doc, by_attack = metrics_document(ctx.run_id, holdout, card.threshold)
     doc["gate"] = gate_checks(doc, _limits(a))
     doc["champion"] = _decide(registry, candidate, ctx, doc)
     log.info("gate %s; %s", doc["gate"]["verdict"], doc["champion"]["reason"])
-    files = _publish(ctx, doc, _report(ctx, data, scores, doc, card, by_attack, baseline))
+    files = _publish(ctx, doc, _report(ctx, holdout, doc, card, by_attack))
     if registry is not None:
         check = lambda: check_model_file(model_path, card, a.model, a.card)  # noqa: E731
         ctx.metrics["mlflow_run_id"] = registry.record(card.as_dict(), a.card, doc, files, check)
@@ -212,6 +182,7 @@ def run(ctx: StageContext) -> None:
         verdict=verdict,
         promoted=promoted,
         holdout_rows=doc["rows"],
+        parts=holdout.parts,
         alerts=doc["alerts"],
         max_psi=doc["drift"]["max_psi"],
         champion_version=doc["champion"]["previous_version"],

@@ -17,7 +17,7 @@ import numpy as np
 from stages.common.contracts import PASSTHROUGH, ModelCard, SilverManifest
 from stages.common.errors import InputError
 
-__all__ = ["EvalData", "check_contract", "check_model_file", "load_features"]
+__all__ = ["EvalData", "check_contract", "check_model_file", "survey", "load_part", "load_features", "no_holdout"]
 
 
 @dataclass
@@ -137,7 +137,7 @@ def _read_rows(
             at, t, h = at + batch.num_rows, t + batch.num_rows - nh, h + nh
     kept, at = [], 0
     schema = pa.schema([pf.schema_arrow.field(c) for c in passthrough])
-    if passthrough:
+    if passthrough and holdout.any():  # a train-only part (of a partitioned run) needs none of them
         for batch in pf.iter_batches(batch_size=batch_rows, columns=passthrough):
             kept.append(batch.filter(pa.array(holdout[at : at + batch.num_rows])))
             at += batch.num_rows
@@ -152,8 +152,23 @@ def _release_arrow_memory() -> None:
     pa.default_memory_pool().release_unused()
 
 
-def load_features(path: Path, features: list[str], uri: str) -> EvalData:
-    """Read the silver Parquet: split column, passthrough columns and ``features`` (the manifest's)."""
+def survey(path: Path, features: list[str], uri: str) -> tuple[list[str], int, int]:
+    """(passthrough columns, train rows, holdout rows) of one features file, after its schema checks.
+
+    Reads the footer and the ``split`` column only: cheap enough to check every part
+    before the first one is scored."""
+    import pyarrow as pa
+
+    pf, passthrough = _open(path, uri, list(features))
+    try:
+        holdout = int(_holdout_mask(pf, uri).sum())
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{uri}: corrupt Parquet data ({exc}); re-run silver") from exc
+    return passthrough, pf.metadata.num_rows - holdout, holdout
+
+
+def load_part(path: Path, features: list[str], uri: str) -> EvalData:
+    """Read one silver features file: split column, passthrough columns and ``features`` (the manifest's)."""
     import pyarrow as pa
 
     features = list(features)
@@ -161,8 +176,6 @@ def load_features(path: Path, features: list[str], uri: str) -> EvalData:
     pf, passthrough = _open(path, uri, features)
     try:
         mask = _holdout_mask(pf, uri)
-        if not mask.any():
-            raise InputError(f"{uri}: no holdout rows (split == 'holdout'); rerun silver with --holdout-fraction > 0")
         train_X, holdout_X, holdout = _read_rows(pf, mask, features, passthrough)
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{uri}: corrupt Parquet data ({exc}); re-run silver") from exc
@@ -184,3 +197,17 @@ def load_features(path: Path, features: list[str], uri: str) -> EvalData:
     if "ts" in holdout.column_names:
         ts = holdout.column("ts").to_numpy(zero_copy_only=False).astype("datetime64[us]")
     return EvalData(features, train_X, holdout_X, y, attack, ts, holdout)
+
+
+def load_features(path: Path, features: list[str], uri: str) -> EvalData:
+    """``load_part`` of a features file that must hold holdout rows (a single-file silver output)."""
+    data = load_part(path, features, uri)
+    if not data.holdout_X.shape[0]:
+        raise InputError(no_holdout(uri))
+    return data
+
+
+def no_holdout(uri: str, parts: int = 0) -> str:
+    """The message for a silver output without holdout rows (a file, or a directory of ``parts``)."""
+    where = f" in any of its {parts} parts" if parts else ""
+    return f"{uri}: no holdout rows (split == 'holdout'){where}; rerun silver with --holdout-fraction > 0"

@@ -25,7 +25,7 @@ from stages.common.feature_units import raw_text, raw_value
 from . import plots
 from .metrics import robust_z
 
-__all__ = ["ReportData", "top_alerts", "render", "raw_value"]
+__all__ = ["ReportData", "top_rows", "explain", "top_alerts", "render", "raw_value"]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 """Beside this module, so the stage image (which copies the whole stage folder) carries them."""
@@ -62,6 +62,34 @@ def fmt(value: Any, kind: str = "num") -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def top_rows(scores: np.ndarray, threshold: float, n: int) -> np.ndarray:
+    """Indices of the ``n`` highest-scoring alerts (score >= threshold), highest first; ties: earlier row first."""
+    alerted = np.flatnonzero(scores >= threshold)
+    return alerted[np.argsort(-scores[alerted], kind="stable")[:n]]
+
+
+def explain(
+    rows: list[dict[str, Any]],
+    X: np.ndarray,
+    scores: np.ndarray,
+    features: list[str],
+    baseline: tuple[np.ndarray, np.ndarray],
+    k: int = 3,
+) -> list[dict[str, Any]]:
+    """Add to each alert row (passthrough fields) its score and its ``k`` most unusual features.
+
+    "Unusual" = largest absolute robust z-score against train rows (``baseline`` is
+    median and scale from ``metrics.robust_stats``), which tells an analyst where to look.
+    ``X`` and ``scores`` hold the same rows as ``rows``, in the same order.
+    """
+    z = robust_z(X, *baseline) if len(rows) else np.empty((0, len(features)))
+    for row, zi, xi, score in zip(rows, z, X, scores, strict=True):
+        order = np.argsort(-np.nan_to_num(np.abs(zi)), kind="stable")[:k]
+        row["score"] = float(score)
+        row["unusual"] = [{"feature": features[j], "z": float(zi[j]), "value": float(xi[j])} for j in order]
+    return rows
+
+
 def top_alerts(
     holdout: Any,
     X: np.ndarray,
@@ -72,20 +100,10 @@ def top_alerts(
     n: int = 25,
     k: int = 3,
 ) -> list[dict[str, Any]]:
-    """The ``n`` highest-scoring alerts with their passthrough fields and ``k`` most unusual features.
-
-    "Unusual" = largest absolute robust z-score against train rows (``baseline`` is
-    median and scale from ``metrics.robust_stats``), which tells an analyst where to look.
-    """
-    alerted = np.flatnonzero(scores >= threshold)
-    top = alerted[np.argsort(-scores[alerted], kind="stable")[:n]]
+    """The ``n`` highest-scoring alerts of one table of holdout rows, explained (``top_rows``, ``explain``)."""
+    top = top_rows(scores, threshold, n)
     rows = holdout.take(top).to_pylist() if top.size else []
-    z = robust_z(X[top], *baseline) if top.size else np.empty((0, len(features)))
-    for row, zi, xi, i in zip(rows, z, X[top], top, strict=True):
-        order = np.argsort(-np.nan_to_num(np.abs(zi)), kind="stable")[:k]
-        row["score"] = float(scores[i])
-        row["unusual"] = [{"feature": features[j], "z": float(zi[j]), "value": float(xi[j])} for j in order]
-    return rows
+    return explain(rows, X[top], scores[top], features, baseline, k)
 
 
 def _now() -> str:
