@@ -78,7 +78,7 @@ PHASES: dict[str, tuple[Phase, ...]] = {
         _FETCH,
         Phase(
             "read features + manifest",
-            (("stages/train/data.py", "read_manifest"), ("stages/train/data.py", "read_train_rows")),
+            (("stages/common/silver_parts.py", "open_silver"), ("stages/train/data.py", "read_train_sample")),
         ),
         Phase("fit: the fold models and the final one", (("stages/train/models.py", "_fit"),)),
         Phase("score: out-of-fold rows", (("stages/train/models.py", "_score"),)),
