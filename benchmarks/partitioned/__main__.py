@@ -74,6 +74,7 @@ def run_single(rows: int, state: Path, seed: int, scratch: Path) -> dict[str, An
     cmd += ["--state", str(state), "--json", str(out)]
     subprocess.run(cmd, check=True, cwd=REPO)
     run: dict[str, Any] = json.loads(out.read_text())
+    out.unlink()
     run["seconds_per_million_flows"] = round(run["wall_seconds"] / (rows / 1e6), 3)
     return run
 
@@ -100,7 +101,7 @@ def _stage_table(run: dict[str, Any]) -> str:
                 str(s["pods"]),
                 str(s["memo_hits"]),
                 f"{s['cpu_seconds']:.1f}",
-                f"{'' if s['peak_rss_exact'] else '~'}{s['peak_rss_bytes'] / MIB:.0f}",
+                f"{'' if s['peak_rss_exact'] else '~'}{s['peak_rss_bytes'] / MIB:.0f}" if s["pods"] else "–",
                 f"{s['wall_sum_seconds']:.1f}",
                 f"{s['wall_max_seconds']:.1f}",
             ]
@@ -157,7 +158,9 @@ def render(res: dict[str, Any]) -> str:
         "seen (a memo hit runs none), CPU is their summed user + sys (exact from `RUSAGE_CHILDREN` at each reap, "
         "split by sampled CPU when pods end within the same 0.1 s), peak RSS the largest high-water mark of any "
         f"one pod (limit checked: {RSS_LIMIT >> 30} GiB; `~`: sampled every 0.1 s, so a pod living "
-        "less than a second may show less than it used), wall sum/max over the pods' process lifetimes.\n"
+        "less than a second may show less than it used; exact peaks come from `RUSAGE_CHILDREN`, which only "
+        "gives one when it is the largest of the process so far, so the memoized run's are mostly sampled), "
+        "wall sum/max over the pods' process lifetimes.\n"
     )
     return "\n".join(parts).rstrip("\n") + "\n"
 
