@@ -106,6 +106,7 @@ class TrainBins:
         self.top = np.zeros((n_features, _BUCKETS), dtype=np.int64)
         self._wanted: list[np.ndarray] | None = None
         self._found: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(n_features)]
+        self._shares: list[tuple[np.ndarray, np.ndarray]] | None = None
 
     def count(self, X: np.ndarray) -> None:
         """First pass: top-16-bit key counts of the train rows ``X`` (rows × features, float32)."""
@@ -180,14 +181,16 @@ class TrainBins:
         return cuts, at_or_below[np.searchsorted(found, cuts, side="right") - 1]
 
     def shares(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per feature: (cut points, train share per bin); after both passes."""
-        if self._wanted is None:
-            self.refine(np.empty((0, len(self.finite)), dtype=np.float32))
-        out = []
-        for j in range(len(self.finite)):
-            cuts, below = self.edges(j)
-            out.append((cuts, _shares(below, int(self.finite[j]), self.rows)))
-        return out
+        """Per feature: (cut points, train share per bin); after both passes. The counters are freed."""
+        if self._shares is None:
+            if self._wanted is None:
+                self.refine(np.empty((0, len(self.finite)), dtype=np.float32))
+            self._shares = []
+            for j in range(len(self.finite)):
+                cuts, below = self.edges(j)
+                self._shares.append((cuts, _shares(below, int(self.finite[j]), self.rows)))
+            self.top, self._found = np.empty((0, _BUCKETS), dtype=np.int64), []
+        return self._shares
 
 
 class HoldoutBins:
