@@ -136,11 +136,13 @@ def _args(spec: StageSpec) -> list[str]:
     return args
 
 
-def _env() -> list[Any]:
-    """What differs per run and attempt; the shared settings and secrets come from :func:`_template_defaults`."""
+def _env(retried: bool = True) -> list[Any]:
+    """What differs per run and attempt; the shared settings and secrets come from :func:`_template_defaults`.
+    Argo defines ``{{retries}}`` only in a template with a retryStrategy; without one every run is attempt 0."""
     from hera.workflows import Env
 
-    return [Env(name="RUN_ID", value="{{workflow.name}}"), Env(name="STAGE_ATTEMPT", value="{{retries}}")]
+    attempt = "{{retries}}" if retried else "0"
+    return [Env(name="RUN_ID", value="{{workflow.name}}"), Env(name="STAGE_ATTEMPT", value=attempt)]
 
 
 def _template_defaults() -> Any:
@@ -234,13 +236,14 @@ def _container(spec: StageSpec, bake: BakeFile) -> Any:
     pod_security, container_security = _security()
     optional = True if spec.optional_outputs else None
     loop_params = [name for name, _ in spec.loop.params] if spec.loop else []
+    memoized = bool(spec.loop and spec.loop.memo_key)
     option_params = [param for _, param in spec.options]
     return Container(
         name=spec.name,
         image=_image(bake, spec.stage),
         command=["python", "-m", spec.module or f"stages.{spec.stage}"],
         args=_args(spec),
-        env=_env(),
+        env=_env(retried=not memoized),
         inputs=[Parameter(name=param) for param in dict.fromkeys(option_params + loop_params)]
         + [input_artifact(art) for art in {art.name: art for art, _ in spec.inputs}.values()],
         outputs=[
@@ -258,8 +261,11 @@ def _container(spec: StageSpec, bake: BakeFile) -> Any:
             for p in spec.out_params
         ],
         resources=ResourceRequirements(requests=quantities(spec.requests), limits=quantities(spec.limits)),
-        retry_strategy=_retry(),
-        memoize=_memoize(spec.loop.memo_key) if spec.loop and spec.loop.memo_key else None,
+        # memoized: no retryStrategy (Argo v4.0 leaves the DAG Running for ever when a retried template is a
+        # cache hit: its Retry node gets no child, so the tasks after it are not linked); a failed memoized
+        # pod recovers by re-submission, where every finished item is a cache hit
+        retry_strategy=None if memoized else _retry(),
+        memoize=_memoize(spec.loop.memo_key) if memoized else None,
         pod_security_context=pod_security,
         security_context=container_security,
         volumes=[EmptyDirVolume(name="tmp", mount_path="/tmp", size_limit=Quantity(root=TMP_SIZE_LIMIT))],

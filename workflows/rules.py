@@ -3,7 +3,8 @@
 - every image pinned by tag or digest (no ``:latest``, no untagged image; a tag taken from
   a workflow parameter is checked against that parameter's default);
 - Argo stage templates retry transient failures only: ``retryStrategy`` with
-  ``expression: asInt(lastRetry.exitCode) == 75``;
+  ``expression: asInt(lastRetry.exitCode) == 75`` (a memoized template has none: it recovers by
+  re-submission, and Argo v4.0 hangs a DAG on a cache hit of a retried template);
 - CPU and memory requests and limits set on every container;
 - non-root pods with a RuntimeDefault seccomp profile; containers without privilege
   escalation, with all capabilities dropped and a read-only root filesystem;
@@ -139,7 +140,14 @@ def _argo_template_findings(
     pod = {"securityContext": template.get("securityContext") or spec.get("securityContext")}
     yield from _pod_findings(pod, [container.get("securityContext") or {}], parts)
     retry = template.get("retryStrategy") or spec.get("retryStrategy")
-    if not retry:
+    if template.get("memoize"):
+        if retry:
+            yield _rule(
+                (*parts, "retryStrategy"),
+                f"template {name!r} is memoized and retried: Argo v4.0 leaves the DAG Running for ever after a "
+                "cache hit of a retried template; a memoized template recovers by re-submission instead",
+            )
+    elif not retry:
         yield _rule(
             (*parts, "retryStrategy"),
             f"template {name!r} has no retryStrategy; retry transient failures "

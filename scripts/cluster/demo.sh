@@ -16,6 +16,7 @@ job=cybersec-mlops-submit
 t0=$SECONDS
 
 kubectl -n "$PIPELINE_NS" delete job "$job" --ignore-not-found --wait >/dev/null
+kubectl apply -k "$repo/k8s/argo-controller" >/dev/null  # the memo cache of the partitioned pipeline
 # `kubectl apply -k k8s/`, with per-run parameters in the Job's args as the README says.
 kubectl kustomize "$repo/k8s" | "$repo/.venv/bin/python" -c '
 import sys, yaml

@@ -269,6 +269,9 @@ def test_partitioned_template_fans_out_over_the_list_step(compiled: dict[str, di
     ingest = templates["ingest"]
     assert ingest["memoize"]["key"] == "ingest-{{inputs.parameters.digest}}"
     assert ingest["memoize"]["cache"]["configMap"]["name"]
+    # no retryStrategy (Argo v4.0 hangs the DAG on a cache hit of a retried template), so no {{retries}}
+    assert "retryStrategy" not in ingest
+    assert {"name": "STAGE_ATTEMPT", "value": "0"} in ingest["container"]["env"]
     flows = next(a for a in ingest["outputs"]["artifacts"] if a["name"] == "flows")
     assert flows["s3"]["key"] == "{{inputs.parameters.raw-key}}"  # content-addressed: shared by memoized re-runs
     args = {p["name"]: p["value"] for p in tasks["ingest"]["arguments"]["parameters"]}

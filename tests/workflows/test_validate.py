@@ -180,6 +180,12 @@ NEGATIVE = [
         "template 'ingest' has no retryStrategy",
     ),
     (
+        "memoized and retried",
+        set_in([*T1, "memoize"], {"key": "ingest-x", "cache": {"configMap": {"name": "c"}}}),
+        "$.spec.templates[1].retryStrategy",
+        "is memoized and retried",
+    ),
+    (
         "retrying every failure",
         set_in([*T1, "retryStrategy", "expression"], "true"),
         "$.spec.templates[1].retryStrategy.expression",
