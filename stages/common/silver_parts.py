@@ -14,6 +14,7 @@ holdout part starts before a train part ends (the holdout would not be the lates
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,8 @@ from .storage import Location
 
 if TYPE_CHECKING:
     from .runner import StageContext
+
+log = logging.getLogger(__name__)
 
 __all__ = ["SilverPart", "SilverSet", "open_silver", "fetch_silver", "PART_PREFIX", "FEATURES_FILE", "MANIFEST_FILE"]
 
@@ -241,22 +244,28 @@ def _cutoff(part: SilverPart) -> dt.datetime | None:
 
 
 def _check_time_order(parts: list[SilverPart]) -> None:
-    """A holdout part must not start before a train part ends: the holdout is the latest data.
+    """The holdout is the latest data: no holdout part may start before the latest train part starts.
 
     A part's ``cutoff_ts`` is where its sides meet (train flows before it, holdout flows at or
     after it, as silver writes it: a train partition's is just after its last flow, a holdout
-    partition's its first flow); without it the ``ts`` statistics give the same bounds. No
-    instant may be on both sides. Parts without timestamps (a row-order split) are not compared.
+    partition's its first flow); without it the ``ts`` statistics give the same bounds. Hourly
+    exports overlap a little (Zeek writes a flow when it ends, stamped with its start, so the next
+    file holds flows that began before this one's last): a holdout that starts inside the last
+    train part is a warning naming the overlap; one that starts before it, files out of order,
+    is an error. Parts without timestamps (a row-order split) are not compared.
     """
     ends: list[tuple[dt.datetime, SilverPart]] = []
+    train_starts: list[tuple[dt.datetime, SilverPart]] = []
     starts: list[tuple[dt.datetime, SilverPart]] = []
     for part in parts:
         cutoff = _cutoff(part)
-        span = _ts_range(part) if cutoff is None else None
+        span = _ts_range(part) if cutoff is None or part.train_rows > 0 else None
         if part.train_rows > 0:
             end = cutoff or (span[1] + dt.timedelta(microseconds=1) if span else None)
             if end is not None:
                 ends.append((end, part))
+            if span:
+                train_starts.append((span[0], part))
         if part.holdout_rows > 0:
             start = cutoff or (span[0] if span else None)
             if start is not None:
@@ -265,12 +274,24 @@ def _check_time_order(parts: list[SilverPart]) -> None:
         return
     end, train = max(ends, key=lambda e: e[0])
     start, holdout = min(starts, key=lambda s: s[0])
-    if start < end:
+    if start >= end:
+        return
+    latest, first_train = max(train_starts, key=lambda t: t[0]) if train_starts else (end, train)
+    if start < latest:
         raise InputError(
             f"{holdout.features_uri}: holdout part {holdout.key} begins at {start.isoformat()}, before train part "
-            f"{train.key} ends (its flows run to just before {end.isoformat()}; {train.features_uri}); the holdout "
-            "must be the latest data: list the partitions in time order and split them again"
+            f"{first_train.key} begins ({latest.isoformat()}; {first_train.features_uri}); the holdout must be the "
+            "latest data: list the partitions in time order and split them again"
         )
+    log.warning(
+        "holdout part %s begins at %s, %.0f s before train part %s ends (%s): flows that started before the "
+        "boundary and were written to the next file; they are evaluated, not trained on",
+        holdout.key,
+        start.isoformat(),
+        (end - start).total_seconds(),
+        train.key,
+        end.isoformat(),
+    )
 
 
 def _common(values: list[Any], default: Any) -> Any:
