@@ -96,16 +96,21 @@ PHASES: dict[str, tuple[Phase, ...]] = {
     "eval": (
         _AUDIT,
         _FETCH,
-        Phase("read features", (("stages/eval/inputs.py", "load_features"),)),
+        Phase(
+            "open parts + manifests",
+            (("stages/common/silver_parts.py", "fetch_silver"),),
+            minus=(("stages/common/runner.py", "fetch_input"),),
+        ),
         Phase("load model (skops)", (("stages/common/model_io.py", "load_model"),)),
         Phase("score holdout", (("stages/eval/evaluate.py", "score"),)),
         Phase(
-            "metrics + baseline + gate",
-            (
-                ("stages/eval/evaluate.py", "build_metrics"),
-                ("stages/eval/evaluate.py", "_baseline"),
-                ("stages/eval/gate.py", "gate_checks"),
-            ),
+            "read parts, drift counts, top alerts",
+            (("stages/eval/holdout.py", "read_holdout"),),
+            minus=(("stages/eval/evaluate.py", "score"),),
+        ),
+        Phase(
+            "metrics + gate",
+            (("stages/eval/evaluate.py", "metrics_document"), ("stages/eval/gate.py", "gate_checks")),
         ),
         Phase(
             "MLflow registry (candidate, champion, record)",
