@@ -13,7 +13,7 @@ from pathlib import Path
 
 SUITES = ("perf", "detection")  # images rebuilds everything with --no-cache: run it by name
 SECTIONS = ("perf", "detection", "images", "scoring", "cluster")
-NOTES = {"perf": ("BREAKDOWN.md",), "detection": ("CALIBRATION.md",)}
+NOTES = {"perf": ("BREAKDOWN.md",), "detection": ("CALIBRATION.md", "TREES.md")}
 """Hand-written sections (profiles, before/after studies) collected after a benchmark's RESULTS.md."""
 ROOT = Path(__file__).resolve().parent
 USAGE = (

@@ -161,7 +161,7 @@ WORKFLOW_PARAMETERS: tuple[WorkflowParam, ...] = (
     WorkflowParam(
         "train-on", "auto", "rows to fit on (auto: benign rows when labels exist)", ("auto", "all", "benign")
     ),
-    WorkflowParam("n-estimators", "100", "number of trees"),
+    WorkflowParam("n-estimators", "50", "number of trees (Isolation Forest)"),
     WorkflowParam("max-samples", "65536", "rows per tree (Isolation Forest), capped at the rows available"),
     WorkflowParam(
         "target-fpr",

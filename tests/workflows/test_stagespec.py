@@ -168,9 +168,9 @@ def test_a_drifted_default_is_caught() -> None:
     spec = STAGE_SPECS[2]  # train
     parser = parser_of(spec)
     argv = [
-        substitute(a, {**{p.name: p.default for p in WORKFLOW_PARAMETERS}, "n-estimators": "50"}) for a in _args(spec)
+        substitute(a, {**{p.name: p.default for p in WORKFLOW_PARAMETERS}, "n-estimators": "75"}) for a in _args(spec)
     ]
     parsed = parse(parser, argv)
-    assert parsed.n_estimators == 50 != actions(parser)["--n-estimators"].default
+    assert parsed.n_estimators == 75 != actions(parser)["--n-estimators"].default
     with pytest.raises(SystemExit):
         parser.parse_args([*argv, "--model=forest"])  # not one of the choices
