@@ -61,8 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, default=None, help="raw numbers (default: the --results path with .json)")
     p.add_argument(
         "--single",
-        action="store_true",
-        help="also run the single-pod workflow on P*R synthetic flows and compare time per 1M flows",
+        type=int,
+        nargs="?",
+        const=0,
+        default=None,
+        metavar="ROWS",
+        help="also run the single-pod workflow on ROWS synthetic flows (default P*R) and compare time per 1M flows",
     )
     return p
 
@@ -148,7 +152,7 @@ def render(res: dict[str, Any]) -> str:
     if res.get("single"):
         single = res["single"]
         parts.append(
-            f"Single-pod workflow on the same {flows:,} flows (one synthetic source): {single['phase']} in "
+            f"Single-pod workflow on {single['rows']:,} flows (one synthetic source): {single['phase']} in "
             f"{single['wall_seconds']:.1f} s, {single['seconds_per_million_flows']:.1f} s per 1M flows; "
             f"partitioned / single-pod time per 1M flows = **{res['ratio_to_single']:.2f}**.\n"
         )
@@ -196,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         for label in ("cold", "memoized"):
             res[label] = run_partitioned(source, bench / "runs", bench / "artifacts", env, args.parallelism)
             _log_run(label, res[label])
-        if args.single:
-            res["single"] = run_single(args.partitions * args.rows_per_partition, state, args.seed, bench)
+        if args.single is not None:
+            rows = args.single or args.partitions * args.rows_per_partition
+            res["single"] = run_single(rows, state, args.seed, bench)
             ratio = res["cold"]["seconds_per_million_flows"] / res["single"]["seconds_per_million_flows"]
             res["ratio_to_single"] = round(ratio, 3)
             log.info(

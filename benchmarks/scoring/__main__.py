@@ -173,8 +173,8 @@ def report(result: dict[str, Any], command: str) -> str:
         "",
         f"- Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         f"- Command: `{command}`",
-        f"- Machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, shared (other engineers' "
-        "jobs were running: absolute seconds are noisy); Python "
+        f"- Machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, load average "
+        f"{os.getloadavg()[0]:.1f} when the report was written (absolute seconds are noisy; compare the ratio); Python "
         f"{platform.python_version()}, pyarrow {pyarrow.__version__}, numpy {numpy.__version__}, scikit-learn {sklearn.__version__}",
         f"- Model: train stage defaults (Isolation Forest) on {rows:,} synthetic flows over {d['days']:g} days (seed 7); "
         f"scored: {rows:,} later flows over {d['days']:g} days it never saw (seed 1007, starting a day after training), "
@@ -219,8 +219,8 @@ def report(result: dict[str, Any], command: str) -> str:
         f"- batch boundary: without `--lookback` the first hour of the batch has thinner context windows; "
         f"recall {d['recall']:.3f} with the previous day's RAW flows as lookback vs {d['recall_no_lookback']:.3f} "
         "without (one boundary per batch, so the shorter the batch, the more it matters)",
-        "- where the score stage's time goes: the Isolation Forest itself (100 trees of up to 16 levels over "
-        "65,536 samples, ~10 µs of CPU per flow, the same cost eval pays per holdout flow), scored by "
+        "- where the score stage's time goes: the Isolation Forest itself (the card's trees — 50 by default — of "
+        "up to 16 levels over 65,536 samples, ~5 µs of CPU per flow, the same cost eval pays per holdout flow), scored by "
         "`model_io.score_stream` on a thread per core while the previous batch is folded into alerts and their "
         "evidence; the batches are read, turned into matrices and counted into the feature drift bins on a "
         "read-ahead thread that starts before the model loads, so reading overlaps importing scikit-learn and skops "
