@@ -162,10 +162,23 @@ def _attempt(
             if result is not None:
                 result.cleanup()
         node.finish(phase, message)
+        if _collected_by_pod_gc(ctx.spec, phase):
+            shutil.rmtree(sandbox, ignore_errors=True)
         ctx.changed(node)
     finally:
         if ctx.pod_slots is not None:
             ctx.pod_slots.release()
+
+
+def _collected_by_pod_gc(spec: dict[str, Any], phase: str) -> bool:
+    """Argo's ``podGC`` deletes a pod (and its emptyDirs) when it ends so; locally its sandbox goes.
+
+    Outputs are already in the artifact repository and the log in ``<run>/logs``: at 100 files of
+    1M flows, keeping every sandbox would hold each pod's staged inputs and outputs twice over.
+    ``OnWorkflowSuccess``/``OnWorkflowCompletion`` keep them (the run is inspected as a whole).
+    """
+    strategy = (spec.get("podGC") or {}).get("strategy")
+    return strategy == "OnPodCompletion" or (strategy == "OnPodSuccess" and phase == Phase.SUCCEEDED)
 
 
 def _phase(ctx: RunContext, result: Result) -> tuple[str, str]:

@@ -93,7 +93,7 @@ TABLE: dict[str, dict[str, tuple[str, str]]] = {
         "podMetadata": _META,
         "workflowMetadata": _META,
         "metrics": ignore("no Prometheus metrics locally"),
-        "podGC": _CLEANUP,
+        "podGC": obj("PodGC"),
         "ttlStrategy": _CLEANUP,
         "archiveLogs": _CLEANUP,
         "artifactGC": _CLEANUP,
@@ -183,6 +183,13 @@ TABLE: dict[str, dict[str, tuple[str, str]]] = {
         "withItems": OK,  # expanded by loops.py
         "withParam": OK,
         "withSequence": _SEQUENCE,
+    },
+    "PodGC": {
+        # a pod Argo deletes takes its emptyDirs with it: locally its sandbox (staged inputs, outputs,
+        # volumes) is removed when the node ends so; its log stays in <run>/logs
+        "strategy": OK,
+        "labelSelector": refuse("a podGC labelSelector is not supported locally; drop it or the podGC"),
+        "deleteDelayDuration": ignore("the sandbox is removed when the pod ends"),
     },
     "Memoize": {"key": OK, "maxAge": OK, "cache": obj("MemoizeCache")},  # memo.py
     "MemoizeCache": {"configMap": obj("ConfigMapRef")},

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from workflows.localargo.engine import Outcome, RunOptions, run_workflow
 from workflows.localargo.errors import ManifestError
@@ -304,3 +305,26 @@ def test_reference_to_a_task_that_is_not_an_ancestor_errors(tmp_path: Path) -> N
     assert "names task 'shout', which is not a dependency of this task" in whisper["message"]
     assert tasks(status)["combine"]["phase"] == "Omitted"
     assert outcome.phase == "Error"
+
+
+@pytest.mark.parametrize(
+    ("strategy", "kept"),
+    [(None, {"produce", "shout", "whisper", "combine"}), ("OnPodSuccess", set()), ("OnWorkflowSuccess", None)],
+)
+def test_pod_gc_removes_a_finished_pods_sandbox_but_not_its_log(
+    tmp_path: Path, strategy: str | None, kept: set[str] | None
+) -> None:
+    """As Argo deletes a pod (and its emptyDirs) under podGC, the executor removes its sandbox; logs stay."""
+    doc = yaml.safe_load((FIXTURES / "params-artifacts.yaml").read_text())
+    if strategy:
+        doc["spec"]["podGC"] = {"strategy": strategy}
+    manifest = tmp_path / "wf.yaml"
+    manifest.write_text(yaml.safe_dump(doc))
+    opts = RunOptions(manifest=manifest, parameters={}, workdir=tmp_path / "runs", artifacts=str(tmp_path / "art"))
+    outcome = run_workflow(opts, out=io.StringIO())
+    assert outcome.phase == "Succeeded"
+    status = json.loads(outcome.status_path.read_text())
+    pods = {name: node["podName"] for name, node in tasks(status).items() if node.get("podName")}
+    sandboxes = {name for name, pod in pods.items() if (outcome.status_path.parent / "pods" / pod).exists()}
+    assert sandboxes == (set(pods) if kept is None else kept)
+    assert all(Path(node["log"]).exists() for node in tasks(status).values() if node.get("log"))
