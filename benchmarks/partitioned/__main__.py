@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import logging
 import os
 import shlex
@@ -200,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         for label in ("cold", "memoized"):
             res[label] = run_partitioned(source, bench / "runs", bench / "artifacts", env, args.parallelism)
             _log_run(label, res[label])
+            for layer in ("silver", "models", "eval"):  # the RAW parts stay: the memoized run reuses them
+                shutil.rmtree(bench / "artifacts" / layer, ignore_errors=True)
         if args.single is not None:
             rows = args.single or args.partitions * args.rows_per_partition
             res["single"] = run_single(rows, state, args.seed, bench)
