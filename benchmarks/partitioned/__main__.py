@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
