@@ -27,7 +27,7 @@ compile: $(VENV)/.installed  ## regenerate workflows/compiled/ from the Hera cod
 	$(PY) -m workflows compile
 
 validate: $(VENV)/.installed
-	$(PY) -m workflows validate workflows/compiled/*.yaml k8s/*.yaml
+	$(PY) -m workflows validate workflows/compiled/*.yaml k8s/*.yaml k8s/argo-controller/*.yaml
 
 images: $(VENV)/.installed  ## build every image of docker-bake.hcl (plain docker build where buildx is missing)
 	@if docker buildx version >/dev/null 2>&1; then docker buildx bake --load; \
