@@ -236,7 +236,8 @@ def _container(spec: StageSpec, bake: BakeFile) -> Any:
     pod_security, container_security = _security()
     optional = True if spec.optional_outputs else None
     loop_params = [name for name, _ in spec.loop.params] if spec.loop else []
-    memoized = bool(spec.loop and spec.loop.memo_key)
+    memo_key = spec.loop.memo_key if spec.loop else ""
+    memoized = bool(memo_key)
     option_params = [param for _, param in spec.options]
     return Container(
         name=spec.name,
@@ -265,7 +266,7 @@ def _container(spec: StageSpec, bake: BakeFile) -> Any:
         # cache hit: its Retry node gets no child, so the tasks after it are not linked); a failed memoized
         # pod recovers by re-submission, where every finished item is a cache hit
         retry_strategy=None if memoized else _retry(),
-        memoize=_memoize(spec.loop.memo_key) if memoized else None,
+        memoize=_memoize(memo_key) if memoized else None,
         pod_security_context=pod_security,
         security_context=container_security,
         volumes=[EmptyDirVolume(name="tmp", mount_path="/tmp", size_limit=Quantity(root=TMP_SIZE_LIMIT))],

@@ -50,7 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="rows to fit on: auto = benign when labels exist, else all (default auto)",
     )
-    p.add_argument("--n-estimators", type=int, default=50, help="Isolation Forest trees (default 50: detection equals 100 trees, scoring costs half)")
+    p.add_argument(
+        "--n-estimators",
+        type=int,
+        default=50,
+        help="Isolation Forest trees (default 50: detection equals 100 trees, scoring costs half)",
+    )
     p.add_argument(
         "--max-samples",
         type=int,

@@ -99,7 +99,9 @@ def test_the_first_run_fans_out_one_pod_per_file_and_succeeds(runs: dict[str, An
     rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
     assert rows == sum(pq.ParquetFile(f).metadata.num_rows for f in runs["files"]), "every flow, once"
     metrics = json.loads((runs["artifacts"] / "eval" / first["name"] / "metrics.json").read_text())
-    held_out = sum(pq.ParquetFile(p).metadata.num_rows for p, side in zip(parts, holdout) if side == "holdout")
+    held_out = sum(
+        pq.ParquetFile(p).metadata.num_rows for p, side in zip(parts, holdout, strict=True) if side == "holdout"
+    )
     assert metrics["rows"] == held_out, "eval scored every holdout part's rows, once"
     assert metrics["gate"]["verdict"] == "passed" and metrics["pr_auc"] > 0.5
 
