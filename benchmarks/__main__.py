@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 SUITES = ("perf", "detection")  # images rebuilds everything with --no-cache: run it by name
-SECTIONS = ("perf", "detection", "images", "scoring", "cluster")
-NOTES = {"perf": ("BREAKDOWN.md",), "detection": ("CALIBRATION.md", "TREES.md")}
+SECTIONS = ("perf", "detection", "images", "scoring", "partitioned", "cluster")
+NOTES = {"perf": ("BREAKDOWN.md",), "detection": ("CALIBRATION.md", "TREES.md"), "partitioned": ("SCALE.md",)}
 """Hand-written sections (profiles, before/after studies) collected after a benchmark's RESULTS.md."""
 ROOT = Path(__file__).resolve().parent
 USAGE = (
-    "usage: python -m benchmarks [perf|detection|images|scoring|all|collect] [ARGS...]"
+    "usage: python -m benchmarks [perf|detection|images|scoring|partitioned|all|collect] [ARGS...]"
     "   (python -m benchmarks.<name> --help for ARGS)"
 )
 HEADER = """# Benchmarks
