@@ -53,3 +53,18 @@ def landing_files(folder: Path, rows: int, files: int) -> list[Path]:
         pq.write_table(table.filter(mask), path)
         paths.append(path)
     return paths
+
+
+HOST_SCRATCH = Path("/var/tmp")
+"""Where tests put files a local pod must read by host path. Not /tmp: the subprocess runtime maps
+every /tmp path of a pod into its sandbox (the templates mount an emptyDir there, as a real pod's /tmp
+hides the host's), and a clone of this repository may itself live under /tmp."""
+
+
+def host_scratch_dir(prefix: str) -> Path:
+    """A fresh directory under :data:`HOST_SCRATCH`, readable by other users (PostgreSQL runs as postgres)."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=HOST_SCRATCH))
+    path.chmod(0o755)
+    return path

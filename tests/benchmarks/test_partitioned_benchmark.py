@@ -12,7 +12,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import pytest
 
 from benchmarks.partitioned import STAGES, partition_source
 from stages.ingest import synthetic
+from tests.helpers import host_scratch_dir
 
 REPO = Path(__file__).resolve().parents[2]
 PARTITIONS, ROWS = 3, 3_000
@@ -46,10 +46,7 @@ def test_a_state_directory_under_tmp_is_refused_before_anything_runs(tmp_path: P
 @pytest.fixture(scope="module")
 def bench() -> Iterator[tuple[dict[str, Any], Path, Path]]:
     """One benchmark run: (its JSON, its markdown report, its state directory)."""
-    data = REPO / "benchmarks" / ".data"
-    data.mkdir(parents=True, exist_ok=True)
-    state = Path(tempfile.mkdtemp(prefix="test-partitioned-", dir=data))
-    state.chmod(0o755)  # as root, PostgreSQL runs as 'postgres', which must reach its data directory
+    state = host_scratch_dir("test-partitioned-")  # not under /tmp, wherever the clone lives
     try:
         out, md = state / "out.json", state / "out.md"
         cmd = [sys.executable, "-m", "benchmarks.partitioned", "--partitions", str(PARTITIONS)]
