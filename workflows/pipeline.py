@@ -84,7 +84,7 @@ PARTITIONED_DESCRIPTION = (
 PARTITION_PARALLELISM = 4
 """Pods of the workflow running at once (spec.parallelism); change it at submit time for a bigger cluster."""
 MEMO_CACHE = "cybersec-mlops-ingest-cache"
-"""ConfigMap of the ingest pods' memoized outputs (created by the workflow controller)."""
+"""ConfigMap of the ingest pods' memoized outputs, in the Argo controller's namespace (k8s/argo-controller/)."""
 MEMO_MAX_AGE = "720h"
 """A finished partition is reused for 30 days; older entries run again (RAW objects may have expired)."""
 
