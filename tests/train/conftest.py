@@ -9,20 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from stages.common.schema import FLOW_SCHEMA
-
-
-def build_silver(table: pa.Table, out: Path, holdout_fraction: float = 0.3) -> dict[str, Path]:
-    """features.parquet + manifest.json for ``table``, as the silver stage writes them."""
-    from stages.silver import dataset
-
-    out.mkdir(parents=True, exist_ok=True)
-    plan = dataset.plan(table)
-    split = dataset.split_rows(plan.ts_sorted_us, table.num_rows, holdout_fraction)
-    features = dataset.write_silver(table, plan, split, out / "features.parquet")
-    has_labels = table.column("label").null_count < table.num_rows
-    manifest = dataset.manifest(features, split, table.num_rows, has_labels, plan.skipped, "0" * 64)
-    manifest.write(out / "manifest.json")
-    return {"features": out / "features.parquet", "manifest": out / "manifest.json"}
+from tests.common.silver_parts_builders import build_single as build_silver
 
 
 @pytest.fixture(scope="session")
