@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from stages.ingest.partitions import positive_int
+
 from . import RSS_LIMIT, STAGES, clean, landing, run_partitioned
 
 log = logging.getLogger("benchmarks.partitioned")
@@ -31,23 +33,13 @@ REPO = HERE.parents[1]
 MIB = 1 << 20
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.partitioned", description=__doc__.splitlines()[0])
-    p.add_argument("--partitions", type=_positive, required=True, help="landing files (partitions, one hour each)")
-    p.add_argument("--rows-per-partition", type=_positive, required=True, help="synthetic flows per file")
+    p.add_argument("--partitions", type=positive_int, required=True, help="landing files (partitions, one hour each)")
+    p.add_argument("--rows-per-partition", type=positive_int, required=True, help="synthetic flows per file")
     p.add_argument(
         "--parallelism",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="pods running at once (the workflow's spec.parallelism; default: the manifest's)",
     )

@@ -40,7 +40,7 @@ from stages.common.runner import StageContext, main_exit, run_stage
 if TYPE_CHECKING:
     from .sources import SourceFile
 
-__all__ = ["FIRST_PREV", "build_parser", "digest", "holdout_start", "plan", "main"]
+__all__ = ["FIRST_PREV", "build_parser", "positive_int", "digest", "holdout_start", "plan", "main"]
 
 log = logging.getLogger("stages.ingest.partitions")
 
@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE", help="where the JSON list goes (path or URI)")
     p.add_argument(
         "--max-partitions",
-        type=_positive,
+        type=positive_int,
         default=1000,
         metavar="N",
         help="exit 2 when the source holds more files than this (default 1000): Argo keeps the list in a node "
@@ -100,7 +100,7 @@ def _open_fraction(text: str) -> float:
     return value
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
