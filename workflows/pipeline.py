@@ -136,13 +136,15 @@ def _args(spec: StageSpec) -> list[str]:
     return args
 
 
-def _env(retried: bool = True) -> list[Any]:
-    """What differs per run and attempt; the shared settings and secrets come from :func:`_template_defaults`.
-    Argo defines ``{{retries}}`` only in a template with a retryStrategy; without one every run is attempt 0."""
+def _env(retried: bool = True, part: bool = False) -> list[Any]:
+    """What differs per run, attempt and partition; the shared settings and secrets come from
+    :func:`_template_defaults`. Argo defines ``{{retries}}`` only in a template with a retryStrategy;
+    without one every run is attempt 0. A fan-out pod (``part``) is audited on its own row, by its item's ``k``."""
     from hera.workflows import Env
 
     attempt = "{{retries}}" if retried else "0"
-    return [Env(name="RUN_ID", value="{{workflow.name}}"), Env(name="STAGE_ATTEMPT", value=attempt)]
+    env = [Env(name="RUN_ID", value="{{workflow.name}}"), Env(name="STAGE_ATTEMPT", value=attempt)]
+    return env + [Env(name="STAGE_PART", value="{{inputs.parameters.k}}")] if part else env
 
 
 def _template_defaults() -> Any:
@@ -244,7 +246,7 @@ def _container(spec: StageSpec, bake: BakeFile) -> Any:
         image=_image(bake, spec.stage),
         command=["python", "-m", spec.module or f"stages.{spec.stage}"],
         args=_args(spec),
-        env=_env(retried=not memoized),
+        env=_env(retried=not memoized, part="k" in loop_params),
         inputs=[Parameter(name=param) for param in dict.fromkeys(option_params + loop_params)]
         + [input_artifact(art) for art in {art.name: art for art, _ in spec.inputs}.values()],
         outputs=[

@@ -92,7 +92,8 @@ class Loop:
     over: str
     """The list, e.g. ``{{tasks.partitions.outputs.parameters.partitions}}``."""
     params: tuple[tuple[str, str], ...]
-    """``(input parameter, item field)``: the parameter is ``{{item.<field>}}`` instead of a workflow parameter."""
+    """``(input parameter, item field)``: the parameter is ``{{item.<field>}}`` instead of a workflow parameter;
+    a ``k`` parameter (the partition key) also names the pod's audit row (``STAGE_PART``)."""
     memo_key: str = ""
     """Argo ``memoize`` key template ("" = not memoized): a hit skips the pod and reuses its outputs."""
 
@@ -387,6 +388,11 @@ PARTITIONS = "{{tasks.partitions.outputs.parameters.partitions}}"
 """The list step's JSON list (``stages.ingest.partitions``): one object per file, in time order."""
 SILVER_PARTS = "silver/{{workflow.name}}"
 """Prefix under which every silver pod writes ``part=<k>/``; train and eval stage it as one directory."""
+HOLDOUT_PARTITIONS = "{{tasks.partitions.outputs.parameters.holdout}}"
+"""The list's holdout objects: one eval-part pod each."""
+EVAL_PARTS = "eval/{{workflow.name}}/parts"
+"""Prefix under which every eval-part pod writes ``part=<k>/scores.parquet``; eval stages it as one directory."""
+_PART = "part={{inputs.parameters.k}}"
 
 PARTITIONED_PARAMETERS: tuple[WorkflowParam, ...] = (
     WorkflowParam(
@@ -441,6 +447,7 @@ PARTITIONED_SPECS: tuple[StageSpec, ...] = (
             OutParam("count", "count"),
             OutParam("train-count", "train_count"),
             OutParam("holdout-count", "holdout_count"),
+            OutParam("holdout", "holdout"),
         ),
         requests={"cpu": "100m", "memory": "256Mi"},
         limits={"cpu": "1", "memory": "1Gi"},
@@ -465,7 +472,7 @@ PARTITIONED_SPECS: tuple[StageSpec, ...] = (
         limits=_INGEST.limits,
         loop=Loop(
             PARTITIONS,
-            (("source", "source"), ("raw-key", "raw"), ("digest", "digest")),
+            (("source", "source"), ("raw-key", "raw"), ("digest", "digest"), ("k", "k")),
             memo_key="ingest-{{inputs.parameters.digest}}",
         ),
     ),
@@ -485,14 +492,14 @@ PARTITIONED_SPECS: tuple[StageSpec, ...] = (
                 "features.parquet",
                 "silver",
                 "--output",
-                key=f"{SILVER_PARTS}/part={{{{inputs.parameters.k}}}}/features.parquet",
+                key=f"{SILVER_PARTS}/{_PART}/features.parquet",
             ),
             OutArtifact(
                 "manifest",
                 "manifest.json",
                 "silver",
                 "--manifest",
-                key=f"{SILVER_PARTS}/part={{{{inputs.parameters.k}}}}/manifest.json",
+                key=f"{SILVER_PARTS}/{_PART}/manifest.json",
             ),
         ),
         # no --window: the source's files are the period (a file outside a window would be an empty part)
@@ -514,9 +521,28 @@ PARTITIONED_SPECS: tuple[StageSpec, ...] = (
         limits=_TRAIN.limits,
     ),
     StageSpec(
-        name="eval",
+        name="eval-part",
+        image="eval",
+        module="stages.eval.part",
         depends="train",
-        inputs=(*_SILVER_DIR, *_EVAL.inputs[2:]),
+        inputs=(
+            (InArtifact("features", "features.parquet", key=f"{SILVER_PARTS}/{_PART}/features.parquet"), "--features"),
+            (InArtifact("manifest", "manifest.json", key=f"{SILVER_PARTS}/{_PART}/manifest.json"), "--manifest"),
+            *_EVAL.inputs[2:],
+        ),
+        outputs=(
+            OutArtifact("scores", "scores.parquet", "eval", "--output", key=f"{EVAL_PARTS}/{_PART}/scores.parquet"),
+        ),
+        options=(),
+        out_params=(OutParam("rows", "rows"),),
+        requests={"cpu": "1", "memory": "1Gi"},
+        limits={"cpu": "2", "memory": "2Gi"},
+        loop=Loop(HOLDOUT_PARTITIONS, (("k", "k"),)),
+    ),
+    StageSpec(
+        name="eval",
+        depends="eval-part",
+        inputs=(*_SILVER_DIR, *_EVAL.inputs[2:], (InArtifact("scores", "scores", key=EVAL_PARTS), "--scores")),
         outputs=_EVAL.outputs,
         options=_EVAL.options,
         out_params=_EVAL.out_params,
@@ -526,4 +552,5 @@ PARTITIONED_SPECS: tuple[StageSpec, ...] = (
     ),
 )
 """partitions → ingest (one pod per file, memoized) → silver (one pod per file, the previous file's RAW
-as lookback) → train (a bounded sample of every part) → eval (holdout parts one at a time)."""
+as lookback) → train (a bounded sample of every part) → eval-part (one pod per holdout file: its scores)
+→ eval (merges the scores; drift, report, gate)."""

@@ -50,6 +50,8 @@ class Settings:
     """Seconds MLflow waits for one HTTP answer (``MLFLOW_HTTP_REQUEST_TIMEOUT``)."""
     stage_attempt: int = 0
     """Attempt number recorded in the audit (``STAGE_ATTEMPT``; Argo's ``{{retries}}``)."""
+    stage_part: str = ""
+    """Partition of a fanned-out stage (``STAGE_PART``): each pod of a fan-out is audited on its own row."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -81,6 +83,7 @@ class Settings:
             mlflow_http_backoff_factor=float(get("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR") or 1),
             mlflow_http_timeout=float(get("MLFLOW_HTTP_REQUEST_TIMEOUT") or 30),
             stage_attempt=int(get("STAGE_ATTEMPT") or 0),
+            stage_part=get("STAGE_PART") or "",
         )
 
 

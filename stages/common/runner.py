@@ -193,6 +193,12 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
         help="attempt number for the audit (default: $STAGE_ATTEMPT, Argo's {{retries}}, else 0)",
     )
     g.add_argument(
+        "--part",
+        default=None,
+        help="partition key of one pod of a fan-out, audited as '<stage>/part=<key>' so every partition keeps "
+        "its own row (default: $STAGE_PART, else none)",
+    )
+    g.add_argument(
         "--params-dir",
         type=Path,
         default=None,
@@ -223,6 +229,8 @@ def run_stage(
     if args.run_id:
         settings = replace(settings, run_id=args.run_id)
     attempt = args.attempt if args.attempt is not None else settings.stage_attempt
+    part = args.part if args.part is not None else settings.stage_part
+    audited = f"{stage}/part={part}" if part else stage
     configure(stage, settings.run_id, args.log_level, args.log_format)
     _Signal.received, _Signal.raising = False, True
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -233,8 +241,8 @@ def run_stage(
     code, status, error = ExitCode.OK, "SUCCEEDED", None
     try:
         audit = open_audit(settings)
-        audit.start(stage, attempt, {k: v for k, v in vars(args).items() if v is not None})
-        log.info("%s started", stage, extra={"attempt": attempt})
+        audit.start(audited, attempt, {k: v for k, v in vars(args).items() if v is not None})
+        log.info("%s started", audited, extra={"attempt": attempt})
         body(ctx)
         ctx.publish_outputs()
         check_terminated()

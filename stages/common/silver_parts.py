@@ -28,7 +28,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SilverPart", "SilverSet", "open_silver", "fetch_silver", "PART_PREFIX", "FEATURES_FILE", "MANIFEST_FILE"]
+__all__ = [
+    "SilverPart",
+    "SilverSet",
+    "open_silver",
+    "fetch_silver",
+    "part_folder",
+    "PART_PREFIX",
+    "FEATURES_FILE",
+    "MANIFEST_FILE",
+]
 
 PART_PREFIX = "part="
 FEATURES_FILE = "features.parquet"
@@ -103,8 +112,8 @@ def fetch_silver(ctx: StageContext, features_uri: str, manifest_uri: str) -> Sil
     at the key itself) has its parts' files downloaded; anything else is one file + manifest.
     Audit names: ``features`` and ``manifest``, or ``features/part=<k>`` and ``manifest/part=<k>``.
     """
-    features = _local_folder(ctx, features_uri)
-    manifest = _local_folder(ctx, manifest_uri)
+    features = part_folder(ctx, features_uri)
+    manifest = part_folder(ctx, manifest_uri)
     if features is None and manifest is None:
         manifest = ctx.fetch_input("manifest", manifest_uri)
         features = ctx.fetch_input("features", features_uri)
@@ -120,8 +129,9 @@ def fetch_silver(ctx: StageContext, features_uri: str, manifest_uri: str) -> Sil
     return silver
 
 
-def _local_folder(ctx: StageContext, uri: str) -> Path | None:
-    """The local directory holding the parts at ``uri`` (downloaded from S3), or None when ``uri`` is a file."""
+def part_folder(ctx: StageContext, uri: str, names: tuple[str, ...] = (FEATURES_FILE, MANIFEST_FILE)) -> Path | None:
+    """The local directory holding the parts' ``names`` files at ``uri`` (downloaded from S3; the folder
+    itself when local), or None when ``uri`` is a file."""
     loc = Location.parse(uri)
     if loc.scheme == "file":
         return loc.path if loc.path.is_dir() else None
@@ -131,17 +141,17 @@ def _local_folder(ctx: StageContext, uri: str) -> Path | None:
     wanted = [
         key
         for key, _, _ in ctx.storage.list_objects(loc.bucket, prefix)
-        if _is_part_file(key[len(prefix) :].split("/"))
+        if _is_part_file(key[len(prefix) :].split("/"), names)
     ]
     if not wanted:
-        raise InputError(f"{uri}: no such object, and no {PART_PREFIX}<k>/ parts under it; check the silver run's URI")
+        raise InputError(f"{uri}: no such object, and no {PART_PREFIX}<k>/ parts under it; check the run's URI")
     paths = [ctx.storage.fetch(f"s3://{loc.bucket}/{key}") for key in wanted]
     return paths[0].parents[1]
 
 
-def _is_part_file(relative: list[str]) -> bool:
-    """``part=<k>/features.parquet`` or ``part=<k>/manifest.json`` (split on "/")."""
-    return len(relative) == 2 and relative[0].startswith(PART_PREFIX) and relative[1] in (FEATURES_FILE, MANIFEST_FILE)
+def _is_part_file(relative: list[str], names: tuple[str, ...]) -> bool:
+    """``part=<k>/<one of names>`` (split on "/")."""
+    return len(relative) == 2 and relative[0].startswith(PART_PREFIX) and relative[1] in names
 
 
 def _part_keys(folder: Path, uri: str) -> list[str]:

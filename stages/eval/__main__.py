@@ -5,7 +5,8 @@
 
 --features/--manifest: one silver features file and its manifest, or both the directory of a
 partitioned silver run (DIR/part=<k>/features.parquet + manifest.json): the holdout parts are
-scored one at a time and the metrics are those of one file holding the same rows.
+scored one at a time and the metrics are those of one file holding the same rows. With
+--scores, each holdout part's scores come from its own ``python -m stages.eval.part`` pod.
 
 Exit 0 when the gate passes, 3 when it fails (after metrics.json, report.html, the audit
 row and the MLflow run are all written), 2 on bad inputs, 75 when MLflow stays unreachable.
@@ -46,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     io.add_argument("--model", required=True, help="model.skops from train (loaded with skops, trusted types only)")
     io.add_argument("--card", required=True, help="model-card.json from train (threshold, schema hash, MLflow ids)")
+    io.add_argument(
+        "--scores",
+        default=None,
+        help="the directory of part=<k>/scores.parquet written by python -m stages.eval.part for every holdout "
+        "part (the partitioned pipeline's fan-out): read instead of scoring here; the model is still checked "
+        "against the card",
+    )
     io.add_argument("--metrics-out", required=True, help="where to write metrics.json")
     io.add_argument("--report-out", required=True, help="where to write the self-contained report.html")
     g = p.add_argument_group("quality gate (label checks apply only when the holdout has labels)")

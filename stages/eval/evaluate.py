@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from stages.common.errors import GateFailed, InputError
 from stages.common.jsondoc import to_json
 from stages.common.model_io import load_model, score_rows
 from stages.common.runner import StageContext
-from stages.common.silver_parts import fetch_silver
+from stages.common.silver_parts import PART_PREFIX, SilverSet, fetch_silver, part_folder
 
 from . import metrics as M
 from .gate import PRIMARY_METRIC, GateThresholds, champion_decision, failed_summary, gate_checks
@@ -150,6 +151,34 @@ def _param(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+def _scorer(model: Any, card: ModelCard, model_uri: str) -> Callable[[str, EvalData], np.ndarray]:
+    return lambda _key, part: score(model, part, card.score_method, model_uri)
+
+
+def _part_scores(ctx: StageContext, silver: SilverSet) -> Callable[[str, EvalData], np.ndarray]:
+    """Each holdout part's scores from ``--scores DIR/part=<k>/scores.parquet`` (eval's fan-out), recorded as inputs."""
+    from .part import SCORES_FILE, read_scores
+
+    uri = ctx.args.scores
+    folder = part_folder(ctx, uri, (SCORES_FILE,))
+    if folder is None or not silver.parts[0].key:
+        raise InputError(
+            f"--scores {uri}: expected the directory of part=<k>/{SCORES_FILE} of a partitioned silver run's "
+            "holdout parts, with --features/--manifest that run's directory"
+        )
+
+    def read(key: str, part: EvalData) -> np.ndarray:
+        path, part_uri = (
+            folder / f"{PART_PREFIX}{key}" / SCORES_FILE,
+            f"{uri.rstrip('/')}/{PART_PREFIX}{key}/{SCORES_FILE}",
+        )
+        scores = read_scores(path, part_uri, part.holdout_X.shape[0])
+        ctx.record("input", f"scores/{PART_PREFIX}{key}", part_uri, path, scores.size)
+        return scores
+
+    return read
+
+
 def run(ctx: StageContext) -> None:
     """The stage body (see the module docstring for the order of side effects)."""
     a = ctx.args
@@ -158,12 +187,10 @@ def run(ctx: StageContext) -> None:
     check_contract(silver.manifest, card, a.manifest, a.card)
     model_path = ctx.fetch_input("model", a.model)
     check_model_file(model_path, card, a.model, a.card)  # before skops reads a byte of it
+    score_part = _part_scores(ctx, silver) if a.scores else _scorer(load_model(model_path), card, a.model)
     registry = _registry(ctx)
     candidate = registry.candidate(card.as_dict(), a.card) if registry is not None else None
-    model = load_model(model_path)
-    holdout = read_holdout(
-        silver, lambda part: score(model, part, card.score_method, a.model), card.threshold, a.top_alerts
-    )
+    holdout = read_holdout(silver, score_part, card.threshold, a.top_alerts)
     doc, by_attack = metrics_document(ctx.run_id, holdout, card.threshold)
     doc["gate"] = gate_checks(doc, _limits(a))
     doc["champion"] = _decide(registry, candidate, ctx, doc)

@@ -199,22 +199,22 @@ class _Merge:
 
 
 def read_holdout(
-    silver: SilverSet, score: Callable[[EvalData], np.ndarray], threshold: float, top_n: int, bins: int = 10
+    silver: SilverSet, score: Callable[[str, EvalData], np.ndarray], threshold: float, top_n: int, bins: int = 10
 ) -> Holdout:
-    """Measure the holdout of ``silver`` part by part: ``score(part)`` gives the scores of its holdout rows."""
+    """Measure the holdout of ``silver`` part by part: ``score(key, part)`` gives the scores of its holdout rows."""
     return _measure(_layouts(silver), _Reader(silver), score, silver.manifest.features, threshold, top_n, bins)
 
 
 def in_memory(data: EvalData, scores: np.ndarray, threshold: float, top_n: int = 0, bins: int = 10) -> Holdout:
     """The ``Holdout`` of one part already in memory, with its holdout ``scores``."""
     layout = _Layout("", data.train_X.shape[0], data.holdout_X.shape[0], list(data.holdout.column_names))
-    return _measure([layout], _InMemory(data), lambda _: scores, data.features, threshold, top_n, bins)
+    return _measure([layout], _InMemory(data), lambda _key, _data: scores, data.features, threshold, top_n, bins)
 
 
 def _measure(
     layouts: list[_Layout],
     load: _Reader | _InMemory,
-    score: Callable[[EvalData], np.ndarray],
+    score: Callable[[str, EvalData], np.ndarray],
     features: list[str],
     threshold: float,
     top_n: int,
@@ -241,7 +241,7 @@ def _measure(
     merge = _Merge(features, threshold, top_n, np.empty(n_holdout), np.empty(n_holdout))
     for x in holdout:
         data = load(x)
-        merge.add(data, score(data), x.holdout_at)
+        merge.add(data, score(x.key, data), x.holdout_at)
         holdout_bins.count(data.holdout_X)
         if not n_train:
             sample.add(data.holdout_X, x.holdout_at)

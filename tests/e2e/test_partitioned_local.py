@@ -100,6 +100,34 @@ def test_the_first_run_fans_out_one_pod_per_file_and_succeeds(runs: dict[str, An
     )
     assert metrics["rows"] == held_out, "eval scored every holdout part's rows, once"
     assert metrics["gate"]["verdict"] == "passed" and metrics["pr_auc"] > 0.5
+    # the holdout was scored by one eval-part pod per holdout file; eval merged their scores
+    keys = [p.parent.name for p, side in zip(parts, holdout, strict=True) if side == "holdout"]
+    scored = task(first, "eval-part")["children"]
+    assert len(scored) == len(keys) and all(c["phase"] == "Succeeded" for c in scored)
+    scores = runs["artifacts"] / "eval" / first["name"] / "parts"
+    assert sorted(p.parent.name for p in scores.glob("part=*/scores.parquet")) == keys
+    assert sum(pq.ParquetFile(p).metadata.num_rows for p in scores.glob("*/scores.parquet")) == held_out
+
+
+def test_every_pod_of_a_fan_out_is_audited_on_its_own_row(runs: dict[str, Any], audit_db: Any) -> None:
+    first = runs["first"]
+    with audit_db.cursor() as cur:
+        cur.execute("SELECT stage, status FROM stage_attempts WHERE run_id = %s ORDER BY stage", (first["name"],))
+        rows = cur.fetchall()
+        cur.execute(
+            "SELECT stage, uri FROM stage_artifacts WHERE run_id = %s AND name = 'flows' AND direction = 'output'",
+            (first["name"],),
+        )
+        raw = dict(cur.fetchall())
+    stages = [stage for stage, _ in rows]
+    assert all(status == "SUCCEEDED" for _, status in rows), rows
+    for name in ("ingest", "silver"):
+        assert [s for s in stages if s.startswith(name + "/")] == [f"{name}/part={k:05d}" for k in range(FILES)]
+    holdout = [s for s in stages if s.startswith("eval-part/")]
+    assert holdout and holdout == [f"eval-part/part={k:05d}" for k in range(FILES - len(holdout), FILES)]
+    assert {"ingest-partitions", "train", "eval"} <= set(stages)
+    # each partition's RAW output keeps its own lineage row
+    assert len(set(raw.values())) == FILES and all(uri.endswith("/flows.parquet") for uri in raw.values())
 
 
 def test_a_second_run_of_the_same_files_does_no_ingest_work(runs: dict[str, Any]) -> None:

@@ -105,7 +105,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
-def _eval(built: dict[str, Path], features: Path, manifest: Path, out: Path) -> tuple[int, str, dict[str, Any]]:
+def _eval(
+    built: dict[str, Path], features: Path, manifest: Path, out: Path, *extra: str
+) -> tuple[int, str, dict[str, Any]]:
     """(exit code, stderr, metrics.json or {}) of the eval stage on ``features`` + ``manifest``."""
     args = [
         f"--features={features}",
@@ -116,6 +118,7 @@ def _eval(built: dict[str, Path], features: Path, manifest: Path, out: Path) -> 
         f"--report-out={out / 'report.html'}",
         f"--params-dir={out / 'params'}",
         f"--run-id=eval-{uuid.uuid4().hex[:8]}",
+        *extra,
     ]
     done = run_stage("eval", *args, env=_env(), cwd=out.parent)
     metrics = out / "metrics.json"
@@ -157,6 +160,72 @@ def test_eval_of_the_parts_equals_eval_of_the_file(
     assert doc["rows"] == hold and doc["has_labels"] and doc["pr_auc"] is not None and doc["drift"]["max_psi"] > 0
 
 
+def _score_parts(built: dict[str, Path], parts: Path, keys: list[str], out: Path) -> list[str]:
+    """Run ``stages.eval.part`` on each holdout part ``keys`` of ``parts`` into ``out/part=<k>/scores.parquet``;
+    the stderr of each run."""
+    errors = []
+    for k in keys:
+        done = run_stage(
+            "eval.part",
+            f"--features={parts / f'part={k}' / 'features.parquet'}",
+            f"--manifest={parts / f'part={k}' / 'manifest.json'}",
+            f"--model={built['model']}",
+            f"--card={built['card']}",
+            f"--output={out / f'part={k}' / 'scores.parquet'}",
+            f"--params-dir={out / 'params' / k}",
+            env=_env(),
+            cwd=out.parent,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert (out / "params" / k / "rows").read_text() == str(
+            pq.read_metadata(out / f"part={k}" / "scores.parquet").num_rows
+        )
+        errors.append(done.stderr)
+    return errors
+
+
+def test_scores_of_the_fanned_out_parts_give_the_metrics_of_the_file(
+    built: dict[str, Path], single: tuple[int, dict[str, Any], Path], tmp_path: Path
+) -> None:
+    """Each holdout part scored in its own process (eval's fan-out), eval --scores merges: the same metrics.json."""
+    train, hold = _split(built)
+    parts = cut_into_parts(
+        {"features": built["features"], "manifest": built["manifest"]}, tmp_path / "silver", [train, train + hold // 2]
+    )
+    scores = tmp_path / "scores"
+    _score_parts(built, parts, ["00001", "00002"], scores)
+
+    code, stderr, doc = _eval(built, parts, parts, tmp_path / "out", "--scores", str(scores))
+    single_code, single_doc, _ = single
+    assert code == single_code, stderr[-3000:]
+    for name in METRIC_FIELDS:
+        assert doc[name] == single_doc[name], f"{name} differs: fanned out {doc[name]!r}, file {single_doc[name]!r}"
+    # a missing part's scores, or scores of other rows, stop eval (exit 2) naming the file
+    (scores / "part=00002" / "scores.parquet").unlink()
+    code, stderr, _ = _eval(built, parts, parts, tmp_path / "out2", "--scores", str(scores))
+    assert code == 2 and "part=00002/scores.parquet: missing" in stderr, stderr[-2000:]
+    short = pq.read_table(scores / "part=00001" / "scores.parquet").slice(1)
+    pq.write_table(short, scores / "part=00002" / "scores.parquet")
+    code, stderr, _ = _eval(built, parts, parts, tmp_path / "out3", "--scores", str(scores))
+    assert code == 2 and "part=00002/scores.parquet" in stderr and "holdout rows" in stderr, stderr[-2000:]
+
+
+def test_a_train_part_is_not_scored(built: dict[str, Path], tmp_path: Path) -> None:
+    train, _ = _split(built)
+    parts = cut_into_parts({"features": built["features"], "manifest": built["manifest"]}, tmp_path / "silver", [train])
+    done = run_stage(
+        "eval.part",
+        f"--features={parts / 'part=00000' / 'features.parquet'}",
+        f"--manifest={parts / 'part=00000' / 'manifest.json'}",
+        f"--model={built['model']}",
+        f"--card={built['card']}",
+        f"--output={tmp_path / 'scores.parquet'}",
+        env=_env(),
+    )
+    assert done.returncode == 2 and "part=00000/features.parquet: no holdout rows" in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "scores.parquet").exists()
+
+
 def _write_part(rows: pa.Table, like: SilverManifest, folder: Path) -> None:
     """A part folder holding ``rows`` as they are (train and holdout rows both, if so) and a manifest that counts them."""
     holdout_rows = rows.column("split").to_pylist().count("holdout")
@@ -181,7 +250,7 @@ def test_a_part_holding_both_sides_and_the_top_alerts_across_parts(built: dict[s
 
     def measure(features: Path, manifest: Path) -> holdout.Holdout:
         silver = open_silver(features, manifest, str(features), str(manifest))
-        return holdout.read_holdout(silver, lambda p: score(model, p, card.score_method, "m"), card.threshold, 25)
+        return holdout.read_holdout(silver, lambda _k, p: score(model, p, card.score_method, "m"), card.threshold, 25)
 
     whole, parts = measure(built["features"], built["manifest"]), measure(tmp_path, tmp_path)
     assert parts.parts == 3 and whole.parts == 1
@@ -246,7 +315,7 @@ def test_a_manifest_that_miscounts_its_part_is_refused(built: dict[str, Path], t
     manifest.write(parts / "part=00001" / "manifest.json")
     silver = open_silver(parts, parts, str(parts), str(parts))
     with pytest.raises(InputError, match=rf"part=00001/features.parquet: 0 train and {hold // 2} holdout rows, but"):
-        holdout.read_holdout(silver, lambda p: np.zeros(p.holdout_X.shape[0]), 0.5, 0)
+        holdout.read_holdout(silver, lambda _k, p: np.zeros(p.holdout_X.shape[0]), 0.5, 0)
 
 
 # --- the exact merge of the pieces, on arrays -------------------------------------------------------------------

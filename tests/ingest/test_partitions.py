@@ -103,7 +103,13 @@ def test_folder_lists_files_in_order_with_chained_raw_keys(tmp_path: Path) -> No
     assert [i["prev"] for i in items] == [FIRST_PREV, *(i["raw"] for i in items[:-1])]
 
     text = (tmp_path / "out" / "partitions.json").read_text()
-    assert done.params == {"partitions": text.rstrip("\n"), "count": "4", "train_count": "3", "holdout_count": "1"}
+    assert done.params == {
+        "partitions": text.rstrip("\n"),
+        "holdout": json.dumps(items[-1:], separators=(",", ":")),
+        "count": "4",
+        "train_count": "3",
+        "holdout_count": "1",
+    }
     assert "\n" not in done.params["partitions"]
 
 

@@ -260,10 +260,16 @@ def test_partitioned_template_fans_out_over_the_list_step(compiled: dict[str, di
     assert spec["parallelism"] >= 1
     tasks = {t["name"]: t for t in spec["templates"][0]["dag"]["tasks"]}
     templates = {t["name"]: t for t in spec["templates"]}
-    assert list(tasks) == ["partitions", "ingest", "silver", "train", "eval"]
+    assert list(tasks) == ["partitions", "ingest", "silver", "train", "eval-part", "eval"]
     listing = "{{tasks.partitions.outputs.parameters.partitions}}"
     assert tasks["ingest"]["withParam"] == listing and tasks["silver"]["withParam"] == listing
+    assert tasks["eval-part"]["withParam"] == "{{tasks.partitions.outputs.parameters.holdout}}"
     assert "withParam" not in tasks["train"] and "withParam" not in tasks["eval"]
+    # every pod of a fan-out is audited on its own row, named by its item's k
+    for name in ("ingest", "silver", "eval-part"):
+        assert {"name": "k", "value": "{{item.k}}"} in tasks[name]["arguments"]["parameters"]
+        assert {"name": "STAGE_PART", "value": "{{inputs.parameters.k}}"} in templates[name]["container"]["env"]
+    assert not any(e["name"] == "STAGE_PART" for e in templates["train"]["container"]["env"])
     assert templates["partitions"]["container"]["command"] == ["python", "-m", "stages.ingest.partitions"]
 
     ingest = templates["ingest"]
@@ -292,3 +298,17 @@ def test_partitioned_template_fans_out_over_the_list_step(compiled: dict[str, di
         assert [a["s3"]["key"] for a in staged] == ["silver/{{workflow.name}}"]
         args = templates[stage]["container"]["args"]
         assert "--features=/tmp/inputs/silver" in args and "--manifest=/tmp/inputs/silver" in args
+    # eval-part scores one holdout part each; eval stages their scores as one directory and only merges
+    part = templates["eval-part"]
+    assert part["container"]["command"] == ["python", "-m", "stages.eval.part"]
+    assert [a["s3"]["key"] for a in part["inputs"]["artifacts"] if "s3" in a] == [
+        "silver/{{workflow.name}}/part={{inputs.parameters.k}}/features.parquet",
+        "silver/{{workflow.name}}/part={{inputs.parameters.k}}/manifest.json",
+    ]
+    assert [a["s3"]["key"] for a in part["outputs"]["artifacts"]] == [
+        "eval/{{workflow.name}}/parts/part={{inputs.parameters.k}}/scores.parquet"
+    ]
+    assert tasks["eval"]["depends"] == "eval-part"
+    scores = next(a for a in templates["eval"]["inputs"]["artifacts"] if a["name"] == "scores")
+    assert scores["s3"]["key"] == "eval/{{workflow.name}}/parts"
+    assert "--scores=/tmp/inputs/scores" in templates["eval"]["container"]["args"]
