@@ -18,8 +18,8 @@ partitions (raw keys are content-addressed, not per run).
 The holdout is the shortest suffix of files holding at least ``--holdout-fraction`` of
 all bytes (at least one file, leaving at least one for training).
 
-Output parameters: ``partitions`` (the JSON list, one line), ``count``, ``train_count``,
-``holdout_count``. Exit 2 when the source is not many files, names fewer than 2 files
+Output parameters: ``partitions`` (the JSON list, one line), ``holdout`` (its holdout
+objects: eval's fan-out), ``count``, ``train_count``, ``holdout_count``. Exit 2 when the source is not many files, names fewer than 2 files
 (use the single-pod pipeline) or more than ``--max-partitions``.
 """
 
@@ -241,6 +241,7 @@ def body(ctx: StageContext) -> None:
         100.0 * holdout_bytes / total if total else 0.0,
     )
     ctx.set_param("partitions", text)
+    ctx.set_param("holdout", json.dumps(holdout, separators=(",", ":"), ensure_ascii=False))
     ctx.set_param("count", len(items))
     ctx.set_param("train_count", len(items) - len(holdout))
     ctx.set_param("holdout_count", len(holdout))
