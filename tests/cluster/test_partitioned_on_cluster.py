@@ -2,7 +2,8 @@
 
 Three files land under an S3 prefix; ``argo submit --from workflowtemplate/cybersec-mlops-
 partitioned`` fans ingest and silver out to one pod per file, train and eval read the
-parts as one directory artifact. A second submission of the unchanged prefix is answered
+parts as one directory artifact, one eval-part pod per holdout file scores it for eval to
+merge. A second submission of the unchanged prefix is answered
 by the controller's memo cache: no ingest pod, the same RAW objects.
 """
 
@@ -71,6 +72,18 @@ def test_fan_out_then_a_memoized_second_run(cluster: dict[str, str], tmp_path: P
     parts = [k for k in kube.keys(f"silver/{name}/") if k.endswith("features.parquet")]
     assert parts == [f"silver/{name}/part={k:05d}/features.parquet" for k in range(FILES)]
     assert f"eval/{name}/metrics.json" in kube.keys(f"eval/{name}/")
+    # eval fanned out: one eval-part pod per holdout file wrote its scores; eval merged them
+    scored = children(first, "eval-part")
+    assert scored and all(n["phase"] == "Succeeded" for n in scored)
+    scores = [k for k in kube.keys(f"eval/{name}/parts/") if k.endswith("scores.parquet")]
+    holdout = range(FILES - len(scored), FILES)
+    assert scores == [f"eval/{name}/parts/part={k:05d}/scores.parquet" for k in holdout]
+    # every pod of a fan-out has its own audit row
+    stages = [
+        s for (s,) in kube.audit("SELECT stage FROM stage_attempts WHERE run_id = %s AND status = 'SUCCEEDED'", name)
+    ]
+    for stage, keys in (("ingest", range(FILES)), ("silver", range(FILES)), ("eval-part", holdout)):
+        assert sorted(s for s in stages if s.startswith(stage + "/")) == [f"{stage}/part={k:05d}" for k in keys]
     raw = [k for k in kube.keys("raw/parts/") if k.endswith("flows.parquet")]
     stamps = {k: kube.s3().head_object(Bucket=kube.BUCKET, Key=k)["LastModified"] for k in raw}
 
