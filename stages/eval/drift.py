@@ -25,7 +25,16 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["PSI_DRIFT_THRESHOLD", "TrainBins", "HoldoutBins", "psi", "drift", "drift_document"]
+__all__ = [
+    "PSI_DRIFT_THRESHOLD",
+    "TrainBins",
+    "HoldoutBins",
+    "psi",
+    "drift",
+    "drift_document",
+    "quantile_positions",
+    "lerp",
+]
 
 PSI_DRIFT_THRESHOLD = 0.2
 """PSI above this marks a feature as drifted (the usual rule of thumb: > 0.2 is a significant shift)."""
@@ -62,14 +71,15 @@ def _finite(column: np.ndarray) -> np.ndarray:
     return column if finite.all() else column[finite]
 
 
-def _positions(n: int, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(previous rank, following rank, weight) of each cut of ``n`` sorted values, as ``np.quantile`` has them.
+def quantile_positions(n: int, qs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(previous rank, following rank, weight) of each quantile ``qs`` of ``n`` sorted values, as ``np.quantile``
+    has them.
 
-    The cut points are ``np.quantile(x, linspace(0, 1, bins + 1)[1:-1])`` (numpy's default
-    "linear" method); this is its index arithmetic, step by step, so ``_lerp`` of the two
-    order statistics gives the same float64 bit for bit (tests/eval/test_parts.py checks it).
+    This is numpy's index arithmetic for its default "linear" method, step by step, so
+    ``lerp`` of the two order statistics gives the same float64 bit for bit
+    (tests/eval/test_parts.py checks it for the PSI cut points, test_curves.py for scores).
     """
-    virtual = (n - 1) * np.linspace(0, 1, bins + 1)[1:-1]
+    virtual = (n - 1) * np.asarray(qs, dtype=np.float64)
     previous = np.floor(virtual)
     following = previous + 1
     last = virtual >= n - 1  # one value only: numpy takes the last element (index -1) for both
@@ -79,10 +89,15 @@ def _positions(n: int, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return previous.astype(np.int64), following.astype(np.int64), gamma
 
 
-def _lerp(a: np.ndarray, b: np.ndarray, gamma: np.ndarray) -> np.ndarray:
+def lerp(a: np.ndarray, b: np.ndarray, gamma: np.ndarray) -> np.ndarray:
     """numpy's quantile interpolation between neighbouring order statistics ``a`` <= ``b``."""
     diff = b - a
     return np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
+
+
+def _cut_quantiles(bins: int) -> np.ndarray:
+    """The PSI cut points are ``np.quantile(x, linspace(0, 1, bins + 1)[1:-1])`` of the train values."""
+    return np.linspace(0, 1, bins + 1)[1:-1]
 
 
 def _shares(below: np.ndarray, finite: int, rows: int) -> np.ndarray:
@@ -126,7 +141,7 @@ class TrainBins:
         n = int(self.finite[j])
         if n == 0:
             return np.empty(0, dtype=np.int64)
-        previous, following, _ = _positions(n, self.bins)
+        previous, following, _ = quantile_positions(n, _cut_quantiles(self.bins))
         return np.unique(np.concatenate([previous, following]))
 
     def refine(self, X: np.ndarray) -> None:
@@ -174,9 +189,9 @@ class TrainBins:
         before_group = np.maximum.accumulate(np.where(group_start, running - counts, 0))
         at_or_below = below_bucket + running - before_group
         found = _values(keys)
-        previous, following, gamma = _positions(n, self.bins)
+        previous, following, gamma = quantile_positions(n, _cut_quantiles(self.bins))
         at = lambda ranks: found[np.searchsorted(at_or_below, ranks, side="right")]  # noqa: E731
-        cuts = np.unique(_lerp(at(previous), at(following), gamma))
+        cuts = np.unique(lerp(at(previous), at(following), gamma))
         # a cut lies between two neighbouring order statistics (both found), with no value strictly between them
         return cuts, at_or_below[np.searchsorted(found, cuts, side="right") - 1]
 

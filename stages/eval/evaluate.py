@@ -63,20 +63,20 @@ def build_metrics(run_id: str, data: EvalData, scores: np.ndarray, threshold: fl
 
 def metrics_document(run_id: str, holdout: Holdout, threshold: float) -> tuple[dict[str, Any], dict]:
     """The metrics.json document (without gate/champion) and the per-attack detail for the report."""
-    alerts = holdout.scores >= threshold
-    overall = M.overall_metrics(holdout.y, holdout.scores, threshold)
-    by_attack = holdout.by_attack
-    summary = M.score_summary(holdout.scores)
+    st, by_attack = holdout.stats, holdout.by_attack
+    overall = M.confusion_metrics(st.confusion, st.unlabelled)
+    if not overall["auc_note"]:
+        overall.update(pr_auc=st.pr_auc, roc_auc=st.roc_auc, recall_at_1pct_fpr=st.recall_at_1pct_fpr)
     doc: dict[str, Any] = {
         "version": 1,
         "run_id": run_id,
         "has_labels": holdout.has_labels,
-        "rows": int(holdout.scores.size),
+        "rows": st.rows,
         "threshold": float(threshold),
-        **M.alert_stats(alerts, holdout.ts_range),
-        "benign_alert_rate": M.benign_alert_rate(holdout.y, alerts) if holdout.has_labels else None,
-        "score_quantiles": summary["quantiles"],
-        "score_histogram": summary["histogram"],
+        **M.alert_counts(st.alerts, st.rows, holdout.ts_range),
+        "benign_alert_rate": st.benign_alerts / st.rows if holdout.has_labels and st.rows else None,
+        "score_quantiles": st.quantiles,
+        "score_histogram": st.histogram,
         "drift": holdout.drift,
         "recall_by_attack": {k: v["recall"] for k, v in by_attack.items()},
         "attack_rows": {k: v["rows"] for k, v in by_attack.items()},
@@ -123,7 +123,7 @@ def _report(ctx: StageContext, holdout: Holdout, doc: dict[str, Any], card: Mode
 
     a = ctx.args
     sources = {"features": a.features, "manifest": a.manifest, "model": a.model, "card": a.card}
-    return render(ReportData(doc, card.as_dict(), holdout.y, holdout.scores, by_attack, holdout.top_alerts, sources))
+    return render(ReportData(doc, card.as_dict(), holdout.stats, by_attack, holdout.top_alerts, sources))
 
 
 def _publish(ctx: StageContext, doc: dict[str, Any], html: str) -> list[Path]:

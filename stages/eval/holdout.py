@@ -1,9 +1,10 @@
 """Score the holdout one silver part at a time, keeping only what the metrics and the report need.
 
 A silver output is one features file or a directory of parts (``stages.common.silver_parts``);
-a single file is one part through the same code. Per part, eval keeps one score and one label
-per holdout row, integer counts (attacks detected per type, PSI bins) and a bounded list of
-top alerts, so memory follows the largest part, not the dataset. The train rows are read in
+a single file is one part through the same code. Per part, eval spills the holdout rows' scores
+and labels to local disk (``curves``: walked in value ranges at the end), keeps integer counts
+(attacks detected per type, PSI bins) and a bounded list of top alerts, so memory follows the
+largest part, not the dataset. The train rows are read in
 two passes for the exact PSI cut points (``drift``) and a fixed sample of them for the
 alert explanations' baseline. Every merged quantity is exactly what one file holding the
 same rows gives: integers add up, the sample picks the same rows, ties break the same way.
@@ -22,6 +23,7 @@ from stages.common.errors import InputError
 from stages.common.silver_parts import SilverSet
 
 from . import metrics as M
+from .curves import ScoreSpill, ScoreStats
 from .drift import PSI_DRIFT_THRESHOLD, HoldoutBins, TrainBins, drift_document, psi_values
 from .inputs import EvalData, load_part, no_holdout, survey
 from .report import explain, top_rows
@@ -36,12 +38,11 @@ BASELINE_ROWS = 100_000
 
 @dataclass
 class Holdout:
-    """Everything eval measures, merged over the holdout parts; arrays have one entry per holdout row."""
+    """Everything eval measures, merged over the holdout parts."""
 
     features: list[str]
-    scores: np.ndarray
-    y: np.ndarray
-    """float, 0 benign / 1 malicious / NaN unlabelled."""
+    stats: ScoreStats
+    """Counts, areas, quantiles, histograms and curves of the holdout's scores."""
     by_attack: dict[str, dict[str, Any]]
     """``metrics.recall_by_attack`` of all rows."""
     ts_range: np.ndarray | None
@@ -52,7 +53,7 @@ class Holdout:
 
     @property
     def has_labels(self) -> bool:
-        return bool(np.any(~np.isnan(self.y)))
+        return self.stats.labelled > 0
 
 
 @dataclass
@@ -159,15 +160,13 @@ class _Merge:
     features: list[str]
     threshold: float
     top_n: int
-    scores: np.ndarray
-    y: np.ndarray
+    spill: ScoreSpill
     attacks: dict[str, list[int]] = field(default_factory=dict)
     ts: list[np.datetime64] | None = None
     top: list[tuple[float, int, dict[str, Any], np.ndarray]] = field(default_factory=list)
 
     def add(self, data: EvalData, scores: np.ndarray, first_row: int) -> None:
-        n = scores.size
-        self.scores[first_row : first_row + n], self.y[first_row : first_row + n] = scores, data.y
+        self.spill.add(scores, data.y)
         alerts = scores >= self.threshold
         for name, v in M.recall_by_attack(data.y, data.attack_type, alerts).items():
             counts = self.attacks.setdefault(name, [0, 0])
@@ -238,19 +237,22 @@ def _measure(
         train_bins.refine(load(x).train_X)
     load.drop_train_rows()  # a single file's train rows: ~190 MB per 1M rows not held while scoring
     holdout_bins = HoldoutBins([cuts for cuts, _ in train_bins.shares()])
-    merge = _Merge(features, threshold, top_n, np.empty(n_holdout), np.empty(n_holdout))
-    for x in holdout:
-        data = load(x)
-        merge.add(data, score(x.key, data), x.holdout_at)
-        holdout_bins.count(data.holdout_X)
-        if not n_train:
-            sample.add(data.holdout_X, x.holdout_at)
-        if len(holdout) > 1:
-            log.info("scored part %s", x.key, extra={"holdout_rows": x.holdout})
+    merge = _Merge(features, threshold, top_n, ScoreSpill(threshold))
+    try:
+        for x in holdout:
+            data = load(x)
+            merge.add(data, score(x.key, data), x.holdout_at)
+            holdout_bins.count(data.holdout_X)
+            if not n_train:
+                sample.add(data.holdout_X, x.holdout_at)
+            if len(holdout) > 1:
+                log.info("scored part %s", x.key, extra={"holdout_rows": x.holdout})
+    except BaseException:
+        merge.spill.close()
+        raise
     return Holdout(
         features,
-        merge.scores,
-        merge.y,
+        merge.spill.finish(),
         merge.by_attack(),
         merge.ts_range(),
         drift_document(features, psi_values(train_bins, holdout_bins), PSI_DRIFT_THRESHOLD, bins),

@@ -15,11 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from .curves import QUANTILES
 from .drift import PSI_DRIFT_THRESHOLD, drift, psi
 
 __all__ = [
     "PSI_DRIFT_THRESHOLD",
     "overall_metrics",
+    "confusion_metrics",
+    "alert_counts",
     "recall_by_attack",
     "alert_stats",
     "score_summary",
@@ -30,7 +33,7 @@ __all__ = [
     "robust_z",
 ]
 
-_QUANTILES = {"p01": 0.01, "p05": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95, "p99": 0.99, "p999": 0.999}
+_QUANTILES = QUANTILES
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -53,17 +56,36 @@ def overall_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) ->
     mask = _labelled(y_all)
     y, s = y_all[mask] > 0.5, s_all[mask]
     alert = s >= threshold
-    tp = int(np.sum(alert & y))
-    fp = int(np.sum(alert & ~y))
-    fn = int(np.sum(~alert & y))
-    tn = int(np.sum(~alert & ~y))
+    confusion = {
+        "tp": int(np.sum(alert & y)),
+        "fp": int(np.sum(alert & ~y)),
+        "tn": int(np.sum(~alert & ~y)),
+        "fn": int(np.sum(~alert & y)),
+    }
+    out = confusion_metrics(confusion, int((~mask).sum()))
+    if out["auc_note"]:
+        return out
+    from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+    out["pr_auc"] = float(average_precision_score(y, s))
+    out["roc_auc"] = float(roc_auc_score(y, s))
+    roc_fpr, roc_tpr, _ = roc_curve(y, s)
+    out["recall_at_1pct_fpr"] = float(roc_tpr[roc_fpr <= 0.01].max())
+    return out
+
+
+def confusion_metrics(confusion: dict[str, int], unlabelled: int) -> dict[str, Any]:
+    """``overall_metrics`` from the counts at the threshold; the AUC fields ``None``, with ``auc_note`` set
+    when the labelled rows hold a single class (else left for the caller to fill)."""
+    tp, fp, tn, fn = (int(confusion[k]) for k in ("tp", "fp", "tn", "fn"))
     precision, recall, fpr = _ratio(tp, tp + fp), _ratio(tp, tp + fn), _ratio(fp, fp + tn)
     f1 = None
     if precision is not None and recall is not None:
         f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    labelled = tp + fp + tn + fn
     out: dict[str, Any] = {
-        "labelled_rows": int(mask.sum()),
-        "unlabelled_rows": int((~mask).sum()),
+        "labelled_rows": labelled,
+        "unlabelled_rows": int(unlabelled),
         "positives": tp + fn,
         "negatives": fp + tn,
         "confusion": {"tp": tp, "fp": fp, "tn": tn, "fn": fn},
@@ -78,14 +100,7 @@ def overall_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) ->
     }
     if tp + fn == 0 or fp + tn == 0:
         missing = "malicious" if tp + fn == 0 else "benign"
-        out["auc_note"] = f"no {missing} rows among the {int(mask.sum())} labelled holdout rows: AUCs are undefined"
-        return out
-    from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
-
-    out["pr_auc"] = float(average_precision_score(y, s))
-    out["roc_auc"] = float(roc_auc_score(y, s))
-    roc_fpr, roc_tpr, _ = roc_curve(y, s)
-    out["recall_at_1pct_fpr"] = float(roc_tpr[roc_fpr <= 0.01].max())
+        out["auc_note"] = f"no {missing} rows among the {labelled} labelled holdout rows: AUCs are undefined"
     return out
 
 
@@ -135,7 +150,11 @@ def alert_stats(alerts: np.ndarray, ts: np.ndarray | None) -> dict[str, Any]:
     A span of zero (one instant) gives ``None`` rather than a division by zero.
     """
     alerts = np.asarray(alerts, dtype=bool)
-    n, k = int(alerts.size), int(alerts.sum())
+    return alert_counts(int(alerts.sum()), int(alerts.size), ts)
+
+
+def alert_counts(k: int, n: int, ts: np.ndarray | None) -> dict[str, Any]:
+    """``alert_stats`` of ``k`` alerts among ``n`` rows."""
     out: dict[str, Any] = {"alerts": k, "alert_rate": _ratio(k, n), "alerts_per_day": None, "span_days": None}
     if ts is None:
         return out

@@ -28,7 +28,6 @@ _RC: dict[str, Any] = {
     "axes.spines.right": False,
 }
 _BENIGN, _ATTACK, _UNLABELLED, _THRESH = "#2b7bba", "#d7301f", "#8c8c8c", "#222222"
-_MAX_POINTS = 600
 
 
 @contextmanager
@@ -65,23 +64,17 @@ def _plain(text: str) -> str:
     return text.replace("$", r"\$")
 
 
-def _thin(*arrays: np.ndarray) -> list[np.ndarray]:
-    n = len(arrays[0])
-    if n <= _MAX_POINTS:
-        return list(arrays)
-    idx = np.unique(np.linspace(0, n - 1, _MAX_POINTS).astype(int))
-    return [a[idx] for a in arrays]
-
-
-def pr_curve(y: np.ndarray, scores: np.ndarray, point: tuple[float, float] | None, pr_auc: float | None) -> str:
-    """Precision–recall curve of labelled rows (y 0/1), with the operating point (recall, precision)."""
-    from sklearn.metrics import precision_recall_curve
-
-    precision, recall, _ = precision_recall_curve(y, scores)
-    precision, recall = _thin(precision, recall)
+def pr_curve(
+    recall: np.ndarray,
+    precision: np.ndarray,
+    base_rate: float,
+    point: tuple[float, float] | None,
+    pr_auc: float | None,
+) -> str:
+    """Precision–recall curve (points from ``curves``), the random baseline at ``base_rate``, the operating point."""
     with _figure("pr-curve") as (_, ax, out):
         ax.plot(recall, precision, color=_ATTACK, lw=1.5, label=f"model (AP = {pr_auc:.3f})" if pr_auc else "model")
-        ax.axhline(float(np.mean(y)), color=_UNLABELLED, ls="--", lw=1, label=f"random ({np.mean(y):.3f})")
+        ax.axhline(base_rate, color=_UNLABELLED, ls="--", lw=1, label=f"random ({base_rate:.3f})")
         if point is not None:
             ax.plot([point[0]], [point[1]], "o", color=_THRESH, label="at threshold")
         ax.set(
@@ -95,13 +88,11 @@ def pr_curve(y: np.ndarray, scores: np.ndarray, point: tuple[float, float] | Non
     return out[0]
 
 
-def roc_curve(y: np.ndarray, scores: np.ndarray, point: tuple[float, float] | None, roc_auc: float | None) -> str:
+def roc_curve(
+    fpr: np.ndarray, tpr: np.ndarray, negatives: int, point: tuple[float, float] | None, roc_auc: float | None
+) -> str:
     """ROC curve on a log FPR axis (alert budgets live at 0.1–5% FPR), with the operating point (fpr, recall)."""
-    from sklearn.metrics import roc_curve as sk_roc
-
-    fpr, tpr, _ = sk_roc(y, scores)
-    fpr, tpr = _thin(fpr, tpr)
-    floor = 1.0 / max(int(np.sum(y == 0)), 1)
+    floor = 1.0 / max(negatives, 1)
     with _figure("roc-curve") as (_, ax, out):
         ax.plot(
             np.maximum(fpr, floor),
@@ -120,23 +111,19 @@ def roc_curve(y: np.ndarray, scores: np.ndarray, point: tuple[float, float] | No
     return out[0]
 
 
-def score_histograms(y: np.ndarray, scores: np.ndarray, threshold: float, bins: int = 60) -> str:
-    """Score histograms by class (benign, attack, unlabelled) on a log count axis, threshold marked."""
-    finite = np.isfinite(scores)
-    lo, hi = np.quantile(scores[finite], [0.0, 1.0]) if finite.any() else (0.0, 1.0)
-    lo, hi = min(lo, threshold), max(hi, threshold)
-    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
-    groups = [("benign", y == 0, _BENIGN), ("attack", y == 1, _ATTACK), ("unlabelled", np.isnan(y), _UNLABELLED)]
+def score_histograms(edges: np.ndarray, counts: dict[str, np.ndarray], threshold: float) -> str:
+    """Score histograms by class ("benign", "attack", "unlabelled": counts over ``edges``) on a log count axis,
+    threshold marked."""
+    colors = {"benign": _BENIGN, "attack": _ATTACK, "unlabelled": _UNLABELLED}
     with _figure("score-histogram", size=(10.4, 3.4)) as (_, ax, out):
-        for name, sel, color in groups:
-            if sel.any():
-                counts, _ = np.histogram(scores[sel & finite], bins=edges)
+        for name, color in colors.items():
+            if name in counts:
                 ax.stairs(
-                    counts,
+                    counts[name],
                     edges,
                     color=color,
                     lw=1.5,
-                    label=f"{name} ({int(sel.sum()):,})",
+                    label=f"{name} ({int(counts[name].sum()):,})",
                     fill=name == "benign",
                     alpha=0.35 if name == "benign" else 1.0,
                 )

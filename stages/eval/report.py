@@ -23,6 +23,7 @@ from stages.common import pages
 from stages.common.feature_units import raw_text, raw_value
 
 from . import plots
+from .curves import ScoreStats
 from .metrics import robust_z
 
 __all__ = ["ReportData", "top_rows", "explain", "top_alerts", "render", "raw_value"]
@@ -37,8 +38,7 @@ class ReportData:
 
     metrics: dict[str, Any]
     card: dict[str, Any]
-    y: np.ndarray
-    scores: np.ndarray
+    stats: ScoreStats
     by_attack: dict[str, dict[str, Any]]
     alerts: list[dict[str, Any]]
     sources: dict[str, str]
@@ -178,14 +178,13 @@ def _gate(m: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _curves(d: ReportData) -> dict[str, Any]:
     """Inline SVG plots (markup ``plots`` escaped itself) and, without labels, why there are no curves."""
-    m = d.metrics
-    out: dict[str, Any] = {"histogram": Markup(plots.score_histograms(d.y, d.scores, m["threshold"]))}
+    m, st = d.metrics, d.stats
+    out: dict[str, Any] = {"histogram": Markup(plots.score_histograms(st.plot_edges, st.plot_counts, m["threshold"]))}
     if m["pr_auc"] is not None:
-        mask = ~np.isnan(d.y)
-        y, s = d.y[mask], d.scores[mask]
         pr_point = (m["recall"], m["precision"]) if m["precision"] is not None else None
-        out["pr"] = Markup(plots.pr_curve(y, s, pr_point, m["pr_auc"]))
-        out["roc"] = Markup(plots.roc_curve(y, s, (m["fpr"], m["recall"]), m["roc_auc"]))
+        base_rate = st.positives / st.labelled
+        out["pr"] = Markup(plots.pr_curve(*st.pr_points, base_rate, pr_point, m["pr_auc"]))
+        out["roc"] = Markup(plots.roc_curve(*st.roc_points, st.negatives, (m["fpr"], m["recall"]), m["roc_auc"]))
     else:
         out["missing"] = m.get("auc_note") or "the holdout has no labels"
     return out

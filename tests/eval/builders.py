@@ -274,6 +274,7 @@ def register(tracking_uri: str, model: Any, name: str, artifact_dir: Path) -> di
 def render_report(dir: Path, table: pa.Table, limits: Any = None) -> tuple[str, dict[str, Any]]:
     """Score ``table``'s holdout with a small fitted model and render the report in-process (no services)."""
     from stages.eval import metrics as M
+    from stages.eval.curves import score_stats
     from stages.eval.evaluate import build_metrics, score
     from stages.eval.gate import GateThresholds, champion_decision, gate_checks
     from stages.eval.inputs import load_features
@@ -297,5 +298,6 @@ def render_report(dir: Path, table: pa.Table, limits: Any = None) -> tuple[str, 
     )
     baseline = M.robust_stats(data.train_X)
     alerts = top_alerts(data.holdout, data.holdout_X, scores, card["threshold"], data.features, baseline, n=10)
-    html = render(ReportData(doc, card, data.y, scores, by_attack, alerts, {"features": "s3://bucket/f.parquet"}))
+    stats = score_stats(scores, data.y, card["threshold"])
+    html = render(ReportData(doc, card, stats, by_attack, alerts, {"features": "s3://bucket/f.parquet"}))
     return html, doc
