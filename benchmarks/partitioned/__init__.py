@@ -23,9 +23,11 @@ from typing import Any
 __all__ = ["MANIFEST", "STAGES", "RSS_LIMIT", "landing", "partition_source", "run_partitioned", "clean"]
 
 MANIFEST = Path("workflows/compiled/workflow-template-partitioned.yaml")
-STAGES = ("partitions", "ingest", "silver", "train", "eval")
-PROCESS_STAGE = {"ingest.partitions": "partitions", **{s: s for s in STAGES[1:]}}
-"""``ChildMonitor`` names a child by its ``-m`` module; the list step runs ``stages.ingest.partitions``."""
+STAGES = ("partitions", "ingest", "silver", "train", "eval-part", "eval")
+PROCESS_STAGE = {"ingest.partitions": "partitions", "eval.part": "eval-part", "ingest": "ingest", "silver": "silver"}
+PROCESS_STAGE |= {"train": "train", "eval": "eval"}
+"""``ChildMonitor`` names a child by its ``-m`` module (``stages.`` dropped): the list step runs
+``stages.ingest.partitions``, eval's fan-out ``stages.eval.part``."""
 RSS_LIMIT = 2 << 30
 PARTITION_DAYS = 1 / 24
 """Each file is one hour of traffic, as an hourly sensor export would be; R sets how busy that hour is."""

@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=HERE / "RESULTS.md", help="markdown report (default %(default)s)")
     p.add_argument("--json", type=Path, default=None, help="raw numbers (default: the --results path with .json)")
     p.add_argument(
+        "--cold-only",
+        action="store_true",
+        help="skip the memoized second run (it re-runs everything but ingest: about as long as the cold one)",
+    )
+    p.add_argument(
         "--single",
         type=int,
         nargs="?",
@@ -109,7 +114,8 @@ def _stage_table(run: dict[str, Any]) -> str:
 
 def render(res: dict[str, Any]) -> str:
     """RESULTS.md from the raw numbers."""
-    m, cold, warm = res["machine"], res["cold"], res["memoized"]
+    m, cold, warm = res["machine"], res["cold"], res.get("memoized")
+    runs = [("cold", cold)] + ([("memoized", warm)] if warm else [])
     load = ", ".join(f"{x:.1f}" for x in m["load_average"])
     flows = res["partitions"] * res["rows_per_partition"]
     parts = [
@@ -136,12 +142,18 @@ def render(res: dict[str, Any]) -> str:
                     str(run["pods"]),
                     "yes" if run["every_pod_under_rss_limit"] else "**no**",
                 ]
-                for label, run in (("cold", cold), ("memoized", warm))
+                for label, run in runs
             ],
         ),
-        f"The memoized run (same landing folder, same workdir) ran {warm['stages']['ingest']['pods']} ingest pods "
-        f"({warm['stages']['ingest']['memo_hits']} of {warm['stages']['ingest']['nodes']} answered by the cache).\n",
     ]
+    if warm:
+        parts.append(
+            f"The memoized run (same landing folder, same workdir) ran {warm['stages']['ingest']['pods']} ingest "
+            f"pods ({warm['stages']['ingest']['memo_hits']} of {warm['stages']['ingest']['nodes']} answered by the "
+            "cache).\n"
+        )
+    else:
+        parts.append("Cold run only (`--cold-only`): no memoized second run.\n")
     if res.get("single"):
         single = res["single"]
         parts.append(
@@ -149,7 +161,9 @@ def render(res: dict[str, Any]) -> str:
             f"{single['wall_seconds']:.1f} s, {single['seconds_per_million_flows']:.1f} s per 1M flows; "
             f"partitioned / single-pod time per 1M flows = **{res['ratio_to_single']:.2f}**.\n"
         )
-    parts += ["## Cold run, per stage\n", _stage_table(cold), "## Memoized run, per stage\n", _stage_table(warm)]
+    parts += ["## Cold run, per stage\n", _stage_table(cold)]
+    if warm:
+        parts += ["## Memoized run, per stage\n", _stage_table(warm)]
     parts.append(
         "Wall is the whole `run_workflow` call (services already up). Per stage: pods are the stage processes "
         "seen (a memo hit runs none), CPU is their summed user + sys (exact from `RUSAGE_CHILDREN` at each reap, "
@@ -190,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     already_running = pg.is_running()
     try:
         env = local_env(state)
-        for label in ("cold", "memoized"):
+        for label in ("cold",) if args.cold_only else ("cold", "memoized"):
             res[label] = run_partitioned(source, bench / "runs", bench / "artifacts", env, args.parallelism)
             _log_run(label, res[label])
             for layer in ("silver", "models", "eval"):  # the RAW parts stay: the memoized run reuses them
@@ -215,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(render(res))
     log.info("wrote %s and %s", args.results, json_path)
-    return 0 if res["cold"]["complete"] and res["memoized"]["complete"] else 1
+    return 0 if all(res[label]["complete"] for label in ("cold", "memoized") if label in res) else 1
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ from tests.helpers import host_scratch_dir
 
 REPO = Path(__file__).resolve().parents[2]
 PARTITIONS, ROWS = 3, 3_000
-PER_FILE = {"partitions": 1, "ingest": PARTITIONS, "silver": PARTITIONS, "train": 1, "eval": 1}
+PER_FILE = {"partitions": 1, "ingest": PARTITIONS, "silver": PARTITIONS, "train": 1, "eval-part": 1, "eval": 1}
+"""Pods per stage: 3 files of equal size, holdout-fraction 0.3 → the latest file is the one holdout part."""
 
 
 def test_partitions_are_consecutive_hours_with_their_own_seed() -> None:
