@@ -411,7 +411,7 @@ PARTITIONED_PARAMETERS: tuple[WorkflowParam, ...] = (
     *(p for p in WORKFLOW_PARAMETERS if p.name in ("model", "train-on", "n-estimators", "max-samples")),
     WorkflowParam(
         "max-train-rows",
-        "2000000",
+        "1000000",
         "train fits on a reproducible sample of at most this many train rows across the partitions",
     ),
     *(p for p in WORKFLOW_PARAMETERS if p.name.startswith("gate-") or p.name in ("target-fpr", "registered-model")),

@@ -147,7 +147,7 @@ def test_a_directory_of_parts_trains_the_model_the_single_file_does(
     assert a["params"]["sample"] == {
         "rows_seen": seen,
         "rows_kept": seen,
-        "max_train_rows": 2_000_000,
+        "max_train_rows": 1_000_000,
         "sampled": False,
         "parts": 1,
         "part_keys": "",
