@@ -64,9 +64,6 @@ def build_metrics(run_id: str, data: EvalData, scores: np.ndarray, threshold: fl
 def metrics_document(run_id: str, holdout: Holdout, threshold: float) -> tuple[dict[str, Any], dict]:
     """The metrics.json document (without gate/champion) and the per-attack detail for the report."""
     st, by_attack = holdout.stats, holdout.by_attack
-    overall = M.confusion_metrics(st.confusion, st.unlabelled)
-    if not overall["auc_note"]:
-        overall.update(pr_auc=st.pr_auc, roc_auc=st.roc_auc, recall_at_1pct_fpr=st.recall_at_1pct_fpr)
     doc: dict[str, Any] = {
         "version": 1,
         "run_id": run_id,
@@ -74,13 +71,13 @@ def metrics_document(run_id: str, holdout: Holdout, threshold: float) -> tuple[d
         "rows": st.rows,
         "threshold": float(threshold),
         **M.alert_counts(st.alerts, st.rows, holdout.ts_range),
-        "benign_alert_rate": st.benign_alerts / st.rows if holdout.has_labels and st.rows else None,
+        "benign_alert_rate": M.benign_alert_rate(st) if holdout.has_labels else None,
         "score_quantiles": st.quantiles,
         "score_histogram": st.histogram,
         "drift": holdout.drift,
         "recall_by_attack": {k: v["recall"] for k, v in by_attack.items()},
         "attack_rows": {k: v["rows"] for k, v in by_attack.items()},
-        **overall,
+        **M.stats_metrics(st),
     }
     if not holdout.has_labels:
         for key in ("precision", "recall", "f1", "fpr", "pr_auc", "roc_auc", "recall_at_1pct_fpr", "confusion"):

@@ -1,5 +1,6 @@
-"""Evaluation metrics as pure functions on arrays: detection quality, alert volume; drift (PSI)
-lives in ``drift`` (counted part by part) and is re-exported here.
+"""Evaluation metrics: detection quality and alert volume from the holdout's ``curves.ScoreStats``
+(counted part by part; ``overall_metrics`` does the same for rows in memory), attack recall,
+robust z-scores; drift (PSI) lives in ``drift`` (counted part by part) and is re-exported here.
 
 Conventions: ``scores`` are anomaly scores (higher = more anomalous); a row raises an
 alert when ``score >= threshold``. ``y_true`` is a float array with 0 (benign),
@@ -11,29 +12,28 @@ alerts, a single class) is ``None`` — never a made-up 0 — and a reason is gi
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .curves import QUANTILES
 from .drift import PSI_DRIFT_THRESHOLD, drift, psi
+
+if TYPE_CHECKING:
+    from .curves import ScoreStats
 
 __all__ = [
     "PSI_DRIFT_THRESHOLD",
     "overall_metrics",
+    "stats_metrics",
     "confusion_metrics",
     "alert_counts",
     "recall_by_attack",
-    "alert_stats",
-    "score_summary",
     "psi",
     "drift",
     "robust_stats",
     "benign_alert_rate",
     "robust_z",
 ]
-
-_QUANTILES = QUANTILES
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -45,32 +45,23 @@ def _labelled(y_true: np.ndarray) -> np.ndarray:
 
 
 def overall_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Precision, recall, F1, FPR at ``threshold``; PR-AUC, ROC-AUC, recall at 1% FPR.
+    """Precision, recall, F1, FPR at ``threshold``; PR-AUC, ROC-AUC, recall at 1% FPR — of rows in memory,
+    computed as eval computes them over its parts (``curves.score_stats``, then ``stats_metrics``)."""
+    from .curves import score_stats
+
+    return stats_metrics(score_stats(np.asarray(scores, dtype=float), np.asarray(y_true, dtype=float), threshold))
+
+
+def stats_metrics(stats: ScoreStats) -> dict[str, Any]:
+    """The detection metrics of metrics.json from the holdout's ``ScoreStats``.
 
     Only labelled rows count; ``labelled_rows``/``unlabelled_rows`` say how many. PR-AUC
     is average precision (the area a SOC cares about when attacks are rare). When the
     labelled rows hold a single class the AUCs are ``None`` and ``auc_note`` says why.
     """
-    y_all = np.asarray(y_true, dtype=float)
-    s_all = np.asarray(scores, dtype=float)
-    mask = _labelled(y_all)
-    y, s = y_all[mask] > 0.5, s_all[mask]
-    alert = s >= threshold
-    confusion = {
-        "tp": int(np.sum(alert & y)),
-        "fp": int(np.sum(alert & ~y)),
-        "tn": int(np.sum(~alert & ~y)),
-        "fn": int(np.sum(~alert & y)),
-    }
-    out = confusion_metrics(confusion, int((~mask).sum()))
-    if out["auc_note"]:
-        return out
-    from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
-
-    out["pr_auc"] = float(average_precision_score(y, s))
-    out["roc_auc"] = float(roc_auc_score(y, s))
-    roc_fpr, roc_tpr, _ = roc_curve(y, s)
-    out["recall_at_1pct_fpr"] = float(roc_tpr[roc_fpr <= 0.01].max())
+    out = confusion_metrics(stats.confusion, stats.unlabelled)
+    if not out["auc_note"]:
+        out.update(pr_auc=stats.pr_auc, roc_auc=stats.roc_auc, recall_at_1pct_fpr=stats.recall_at_1pct_fpr)
     return out
 
 
@@ -129,32 +120,22 @@ def recall_by_attack(y_true: np.ndarray, attack_type: np.ndarray, alerts: np.nda
     return out
 
 
-def benign_alert_rate(y_true: np.ndarray, alerts: np.ndarray) -> float | None:
+def benign_alert_rate(stats: ScoreStats) -> float | None:
     """Share of all holdout flows that alert without being labelled malicious (benign or unknown label).
 
     This is the alert volume that costs an analyst time for nothing. Unlike the plain alert
     rate it does not grow with the attack share of the holdout, so a labelled attack-heavy
     day (a DoS capture is a third attacks) does not fail a model for catching them.
     """
-    alerts = np.asarray(alerts, dtype=bool)
-    if not alerts.size:
-        return None
-    malicious = np.nan_to_num(np.asarray(y_true, dtype=float), nan=0.0) > 0.5
-    return float(np.sum(alerts & ~malicious)) / alerts.size
+    return stats.benign_alerts / stats.rows if stats.rows else None
 
 
-def alert_stats(alerts: np.ndarray, ts: np.ndarray | None) -> dict[str, Any]:
-    """Alert count and rate; alerts per day over the holdout's time span (``None`` without ts).
+def alert_counts(k: int, n: int, ts: np.ndarray | None) -> dict[str, Any]:
+    """Alert count ``k`` and rate among ``n`` rows; alerts per day over the holdout's time span (``None`` without ts).
 
     ``ts`` is a datetime64 array (NaT for unknown); the span is max − min of known ts.
     A span of zero (one instant) gives ``None`` rather than a division by zero.
     """
-    alerts = np.asarray(alerts, dtype=bool)
-    return alert_counts(int(alerts.sum()), int(alerts.size), ts)
-
-
-def alert_counts(k: int, n: int, ts: np.ndarray | None) -> dict[str, Any]:
-    """``alert_stats`` of ``k`` alerts among ``n`` rows."""
     out: dict[str, Any] = {"alerts": k, "alert_rate": _ratio(k, n), "alerts_per_day": None, "span_days": None}
     if ts is None:
         return out
@@ -166,18 +147,6 @@ def alert_counts(k: int, n: int, ts: np.ndarray | None) -> dict[str, Any]:
     out["span_days"] = span_days
     out["alerts_per_day"] = k / span_days if span_days > 0 else None
     return out
-
-
-def score_summary(scores: np.ndarray, bins: int = 30) -> dict[str, Any]:
-    """Quantiles (``p01`` … ``p999``), min/max/mean and a histogram of the scores."""
-    s = np.asarray(scores, dtype=float)
-    s = s[np.isfinite(s)]
-    if s.size == 0:
-        return {"quantiles": {}, "histogram": {"edges": [], "counts": []}}
-    quantiles = dict(zip(_QUANTILES, np.quantile(s, list(_QUANTILES.values())).tolist(), strict=True))
-    quantiles.update(min=float(s.min()), max=float(s.max()), mean=float(s.mean()))
-    counts, edges = np.histogram(s, bins=bins)
-    return {"quantiles": quantiles, "histogram": {"edges": edges.tolist(), "counts": counts.tolist()}}
 
 
 def robust_stats(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import numpy as np
 import pytest
 
 from stages.eval.gate import GateThresholds, champion_decision, failed_summary, gate_checks
@@ -131,12 +130,3 @@ def test_champion_decision(kw: dict[str, Any], promoted: bool, reason: str) -> N
     assert got["promoted"] is promoted
     assert got["previous_version"] == args["champion_version"] and got["candidate_version"] == args["candidate_version"]
     assert re.search(reason, got["reason"]), got["reason"]
-
-
-def test_benign_alert_rate_counts_alerts_not_labelled_malicious() -> None:
-    from stages.eval.metrics import benign_alert_rate
-
-    y = np.array([1, 1, 1, 0, 0, 0, 0, np.nan, 0, 0])
-    alerts = np.array([1, 1, 1, 1, 0, 0, 0, 1, 0, 0], bool)  # 3 attacks caught, 1 benign and 1 unknown alerted
-    assert benign_alert_rate(y, alerts) == 0.2
-    assert benign_alert_rate(np.array([]), np.array([], bool)) is None

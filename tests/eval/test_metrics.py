@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from stages.eval import metrics as M
+from stages.eval.curves import score_stats
 
 nan = float("nan")
 
@@ -116,8 +117,8 @@ T0 = np.datetime64("2024-03-01T00:00:00", "us")
         ([0, 0], [T0, T0 + DAY], 0.0, 0.0),
     ],
 )
-def test_alert_stats(alerts: list[int], ts: list | None, rate: float, per_day: float | None) -> None:
-    got = M.alert_stats(np.array(alerts, dtype=bool), None if ts is None else np.array(ts, dtype="datetime64[us]"))
+def test_alert_counts(alerts: list[int], ts: list | None, rate: float, per_day: float | None) -> None:
+    got = M.alert_counts(sum(alerts), len(alerts), None if ts is None else np.array(ts, dtype="datetime64[us]"))
     assert got["alert_rate"] == pytest.approx(rate)
     assert got["alerts_per_day"] == (None if per_day is None else pytest.approx(per_day))
 
@@ -175,9 +176,16 @@ def test_robust_stats(column: list[float], median: float, scale: float) -> None:
     assert M.robust_z(np.array([[median + 2 * scale]]), med, sc)[0, 0] == pytest.approx(2.0)
 
 
-def test_score_summary_quantiles_and_histogram() -> None:
+def test_score_quantiles_and_histogram() -> None:
     s = np.arange(1001.0)  # 0..1000: the p-th quantile is 1000 * p
-    got = M.score_summary(s, bins=10)
-    assert got["quantiles"]["p50"] == pytest.approx(500) and got["quantiles"]["p99"] == pytest.approx(990)
-    assert got["quantiles"]["min"] == 0 and got["quantiles"]["max"] == 1000
-    assert sum(got["histogram"]["counts"]) == 1001 and len(got["histogram"]["edges"]) == 11
+    got = score_stats(s, np.full(s.size, np.nan), threshold=2000.0)
+    assert got.quantiles["p50"] == pytest.approx(500) and got.quantiles["p99"] == pytest.approx(990)
+    assert got.quantiles["min"] == 0 and got.quantiles["max"] == 1000 and got.quantiles["mean"] == 500
+    assert sum(got.histogram["counts"]) == 1001 and len(got.histogram["edges"]) == 31
+
+
+def test_benign_alert_rate_counts_alerts_not_labelled_malicious() -> None:
+    y = np.array([1, 1, 1, 0, 0, 0, 0, np.nan, 0, 0])
+    s = np.array([1, 1, 1, 1, 0, 0, 0, 1, 0, 0], float)  # 3 attacks caught, 1 benign and 1 unknown alerted
+    assert M.benign_alert_rate(score_stats(s, y, 0.5)) == 0.2
+    assert M.benign_alert_rate(score_stats(np.array([]), np.array([]), 0.5)) is None
