@@ -8,13 +8,14 @@ ROC curves and the score histograms by class. Holding every score and sorting th
 1. ``ScoreSpill.add`` (each holdout part, as it is scored): its scores and labels go to a
    local spill file (9 bytes a row); counts at the threshold, min and max are added up;
 2. ``ScoreSpill.finish``: the scores are counted in 65,536 equal-width buckets over
-   [min, max], consecutive buckets are grouped into value ranges of at most ``group_rows``
-   rows, and the ranges are walked from the highest score down: each range's scores are
-   gathered from every spill file, sorted, and folded into running sums — true and false
-   positives at each distinct score (the curves), the order statistics the quantiles need,
-   the sum for the mean, the histogram counts.
+   [min, max], consecutive buckets are grouped into at most 64 value ranges of at most
+   ``group_rows`` rows (more when the holdout needs it), one pass moves every part's rows
+   to its range's file, and the ranges are walked from the highest score down: each is
+   read, sorted, and folded into running sums — true and false positives at each distinct
+   score (the curves), the order statistics the quantiles need, the sum for the mean, the
+   histogram counts.
 
-Memory is one part plus one range. Buckets, ranges and sort order depend only on the score
+Memory is one part plus one range; the spill is read three times, whatever the row count. Buckets, ranges and sort order depend only on the score
 values, never on how the rows were split into parts, so any split of the same rows gives the
 same floats. The areas are the sums sklearn computes (``average_precision_score``: precision
 times the recall gained at each distinct score; ``roc_auc_score``: trapezoids under the ROC
@@ -23,6 +24,7 @@ points), accumulated range by range; tests/eval/test_curves.py compares them wit
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
 from dataclasses import dataclass, field
@@ -37,7 +39,10 @@ __all__ = ["QUANTILES", "ScoreSpill", "ScoreStats", "GROUP_ROWS", "score_stats"]
 
 QUANTILES = {"p01": 0.01, "p05": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95, "p99": 0.99, "p999": 0.999}
 GROUP_ROWS = 4_000_000
-"""Rows per value range walked at once (~100 MB with the sort); a single bucket may exceed it."""
+"""Rows per value range walked at once (~100 MB with the sort): more when the holdout has over
+``MAX_RANGES`` / 2 times as many rows; a single bucket may exceed it."""
+MAX_RANGES = 64
+"""Range files open at once while the spill is split (two each)."""
 HISTOGRAM_BINS = 30
 """metrics.json's score histogram (``np.histogram(scores, 30)``)."""
 PLOT_BINS = 60
@@ -154,29 +159,48 @@ class ScoreSpill:
         return np.minimum(b, _BUCKETS - 1)
 
     def _ranges(self) -> list[tuple[int, int]]:
-        """Bucket ranges [first, last] of at most ``group_rows`` rows (or one bucket), highest first."""
+        """Bucket ranges [first, last] holding rows, highest first: at most ``MAX_RANGES`` of them, each at
+        most ``group_rows`` rows (or 2 * rows / ``MAX_RANGES``, if more) unless one bucket holds more."""
         counts = np.zeros(_BUCKETS, dtype=np.int64)
         for s_path, _ in self.files:
             counts += np.bincount(self._bucket(np.load(s_path)), minlength=_BUCKETS)
+        # greedy packing: two neighbouring ranges hold more than ``limit``, so 2 * rows / MAX_RANGES caps their number
+        limit = max(self.group_rows, -(-2 * self.rows // MAX_RANGES))
         ranges, last, held = [], _BUCKETS - 1, 0
         for b in range(_BUCKETS - 1, -1, -1):
-            if held and held + counts[b] > self.group_rows:
+            if held and held + counts[b] > limit:
                 ranges.append((b + 1, last))
                 last, held = b, 0
             held += int(counts[b])
         ranges.append((0, last))
         return [r for r in ranges if counts[r[0] : r[1] + 1].any()]
 
-    def _gather(self, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
-        """Scores in buckets first..last from every spill file, highest first, with their label codes."""
-        s_parts, y_parts = [], []
-        for s_path, y_path in self.files:
-            s = np.load(s_path)
-            b = self._bucket(s)
-            sel = (b >= first) & (b <= last)
-            s_parts.append(s[sel])
-            y_parts.append(np.load(y_path)[sel])
-        s, y = np.concatenate(s_parts), np.concatenate(y_parts)
+    def _split(self, ranges: list[tuple[int, int]]) -> list[tuple[Path, Path]]:
+        """One pass over the spill: every row to its range's pair of raw files (scores, labels); parts' files go."""
+        firsts = np.array([first for first, _ in ranges][::-1])  # ascending
+        paths = [(self.folder / f"r{i:03d}.f64", self.folder / f"r{i:03d}.i8") for i in range(len(ranges))]
+        with contextlib.ExitStack() as stack:
+            out = [(stack.enter_context(open(a, "wb")), stack.enter_context(open(b, "wb"))) for a, b in paths]
+            for s_path, y_path in self.files:
+                s, y = np.load(s_path), np.load(y_path)
+                which = len(ranges) - np.searchsorted(firsts, self._bucket(s), side="right")
+                order = np.argsort(which, kind="stable")
+                ends = np.cumsum(np.bincount(which, minlength=len(ranges)))
+                for i, (lo, hi) in enumerate(zip(np.r_[0, ends[:-1]], ends, strict=True)):
+                    if hi > lo:
+                        out[i][0].write(s[order[lo:hi]].tobytes())
+                        out[i][1].write(y[order[lo:hi]].tobytes())
+                s_path.unlink()
+                y_path.unlink()
+        self.files = []
+        return paths
+
+    @staticmethod
+    def _read_range(paths: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray]:
+        """One range's scores, highest first, with their label codes (the files are removed)."""
+        s, y = np.fromfile(paths[0], dtype=np.float64), np.fromfile(paths[1], dtype=np.int8)
+        paths[0].unlink()
+        paths[1].unlink()
         order = np.argsort(s, kind="stable")[::-1]
         return s[order], y[order]
 
@@ -196,8 +220,8 @@ class ScoreSpill:
         order_stats: dict[int, float] = {}
         curve = _Curve(stats.positives, stats.negatives)
         total, done = 0.0, 0  # rows walked so far (from the top)
-        for first, last in self._ranges():
-            s, y = self._gather(first, last)
+        for paths in self._split(self._ranges()):
+            s, y = self._read_range(paths)
             m = s.size
             # ascending rank r is descending index n - 1 - r
             here = wanted[(wanted >= n - done - m) & (wanted < n - done)]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from stages.eval.curves import QUANTILES, ScoreSpill, ScoreStats, score_stats
+from stages.eval.curves import MAX_RANGES, QUANTILES, ScoreSpill, ScoreStats, score_stats
 
 
 def _data(n: int, seed: int, ties: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -90,15 +90,22 @@ def test_any_split_into_parts_in_any_order_gives_the_same_floats(group_rows: int
     assert _fields(_spilled(parts[::-1], threshold, group_rows)) == whole
 
 
-def test_ranges_stay_within_the_group_size() -> None:
+@pytest.mark.parametrize(("group_rows", "limit"), [(1_000, 1_000), (10, -(-60_000 // MAX_RANGES))])
+def test_ranges_stay_within_the_group_size_and_their_number_is_capped(group_rows: int, limit: int) -> None:
     scores, y = _data(30_000, seed=9, ties=False)
-    spill = ScoreSpill(0.5, group_rows=1_000)
-    spill.add(scores, y)
+    spill = ScoreSpill(0.5, group_rows=group_rows)
+    for part in np.array_split(np.arange(scores.size), 3):
+        spill.add(scores[part], y[part])
     try:
-        sizes = [spill._gather(first, last)[0].size for first, last in spill._ranges()]
+        ranges = spill._split(spill._ranges())
+        assert not spill.files and len(ranges) <= MAX_RANGES  # the parts' spill files are gone once split
+        walked = [spill._read_range(paths) for paths in ranges]
     finally:
         spill.close()
-    assert sum(sizes) == scores.size and max(sizes) <= 1_000 and len(sizes) >= 30
+    sizes = [s.size for s, _ in walked]
+    assert sum(sizes) == scores.size and max(sizes) <= limit and len(sizes) >= 30_000 // limit
+    highest_first = np.concatenate([s for s, _ in walked])
+    assert np.array_equal(highest_first, np.sort(scores)[::-1])
 
 
 def test_one_class_one_value_and_no_labels() -> None:
