@@ -6,10 +6,12 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 __all__ = ["Settings", "redact_uri"]
 
 _TRUE = {"1", "true", "yes", "on"}
+_N = TypeVar("_N", int, float)
 
 
 @dataclass(frozen=True)
@@ -68,23 +70,35 @@ class Settings:
             minio_secret_key=get("MINIO_SECRET_KEY"),
             minio_secure=(get("MINIO_SECURE") or "false").lower() in _TRUE,
             minio_region=get("MINIO_REGION") or "us-east-1",
-            minio_max_attempts=int(get("MINIO_MAX_ATTEMPTS") or 5),
-            minio_connect_timeout=float(get("MINIO_CONNECT_TIMEOUT") or 5),
-            minio_read_timeout=float(get("MINIO_READ_TIMEOUT") or 60),
+            minio_max_attempts=_number(get, "MINIO_MAX_ATTEMPTS", 5, int),
+            minio_connect_timeout=_number(get, "MINIO_CONNECT_TIMEOUT", 5.0, float),
+            minio_read_timeout=_number(get, "MINIO_READ_TIMEOUT", 60.0, float),
             pg_host=get("PG_HOST"),
-            pg_port=int(get("PG_PORT") or 5432),
+            pg_port=_number(get, "PG_PORT", 5432, int),
             pg_user=get("PG_USER") or "postgres",
             pg_password=get("PG_PASSWORD"),
             pg_database=get("PG_DATABASE") or "mlops_audit",
             pg_retries=_positive(get, "PG_RETRIES", 5),
             mlflow_tracking_uri=get("MLFLOW_TRACKING_URI"),
             mlflow_retries=_positive(get, "MLFLOW_RETRIES", 5),
-            mlflow_http_max_retries=int(get("MLFLOW_HTTP_REQUEST_MAX_RETRIES") or 2),
-            mlflow_http_backoff_factor=float(get("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR") or 1),
-            mlflow_http_timeout=float(get("MLFLOW_HTTP_REQUEST_TIMEOUT") or 30),
-            stage_attempt=int(get("STAGE_ATTEMPT") or 0),
+            mlflow_http_max_retries=_number(get, "MLFLOW_HTTP_REQUEST_MAX_RETRIES", 2, int),
+            mlflow_http_backoff_factor=_number(get, "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", 1.0, float),
+            mlflow_http_timeout=_number(get, "MLFLOW_HTTP_REQUEST_TIMEOUT", 30.0, float),
+            stage_attempt=_number(get, "STAGE_ATTEMPT", 0, int),
             stage_part=get("STAGE_PART") or "",
         )
+
+
+def _number(get: Callable[[str], str | None], name: str, default: _N, kind: Callable[[str], _N]) -> _N:
+    """``kind(value)`` of the variable ``name``, ``default`` when unset; ValueError naming it when malformed."""
+    raw = get(name)
+    if raw is None:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"{name}={raw!r}: expected {what}") from None
 
 
 def _positive(get: Callable[[str], str | None], name: str, default: int) -> int:

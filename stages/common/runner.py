@@ -225,7 +225,10 @@ def run_stage(
     """Parse flags, run ``body`` under the audit, return the process exit code."""
     add_common_flags(parser)
     args = parser.parse_args(argv)  # exits 2 with argparse's message on usage errors
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:  # a malformed setting is bad input: name it, exit 2, no traceback
+        parser.exit(int(ExitCode.BAD_INPUT), f"{parser.prog}: error: {exc}\n")
     if args.run_id:
         settings = replace(settings, run_id=args.run_id)
     attempt = args.attempt if args.attempt is not None else settings.stage_attempt

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,41 @@ def test_settings_from_env(env: dict[str, str], field: str, value: Any) -> None:
 def test_attempt_counts_below_one_are_refused_by_name(name: str, raw: str) -> None:
     with pytest.raises(ValueError, match=rf"{name}='{raw}': expected a whole number of attempts, at least 1"):
         Settings.from_env({name: raw})
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "what"),
+    [
+        ("PG_PORT", "54x2", "a whole number"),
+        ("MINIO_READ_TIMEOUT", "1m", "a number"),
+        ("STAGE_ATTEMPT", "1.5", "a whole number"),
+    ],
+)
+def test_a_malformed_number_is_refused_by_name(name: str, raw: str, what: str) -> None:
+    with pytest.raises(ValueError, match=rf"^{name}='{raw}': expected {what}$"):
+        Settings.from_env({name: raw})
+
+
+def test_a_stage_with_a_malformed_setting_exits_2_naming_it() -> None:
+    env = {**os.environ, "PG_HOST": "", "PG_PORT": "five"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages.eval.part",
+            "--features=f",
+            "--manifest=m",
+            "--model=x",
+            "--card=c",
+            "--output=o",
+        ],
+        cwd=STAGES.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == "python -m stages.eval.part: error: PG_PORT='five': expected a whole number"
 
 
 def _env_uses(tree: ast.AST) -> list[tuple[int, str]]:
