@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .jsondoc import to_json
+from .jsondoc import read_object, to_json
 
 SCORE_METHODS = ("neg_score_samples", "predict_proba")
 """How a model's anomaly score is read (``model_io.anomaly_scores``); kept here so that reading a
@@ -50,16 +50,6 @@ PASSTHROUGH = ["ts", "uid", "src_ip", "dst_ip", "dst_port", "proto", "service", 
 def schema_hash(features: list[str], dtypes: dict[str, str]) -> str:
     """sha256 of the sorted-key JSON of feature names (in order) and dtypes: what train, eval and score compare."""
     return hashlib.sha256(json.dumps({"features": features, "dtypes": dtypes}, sort_keys=True).encode()).hexdigest()
-
-
-def _load(path: Path, uri: str, kind: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{uri}: not a JSON {kind} ({exc})") from exc
-    if not isinstance(doc, dict):
-        raise InputError(f"{uri}: a {kind} is a JSON object, found {type(doc).__name__}")
-    return doc
 
 
 class _Fields:
@@ -162,7 +152,7 @@ class SilverManifest:
     @classmethod
     def read(cls, path: Path, uri: str) -> SilverManifest:
         """The manifest in ``path`` (``uri`` names it in errors), checked field by field."""
-        return cls.from_dict(_load(path, uri, "manifest"), uri)
+        return cls.from_dict(read_object(path, uri, "manifest"), uri)
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], uri: str) -> SilverManifest:
@@ -273,7 +263,7 @@ class ModelCard:
     @classmethod
     def read(cls, path: Path, uri: str) -> ModelCard:
         """The card in ``path`` (``uri`` names it in errors), checked field by field."""
-        return cls.from_dict(_load(path, uri, "model card"), uri)
+        return cls.from_dict(read_object(path, uri, "model card"), uri)
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], uri: str) -> ModelCard:

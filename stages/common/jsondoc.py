@@ -16,14 +16,15 @@ from .errors import InputError
 __all__ = ["read_object", "to_json"]
 
 
-def read_object(path: Path, uri: str) -> dict[str, Any]:
-    """The JSON object in ``path``; ``InputError`` naming ``uri`` when it is unreadable or not an object."""
+def read_object(path: Path, uri: str, kind: str = "file") -> dict[str, Any]:
+    """The JSON object in ``path``; ``InputError`` naming ``uri`` (and what it should be: ``kind``)
+    when it is unreadable or not an object."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{uri}: not a readable JSON file ({exc})") from exc
+        raise InputError(f"{uri}: not a readable JSON {kind} ({exc})") from exc
     if not isinstance(data, dict):
-        raise InputError(f"{uri}: expected a JSON object at the top level, found {type(data).__name__}")
+        raise InputError(f"{uri}: expected a JSON object at the top level of the {kind}, found {type(data).__name__}")
     return data
 
 

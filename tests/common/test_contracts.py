@@ -131,7 +131,10 @@ def test_scoring_manifest_needs_its_training_schema(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "match"),
-    [("{not json", "m.json: not a JSON manifest"), ("[1]", "m.json: a manifest is a JSON object, found list")],
+    [
+        ("{not json", "m.json: not a readable JSON manifest"),
+        ("[1]", "m.json: expected a JSON object at the top level of the manifest, found list"),
+    ],
 )
 def test_manifest_that_is_not_a_json_object(tmp_path: Path, content: str, match: str) -> None:
     with pytest.raises(InputError, match=match):

@@ -130,7 +130,7 @@ def test_parts_with_other_features_name_both_parts(parts: Path) -> None:
 
 def test_a_corrupt_part_manifest_is_named(parts: Path) -> None:
     (parts / "part=00002" / "manifest.json").write_text("{not json")
-    with pytest.raises(InputError, match=r"part=00002/manifest.json: not a JSON manifest"):
+    with pytest.raises(InputError, match=r"part=00002/manifest.json: not a readable JSON manifest"):
         _open(parts)
 
 

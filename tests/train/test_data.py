@@ -46,7 +46,7 @@ def test_manifest_checks(silver: dict[str, Path], tmp_path: Path, edit: Any, mes
 
 def test_manifest_not_json(tmp_path: Path) -> None:
     (tmp_path / "m.json").write_text("features: [a]\n")
-    with pytest.raises(InputError, match="m.json: not a JSON manifest"):
+    with pytest.raises(InputError, match="m.json: not a readable JSON manifest"):
         data.read_manifest(tmp_path / "m.json", "m.json")
 
 
