@@ -34,6 +34,7 @@ __all__ = [
     "open_silver",
     "fetch_silver",
     "part_folder",
+    "part_uri",
     "PART_PREFIX",
     "FEATURES_FILE",
     "MANIFEST_FILE",
@@ -123,7 +124,7 @@ def fetch_silver(ctx: StageContext, features_uri: str, manifest_uri: str) -> Sil
     silver = open_silver(features, manifest, features_uri, manifest_uri)
     for part in silver.parts:
         folder = PART_PREFIX + part.key
-        m_path, m_uri = manifest / folder / MANIFEST_FILE, _part_uri(manifest_uri, part.key, MANIFEST_FILE)
+        m_path, m_uri = manifest / folder / MANIFEST_FILE, part_uri(manifest_uri, part.key, MANIFEST_FILE)
         ctx.record("input", f"manifest/{folder}", m_uri, m_path)
         ctx.record("input", f"features/{folder}", part.features_uri, part.features, part.manifest.rows)
     return silver
@@ -168,14 +169,15 @@ def _part_keys(folder: Path, uri: str) -> list[str]:
     return sorted(keys, key=lambda k: (int(k), k) if numeric else (0, k))
 
 
-def _part_uri(folder_uri: str, key: str, name: str) -> str:
+def part_uri(folder_uri: str, key: str, name: str) -> str:
+    """``<folder_uri>/part=<key>/<name>``: how errors and the audit name one part's file."""
     return f"{folder_uri.rstrip('/')}/{PART_PREFIX}{key}/{name}"
 
 
 def _read_part(key: str, features: Path, manifest: Path, features_uri: str, manifest_uri: str) -> SilverPart:
     folder = PART_PREFIX + key
     f_path, m_path = features / folder / FEATURES_FILE, manifest / folder / MANIFEST_FILE
-    f_uri, m_uri = _part_uri(features_uri, key, FEATURES_FILE), _part_uri(manifest_uri, key, MANIFEST_FILE)
+    f_uri, m_uri = part_uri(features_uri, key, FEATURES_FILE), part_uri(manifest_uri, key, MANIFEST_FILE)
     for path, uri in ((f_path, f_uri), (m_path, m_uri)):
         if not path.is_file():
             raise InputError(

@@ -22,7 +22,7 @@ from stages.common.errors import GateFailed, InputError
 from stages.common.jsondoc import to_json
 from stages.common.model_io import load_model, score_rows
 from stages.common.runner import StageContext
-from stages.common.silver_parts import PART_PREFIX, SilverSet, fetch_silver, part_folder
+from stages.common.silver_parts import PART_PREFIX, SilverSet, fetch_silver, part_folder, part_uri
 
 from . import metrics as M
 from .gate import PRIMARY_METRIC, GateThresholds, champion_decision, failed_summary, gate_checks
@@ -165,12 +165,9 @@ def _part_scores(ctx: StageContext, silver: SilverSet) -> Callable[[str, EvalDat
         )
 
     def read(key: str, part: EvalData) -> np.ndarray:
-        path, part_uri = (
-            folder / f"{PART_PREFIX}{key}" / SCORES_FILE,
-            f"{uri.rstrip('/')}/{PART_PREFIX}{key}/{SCORES_FILE}",
-        )
-        scores = read_scores(path, part_uri, part.holdout_X.shape[0])
-        ctx.record("input", f"scores/{PART_PREFIX}{key}", part_uri, path, scores.size)
+        path, where = folder / f"{PART_PREFIX}{key}" / SCORES_FILE, part_uri(uri, key, SCORES_FILE)
+        scores = read_scores(path, where, part.holdout_X.shape[0])
+        ctx.record("input", f"scores/{PART_PREFIX}{key}", where, path, scores.size)
         return scores
 
     return read

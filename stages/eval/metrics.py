@@ -1,5 +1,5 @@
 """Evaluation metrics: detection quality and alert volume from the holdout's ``curves.ScoreStats``
-(counted part by part; ``overall_metrics`` does the same for rows in memory), attack recall,
+(counted part by part), attack recall,
 robust z-scores; drift (PSI) lives in ``drift`` (counted part by part) and is re-exported here.
 
 Conventions: ``scores`` are anomaly scores (higher = more anomalous); a row raises an
@@ -23,9 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PSI_DRIFT_THRESHOLD",
-    "overall_metrics",
     "stats_metrics",
-    "confusion_metrics",
     "alert_counts",
     "recall_by_attack",
     "psi",
@@ -44,55 +42,39 @@ def _labelled(y_true: np.ndarray) -> np.ndarray:
     return ~np.isnan(np.asarray(y_true, dtype=float))
 
 
-def overall_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Precision, recall, F1, FPR at ``threshold``; PR-AUC, ROC-AUC, recall at 1% FPR — of rows in memory,
-    computed as eval computes them over its parts (``curves.score_stats``, then ``stats_metrics``)."""
-    from .curves import score_stats
-
-    return stats_metrics(score_stats(np.asarray(scores, dtype=float), np.asarray(y_true, dtype=float), threshold))
-
-
 def stats_metrics(stats: ScoreStats) -> dict[str, Any]:
-    """The detection metrics of metrics.json from the holdout's ``ScoreStats``.
+    """The detection metrics of metrics.json from the holdout's ``ScoreStats``: precision, recall, F1, FPR
+    at the threshold; PR-AUC, ROC-AUC, recall at 1% FPR.
 
     Only labelled rows count; ``labelled_rows``/``unlabelled_rows`` say how many. PR-AUC
     is average precision (the area a SOC cares about when attacks are rare). When the
     labelled rows hold a single class the AUCs are ``None`` and ``auc_note`` says why.
     """
-    out = confusion_metrics(stats.confusion, stats.unlabelled)
-    if not out["auc_note"]:
-        out.update(pr_auc=stats.pr_auc, roc_auc=stats.roc_auc, recall_at_1pct_fpr=stats.recall_at_1pct_fpr)
-    return out
-
-
-def confusion_metrics(confusion: dict[str, int], unlabelled: int) -> dict[str, Any]:
-    """``overall_metrics`` from the counts at the threshold; the AUC fields ``None``, with ``auc_note`` set
-    when the labelled rows hold a single class (else left for the caller to fill)."""
-    tp, fp, tn, fn = (int(confusion[k]) for k in ("tp", "fp", "tn", "fn"))
+    c = stats.confusion
+    tp, fp, tn, fn = c["tp"], c["fp"], c["tn"], c["fn"]
     precision, recall, fpr = _ratio(tp, tp + fp), _ratio(tp, tp + fn), _ratio(fp, fp + tn)
     f1 = None
     if precision is not None and recall is not None:
         f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
-    labelled = tp + fp + tn + fn
-    out: dict[str, Any] = {
-        "labelled_rows": labelled,
-        "unlabelled_rows": int(unlabelled),
-        "positives": tp + fn,
-        "negatives": fp + tn,
+    auc_note = None
+    if not stats.positives or not stats.negatives:
+        missing = "malicious" if not stats.positives else "benign"
+        auc_note = f"no {missing} rows among the {stats.labelled} labelled holdout rows: AUCs are undefined"
+    return {
+        "labelled_rows": stats.labelled,
+        "unlabelled_rows": stats.unlabelled,
+        "positives": stats.positives,
+        "negatives": stats.negatives,
         "confusion": {"tp": tp, "fp": fp, "tn": tn, "fn": fn},
         "precision": precision,
         "recall": recall,
         "f1": f1,
         "fpr": fpr,
-        "pr_auc": None,
-        "roc_auc": None,
-        "recall_at_1pct_fpr": None,
-        "auc_note": None,
+        "pr_auc": stats.pr_auc,
+        "roc_auc": stats.roc_auc,
+        "recall_at_1pct_fpr": stats.recall_at_1pct_fpr,
+        "auc_note": auc_note,
     }
-    if tp + fn == 0 or fp + tn == 0:
-        missing = "malicious" if tp + fn == 0 else "benign"
-        out["auc_note"] = f"no {missing} rows among the {labelled} labelled holdout rows: AUCs are undefined"
-    return out
 
 
 def recall_by_attack(y_true: np.ndarray, attack_type: np.ndarray, alerts: np.ndarray) -> dict[str, dict[str, Any]]:

@@ -13,6 +13,11 @@ from stages.eval.curves import score_stats
 nan = float("nan")
 
 
+def _metrics(y: np.ndarray, s: np.ndarray, threshold: float) -> dict:
+    """metrics.json's detection fields of rows in memory, as eval computes them over its parts."""
+    return M.stats_metrics(score_stats(np.asarray(s, dtype=float), np.asarray(y, dtype=float), threshold))
+
+
 @pytest.mark.parametrize(
     ("y", "s", "thr", "expected"),
     [
@@ -62,15 +67,15 @@ nan = float("nan")
     ],
     ids=["mixed", "tie-is-alert", "no-alerts", "partial-labels", "all-benign", "all-attack", "unlabelled"],
 )
-def test_overall_metrics(y: list[float], s: list[float], thr: float, expected: dict[str, float | None]) -> None:
-    got = M.overall_metrics(np.array(y, dtype=float), np.array(s), thr)
+def test_detection_metrics(y: list[float], s: list[float], thr: float, expected: dict[str, float | None]) -> None:
+    got = _metrics(np.array(y, dtype=float), np.array(s), thr)
     for key, value in expected.items():
         assert got[key] == (None if value is None else pytest.approx(value)), key
 
 
 @pytest.mark.parametrize(("y", "missing"), [([0, 0, 0], "malicious"), ([1, 1], "benign"), ([nan, nan], "malicious")])
 def test_single_class_gives_null_aucs_with_a_reason(y: list[float], missing: str) -> None:
-    got = M.overall_metrics(np.array(y), np.linspace(0, 1, len(y)), 0.5)
+    got = _metrics(np.array(y), np.linspace(0, 1, len(y)), 0.5)
     assert got["roc_auc"] is None and got["pr_auc"] is None and got["recall_at_1pct_fpr"] is None
     assert f"no {missing} rows" in got["auc_note"]
 
@@ -79,7 +84,7 @@ def test_recall_at_1pct_fpr() -> None:
     # 100 benign scores 0..99, attacks at 99.5, 98.5, 50: at most 1 false positive (score 99) → 2 of 3 attacks
     y = np.array([0] * 100 + [1, 1, 1], dtype=float)
     s = np.array(list(range(100)) + [99.5, 98.5, 50.0])
-    assert M.overall_metrics(y, s, 99.0)["recall_at_1pct_fpr"] == pytest.approx(2 / 3)
+    assert _metrics(y, s, 99.0)["recall_at_1pct_fpr"] == pytest.approx(2 / 3)
 
 
 @pytest.mark.parametrize(
