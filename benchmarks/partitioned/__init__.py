@@ -24,8 +24,8 @@ __all__ = ["MANIFEST", "STAGES", "RSS_LIMIT", "landing", "partition_source", "ru
 
 MANIFEST = Path("workflows/compiled/workflow-template-partitioned.yaml")
 STAGES = ("partitions", "ingest", "silver", "train", "eval-part", "eval")
-PROCESS_STAGE = {"ingest.partitions": "partitions", "eval.part": "eval-part", "ingest": "ingest", "silver": "silver"}
-PROCESS_STAGE |= {"train": "train", "eval": "eval"}
+PROCESS_STAGE = {"ingest.partitions": "partitions", "eval.part": "eval-part"}
+PROCESS_STAGE |= {s: s for s in STAGES if s not in PROCESS_STAGE.values()}
 """``ChildMonitor`` names a child by its ``-m`` module (``stages.`` dropped): the list step runs
 ``stages.ingest.partitions``, eval's fan-out ``stages.eval.part``."""
 RSS_LIMIT = 2 << 30
