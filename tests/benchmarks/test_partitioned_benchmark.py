@@ -126,3 +126,15 @@ def test_report_is_written_and_run_artifacts_are_removed(bench: tuple[dict[str, 
     statuses = list((bench_dir / "runs").glob("*/status.json"))
     assert len(statuses) == 2 and not list((bench_dir / "runs").glob("*/pods"))
     assert Path(res["landing"]).is_dir(), "the landing folder is kept for the next run"
+
+
+@pytest.mark.e2e
+@pytest.mark.services
+@pytest.mark.slow
+def test_a_cold_only_report_says_so_and_has_no_memoized_rows(bench: tuple[dict[str, Any], Path, Path]) -> None:
+    from benchmarks.partitioned.__main__ import render
+
+    res, _, _ = bench
+    text = render({k: v for k, v in res.items() if k != "memoized"})  # what --cold-only leaves to render
+    assert "Cold run only (`--cold-only`): no memoized second run." in text and "## Cold run, per stage" in text
+    assert "## Memoized run, per stage" not in text and "| memoized |" not in text and "ran 0 ingest pods" not in text
