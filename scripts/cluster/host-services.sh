@@ -62,8 +62,8 @@ mlflow_up() {
   if [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return; fi
   mkdir -p "$mlflow_dir"
   log "starting MLflow on $NODE_IP:5000"
-  # One worker and no job runner: this is a 2-core machine.
-  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false nohup "$repo/.venv/bin/mlflow" server \
+  # One worker and no job runner: this is a 2-core machine. No usage telemetry out of the network.
+  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_DISABLE_TELEMETRY=true nohup "$repo/.venv/bin/mlflow" server \
     --host "$NODE_IP" --port 5000 --workers 1 \
     --backend-store-uri "sqlite:///$mlflow_dir/mlflow.db" --artifacts-destination "$mlflow_dir/artifacts" \
     --allowed-hosts "mlflow.$PIPELINE_NS.svc.cluster.local:5000,mlflow.$PIPELINE_NS.svc.cluster.local,$NODE_IP:5000,$NODE_IP" \

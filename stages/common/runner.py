@@ -225,6 +225,9 @@ def run_stage(
     """Parse flags, run ``body`` under the audit, return the process exit code."""
     add_common_flags(parser)
     args = parser.parse_args(argv)  # exits 2 with argparse's message on usage errors
+    # Stages run inside the user's network: MLflow 3 would send usage telemetry out of it (and wait
+    # ~1-3 s at exit for the answer). Off unless the operator sets the variable to opt in.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
         settings = Settings.from_env()
     except ValueError as exc:  # a malformed setting is bad input: name it, exit 2, no traceback

@@ -233,3 +233,27 @@ def test_a_key_that_cannot_be_deleted_does_not_fail_the_stage(tmp_path: Path, mo
     monkeypatch.setattr(Storage, "remove", refuse)
     assert _run(_two_outputs(tmp_path / "rejects", tmp_path / "flows"), [], monkeypatch) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flows", "rejects"]
+
+
+@pytest.mark.parametrize(("operator", "disabled"), [(None, True), ("false", False)])
+def test_mlflow_usage_telemetry_is_off_unless_the_operator_opts_in(
+    operator: str | None, disabled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, bool] = {}
+
+    def body(ctx: StageContext) -> None:
+        from mlflow.environment_variables import MLFLOW_DISABLE_TELEMETRY
+
+        seen["disabled"] = MLFLOW_DISABLE_TELEMETRY.get()
+
+    monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
+    assert (
+        _run(
+            body,
+            ["--log-format", "text"],
+            monkeypatch,
+            {} if operator is None else {"MLFLOW_DISABLE_TELEMETRY": operator},
+        )
+        == 0
+    )
+    assert seen == {"disabled": disabled}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -84,6 +85,7 @@ def prepare_mlflow(state: Path) -> str:
     artifacts.mkdir(parents=True, exist_ok=True)
     if _has_experiment(state / "mlflow" / "mlflow.db"):
         return uri  # importing mlflow takes seconds; only the first demo needs it
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # as the stages do (runner.run_stage)
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
