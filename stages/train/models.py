@@ -465,8 +465,11 @@ def _out_of_fold(
 
 OOB_CHUNK_ROWS = 65_536
 """Rows ``oob_scores`` runs through every tree at a time (and per thread)."""
-OOB_ROWS = 2_000_000
-"""Train rows given out-of-bag scores at most (a seeded sample beyond): quantiles settle long before."""
+OOB_ROWS = 250_000
+"""Train rows given out-of-bag scores at most (a seeded sample beyond). Scoring is most of the
+calibration's time, and the 1% quantile settles long before: on 1M synthetic flows (686k benign
+train rows), thresholds from five seeded 250k samples gave a benign FPR of 0.998-1.035% over all
+686k rows' out-of-bag scores, for 2.4 s instead of 4.9 s."""
 
 
 def _scored_rows(n: int, seed: int) -> np.ndarray:
@@ -497,13 +500,12 @@ def oob_scores(
     Xt = np.ascontiguousarray(estimator[:-1].transform(X), dtype=np.float32)  # score_samples' dtype
     n, trees = len(scored), len(forest.estimators_)
     subsample = forest._max_features != Xt.shape[1]
+    position = np.full(max(scored[-1], fit_rows[-1]) + 1, -1)  # train row -> its position in ``scored``
+    position[scored] = np.arange(n)
     in_bag: list[np.ndarray] = []  # per tree: the sorted positions (in ``scored``) it drew
     for bag in forest.estimators_samples_:
-        drawn = fit_rows[bag]
-        pos = np.searchsorted(scored, drawn)
-        ok = pos < n
-        ok[ok] = scored[pos[ok]] == drawn[ok]
-        in_bag.append(np.sort(pos[ok]))
+        drawn = position[fit_rows[bag]]
+        in_bag.append(np.sort(drawn[drawn >= 0]))
     count = trees - np.bincount(np.concatenate(in_bag), minlength=n) if in_bag else np.zeros(n, dtype=np.int64)
     oob_sum = np.zeros(n)
 
