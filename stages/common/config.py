@@ -50,6 +50,9 @@ class Settings:
     """Backoff factor of MLflow's own HTTP retries (``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR``)."""
     mlflow_http_timeout: float = 30.0
     """Seconds MLflow waits for one HTTP answer (``MLFLOW_HTTP_REQUEST_TIMEOUT``)."""
+    mlflow_telemetry: bool = False
+    """MLflow's usage telemetry to its vendor: only when the operator opts in with
+    ``MLFLOW_DISABLE_TELEMETRY=false`` (MLflow's own default is on)."""
     stage_attempt: int = 0
     """Attempt number recorded in the audit (``STAGE_ATTEMPT``; Argo's ``{{retries}}``)."""
     stage_part: str = ""
@@ -84,6 +87,7 @@ class Settings:
             mlflow_http_max_retries=_number(get, "MLFLOW_HTTP_REQUEST_MAX_RETRIES", 2, int),
             mlflow_http_backoff_factor=_number(get, "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", 1.0, float),
             mlflow_http_timeout=_number(get, "MLFLOW_HTTP_REQUEST_TIMEOUT", 30.0, float),
+            mlflow_telemetry=(get("MLFLOW_DISABLE_TELEMETRY") or "true").lower() in ("false", "0", "no"),
             stage_attempt=_number(get, "STAGE_ATTEMPT", 0, int),
             stage_part=get("STAGE_PART") or "",
         )

@@ -35,6 +35,7 @@ from .audit import Artifact, Audit, NullAudit, open_audit
 from .config import Settings
 from .errors import ExitCode, InputError, StageError
 from .logs import configure
+from .mlflow_calls import set_telemetry
 from .storage import Storage, sha256_file
 
 __all__ = ["StageContext", "OutputFile", "add_common_flags", "run_stage"]
@@ -225,15 +226,13 @@ def run_stage(
     """Parse flags, run ``body`` under the audit, return the process exit code."""
     add_common_flags(parser)
     args = parser.parse_args(argv)  # exits 2 with argparse's message on usage errors
-    # Stages run inside the user's network: MLflow 3 would send usage telemetry out of it (and wait
-    # ~1-3 s at exit for the answer). Off unless the operator sets the variable to opt in.
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
         settings = Settings.from_env()
     except ValueError as exc:  # a malformed setting is bad input: name it, exit 2, no traceback
         parser.exit(int(ExitCode.BAD_INPUT), f"{parser.prog}: error: {exc}\n")
     if args.run_id:
         settings = replace(settings, run_id=args.run_id)
+    set_telemetry(settings)
     attempt = args.attempt if args.attempt is not None else settings.stage_attempt
     part = args.part if args.part is not None else settings.stage_part
     audited = f"{stage}/part={part}" if part else stage

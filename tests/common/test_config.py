@@ -17,7 +17,7 @@ STAGES = Path(__file__).resolve().parents[2] / "stages"
 
 ENV_ALLOWED: dict[str, str] = {
     "common/config.py": "the one place that reads the environment",
-    "common/mlflow_calls.py": "writes (never reads) MLflow's HTTP limits, which MLflow's client reads per request",
+    "common/mlflow_calls.py": "writes (never reads) MLflow's HTTP limits and telemetry switch, which MLflow reads itself",
 }
 """Stage modules allowed to touch ``os.environ``, and why."""
 
@@ -38,6 +38,9 @@ ENV_ALLOWED: dict[str, str] = {
         ({}, "stage_attempt", 0),
         ({"STAGE_ATTEMPT": "2"}, "stage_attempt", 2),
         ({"STAGE_ATTEMPT": " "}, "stage_attempt", 0),
+        ({}, "mlflow_telemetry", False),
+        ({"MLFLOW_DISABLE_TELEMETRY": "true"}, "mlflow_telemetry", False),
+        ({"MLFLOW_DISABLE_TELEMETRY": "False"}, "mlflow_telemetry", True),
     ],
 )
 def test_settings_from_env(env: dict[str, str], field: str, value: Any) -> None:
@@ -121,7 +124,7 @@ def test_the_mlflow_exception_only_writes_the_environment() -> None:
         and isinstance(node.ctx, ast.Store)
         and ast.unparse(node.value) == "os.environ"
     ]
-    assert len(writes) == len(_env_uses(tree)) == 3
+    assert len(writes) == len(_env_uses(tree)) == 4
 
 
 def test_the_scan_sees_each_kind_of_read() -> None:
