@@ -121,7 +121,7 @@ PHASES: dict[str, tuple[Phase, ...]] = {
                 ("stages/eval/registry.py", "record"),
             ),
         ),
-        Phase("plots (matplotlib)", _PLOTS),
+        Phase("plots (SVG)", _PLOTS),
         Phase("report HTML (without plots)", (("stages/eval/evaluate.py", "_report"),), minus=_PLOTS),
         Phase("write metrics + report", (("stages/eval/evaluate.py", "_publish"),)),
         _PUBLISH,

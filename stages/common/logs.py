@@ -56,5 +56,5 @@ def configure(stage: str, run_id: str, level: str = "INFO", fmt: str = "auto") -
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("botocore", "boto3", "s3transfer", "urllib3", "mlflow", "alembic", "matplotlib", "PIL"):
+    for noisy in ("botocore", "boto3", "s3transfer", "urllib3", "mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

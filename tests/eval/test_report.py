@@ -20,7 +20,7 @@ from stages.eval.report import top_alerts
 from tests.eval import builders as b
 
 HOSTILE_ATTACK = "<script>alert('x')</script>"
-MATH_ATTACK = r"$\notacommand{x}$ & 50$"  # would raise inside matplotlib's mathtext if not escaped
+MATH_ATTACK = r"$\notacommand{x}$ & 50$"  # TeX-like text: a plotting library might typeset it; drawn as-is
 HOSTILE_IP = '"><img src=x onerror=alert(1)>'
 URL_SERVICE = "http://evil.example/beacon"
 SECTIONS = [
@@ -110,7 +110,7 @@ def test_report_is_self_contained(hostile: tuple[str, dict]) -> None:
     csp = [dict(a) for t, a in parser.elements if t == "meta" and ("http-equiv", "Content-Security-Policy") in a]
     assert csp and str(csp[0]["content"]).startswith("default-src 'none';")  # the browser may load nothing
     refs = [v for _, attrs in parser.elements for k, v in attrs if k in {"src", "href", "xlink:href", "action"}]
-    assert refs and all(r.startswith("#") for r in refs), refs  # only in-document SVG references
+    assert all(r.startswith("#") for r in refs), refs  # links only within the document
     assert not {tag for tag, _ in parser.elements} & {"script", "img", "link", "iframe", "object", "embed"}
     assert (
         "@import" not in html

@@ -238,7 +238,7 @@ def test_eval_container_writes_metrics_report_and_promotes(eval_run: StageRun, m
     assert metrics["gate"]["verdict"] == "passed" and metrics["has_labels"] is True
     assert 0.0 <= metrics["pr_auc"] <= 1.0
     report = (eval_run.data / "eval" / "report.html").read_text()
-    assert "<img" in report or "<svg" in report  # plots rendered by matplotlib in the container
+    assert "<img" in report or "<svg" in report  # plots drawn in the container
     params = eval_run.params("eval")
     assert params["verdict"] == "passed" and params["promoted"] == "true"
 
