@@ -273,6 +273,11 @@ def _profile_main(argv: list[str]) -> int:
             continue
     imported = time.perf_counter() - started
     sys.argv = [f"stages.{stage}", *args]
+    from stages.common import runner
+
+    # A stage ends its process without the interpreter's teardown (os._exit); this one must
+    # come back here to write the profile.
+    setattr(runner, "main_exit", sys.exit)  # noqa: B010 - replacing a function of another module on purpose
     profiler = cProfile.Profile()
     code = 0
     started = time.perf_counter()

@@ -257,3 +257,33 @@ def test_mlflow_usage_telemetry_is_off_unless_the_operator_opts_in(
         == 0
     )
     assert seen == {"disabled": disabled}
+
+
+def test_main_exit_skips_only_the_teardown(tmp_path: Path) -> None:
+    """The exit code, unflushed output, exit handlers and temporary directories all survive ``os._exit``."""
+    script = textwrap.dedent(f"""
+        import argparse, atexit, pathlib, sys, tempfile
+        from stages.common.errors import GateFailed
+        from stages.common.runner import run_stage, main_exit
+        atexit.register(lambda: pathlib.Path({str(tmp_path / "handler-ran")!r}).write_text("yes"))
+        scratch = tempfile.TemporaryDirectory(dir={str(tmp_path)!r})
+        def body(ctx):
+            sys.stdout.write("not flushed yet")
+            raise GateFailed("recall 0.4 < 0.5")
+        main_exit(run_stage("demo", argparse.ArgumentParser(), body, ["--log-format", "text"]))
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG_")}
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env={**env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout == "not flushed yet"
+    assert "recall 0.4 < 0.5" in proc.stderr  # the log line, written by the handler logging.shutdown flushed
+    assert (tmp_path / "handler-ran").read_text() == "yes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["handler-ran"]  # the TemporaryDirectory is gone
