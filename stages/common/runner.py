@@ -289,7 +289,7 @@ def main_exit(code: int) -> None:
 
     By then the stage's work is complete and recorded: outputs published, audit row written,
     MLflow run ended. What is left is the interpreter's teardown — finalising sklearn, scipy
-    and MLflow's thousands of module objects, 0.5-1 s per ML stage — which nothing needs, so
+    and MLflow's thousands of module objects, ~1 s per ML stage — which nothing needs, so
     the process ends after the exit handlers (libraries' flushes, temporary directories) and
     with stdio flushed, skipping only that.
     """
