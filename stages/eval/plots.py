@@ -97,7 +97,9 @@ class _Chart:
         self.y = _Scale(*y, self.height - self.bottom, self.top, ylog)
 
     def line(self, xs: Any, ys: Any, color: str, width: float = 1.5, style: str = "solid", label: str = "") -> None:
-        points = _points(self.x(xs), self.y(ys))
+        xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+        keep = np.isfinite(xs) & np.isfinite(ys)  # a NaN would make the whole polyline invalid
+        points = _points(self.x(xs[keep]), self.y(ys[keep]))
         self.marks.append(f'<polyline points="{points}" fill="none" {_stroke(color, width, style)}/>')
         self._key(f'<line x1="0" y1="0" x2="22" y2="0" {_stroke(color, width, style)}/>', label)
 

@@ -91,3 +91,9 @@ def test_roc_keeps_points_at_zero_fpr_on_the_axis_floor() -> None:
     model = _points(root.findall(".//polyline")[0])
     assert model[0, 0] == pytest.approx(56)  # fpr 0 drawn at the 1/negatives floor: the left edge
     assert [t.text for t in root.iter("text")][:4] == ["10⁻³", "10⁻²", "10⁻¹", "1"]
+
+
+def test_a_curve_point_that_is_not_a_number_is_left_out() -> None:
+    root = _svg(plots.pr_curve(np.array([0.0, 0.5, 1.0]), np.array([1.0, np.nan, 0.2]), 0.1, None, None))
+    assert len(_points(root.findall(".//polyline")[0])) == 2
+    assert "nan" not in ET.tostring(root, encoding="unicode")
