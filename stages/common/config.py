@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-__all__ = ["Settings", "redact_uri"]
+__all__ = ["Settings", "redact_uri", "set_mlflow_telemetry"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _N = TypeVar("_N", int, float)
@@ -91,6 +91,16 @@ class Settings:
             stage_attempt=_number(get, "STAGE_ATTEMPT", 0, int),
             stage_part=get("STAGE_PART") or "",
         )
+
+
+def set_mlflow_telemetry(settings: Settings) -> None:
+    """Tell MLflow whether to send usage telemetry to its vendor: not unless the operator opted in.
+
+    Stages run inside the user's network. Written before anything imports mlflow
+    (``runner.run_stage``): MLflow reads it when its client starts and before each record.
+    Here, not in ``mlflow_calls``, so that stages without MLflow need not import it.
+    """
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "false" if settings.mlflow_telemetry else "true"
 
 
 def _number(get: Callable[[str], str | None], name: str, default: _N, kind: Callable[[str], _N]) -> _N:

@@ -24,18 +24,9 @@ from .config import Settings, redact_uri
 from .errors import StageError, TransientError
 from .retry import retry
 
-__all__ = ["MlflowCalls", "MlflowRefused", "is_transient", "http_status", "set_telemetry"]
+__all__ = ["MlflowCalls", "MlflowRefused", "is_transient", "http_status"]
 
 T = TypeVar("T")
-
-
-def set_telemetry(settings: Settings) -> None:
-    """Tell MLflow whether to send usage telemetry to its vendor: not unless the operator opted in.
-
-    Stages run inside the user's network. Written before anything imports mlflow
-    (``runner.run_stage``): MLflow reads it when its client starts and before each record.
-    """
-    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "false" if settings.mlflow_telemetry else "true"
 
 
 class MlflowRefused(StageError):

@@ -33,10 +33,9 @@ from types import FrameType
 from typing import Any
 
 from .audit import Artifact, Audit, NullAudit, open_audit
-from .config import Settings
+from .config import Settings, set_mlflow_telemetry
 from .errors import ExitCode, InputError, StageError
 from .logs import configure
-from .mlflow_calls import set_telemetry
 from .storage import Storage, sha256_file
 
 __all__ = ["StageContext", "OutputFile", "add_common_flags", "run_stage"]
@@ -233,7 +232,7 @@ def run_stage(
         parser.exit(int(ExitCode.BAD_INPUT), f"{parser.prog}: error: {exc}\n")
     if args.run_id:
         settings = replace(settings, run_id=args.run_id)
-    set_telemetry(settings)
+    set_mlflow_telemetry(settings)
     attempt = args.attempt if args.attempt is not None else settings.stage_attempt
     part = args.part if args.part is not None else settings.stage_part
     audited = f"{stage}/part={part}" if part else stage
