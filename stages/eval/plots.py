@@ -82,6 +82,10 @@ class _Chart:
     title: str
     xlabel: str
     ylabel: str
+    x_range: tuple[float, float]
+    y_range: tuple[float, float]
+    xlog: bool = False
+    ylog: bool = False
     left: int = 56
     right: int = 14
     top: int = 26
@@ -89,12 +93,10 @@ class _Chart:
     marks: list[str] = field(default_factory=list)
     legend: list[tuple[str, str]] = field(default_factory=list)
     """(sample markup at the origin, label: escaped when drawn)."""
-    x: _Scale = field(init=False)
-    y: _Scale = field(init=False)
 
-    def scales(self, x: tuple[float, float], y: tuple[float, float], xlog: bool = False, ylog: bool = False) -> None:
-        self.x = _Scale(*x, self.left, self.width - self.right, xlog)
-        self.y = _Scale(*y, self.height - self.bottom, self.top, ylog)
+    def __post_init__(self) -> None:
+        self.x = _Scale(*self.x_range, self.left, self.width - self.right, self.xlog)
+        self.y = _Scale(*self.y_range, self.height - self.bottom, self.top, self.ylog)
 
     def line(self, xs: Any, ys: Any, color: str, width: float = 1.5, style: str = "solid", label: str = "") -> None:
         xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
@@ -202,8 +204,9 @@ def pr_curve(
         "Precision–recall",
         "recall (share of attacks alerted)",
         "precision (share of alerts that are attacks)",
+        x_range=(0.0, 1.01),
+        y_range=(0.0, 1.02),
     )
-    chart.scales((0.0, 1.01), (0.0, 1.02))
     chart.line(recall, precision, _ATTACK, label=f"model (AP = {pr_auc:.3f})" if pr_auc else "model")
     chart.hline(base_rate, _UNLABELLED, style="dashed", label=f"random ({base_rate:.3f})")
     if point is not None:
@@ -216,8 +219,9 @@ def roc_curve(
 ) -> str:
     """ROC curve on a log FPR axis (alert budgets live at 0.1–5% FPR), with the operating point (fpr, recall)."""
     floor = 1.0 / max(negatives, 1)
-    chart = _Chart("roc-curve", 520, 360, "ROC", "false-positive rate (log)", "recall")
-    chart.scales((floor, 1.0), (0.0, 1.02), xlog=True)
+    chart = _Chart(
+        "roc-curve", 520, 360, "ROC", "false-positive rate (log)", "recall", (floor, 1.0), (0.0, 1.02), xlog=True
+    )
     chart.line(np.maximum(fpr, floor), tpr, _ATTACK, label=f"model (AUC = {roc_auc:.3f})" if roc_auc else "model")
     grid = np.logspace(np.log10(floor), 0, 50)
     chart.line(grid, grid, _UNLABELLED, 1.0, "dashed", label="random")
@@ -232,6 +236,8 @@ def score_histograms(edges: np.ndarray, counts: dict[str, np.ndarray], threshold
     threshold marked."""
     colors = {"benign": _BENIGN, "attack": _ATTACK, "unlabelled": _UNLABELLED}
     top = max((int(c.max()) for c in counts.values() if len(c)), default=1)
+    lo, hi = float(min(edges[0], threshold)), float(max(edges[-1], threshold))
+    pad = (hi - lo) * 0.02 or 0.5
     chart = _Chart(
         "score-histogram",
         1040,
@@ -239,10 +245,10 @@ def score_histograms(edges: np.ndarray, counts: dict[str, np.ndarray], threshold
         "Score distribution by class",
         "anomaly score (higher = more anomalous)",
         "flows (log)",
+        x_range=(lo - pad, hi + pad),
+        y_range=(0.5, max(top, 1) * 2.0),
+        ylog=True,
     )
-    lo, hi = float(min(edges[0], threshold)), float(max(edges[-1], threshold))
-    pad = (hi - lo) * 0.02 or 0.5
-    chart.scales((lo - pad, hi + pad), (0.5, max(top, 1) * 2.0), ylog=True)
     for name, color in colors.items():
         if name in counts:
             chart.stairs(edges, counts[name], color, name == "benign", f"{name} ({int(counts[name].sum()):,})")
@@ -262,9 +268,10 @@ def attack_recall_bars(by_attack: dict[str, dict[str, Any]]) -> str:
         "Recall per attack type",
         "recall at the threshold",
         "",
+        x_range=(0.0, 1.2),
+        y_range=(-0.6, len(names) - 0.4),
         left=left,
     )
-    chart.scales((0.0, 1.2), (-0.6, len(names) - 0.4))
     ticks = [(v, f"{v:g}") for v in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)]
     x0, band = float(chart.x(0.0)), abs(float(chart.y(0.3)) - float(chart.y(-0.3)))
     for i, name in enumerate(names):
